@@ -1,0 +1,172 @@
+//! Chorus message storage.
+//!
+//! - [`MessageStore`]: the one seam between the behaviour and the disk. Every
+//!   backend implements it; [`conformance`] checks that one does so correctly.
+//! - [`embedded`]: the single-node backend on fjall, with group commit.
+//!
+//! The contract every backend keeps:
+//! - `append` returns `Ok` only once every message of the batch is durable
+//!   (fsync'd on `embedded`, acknowledged at the configured consistency on `scylla`).
+//!   A caller acks nothing before that.
+//! - Seqs come from blocks handed out by `allocate_seq_block`; two callers never get
+//!   overlapping blocks for one conversation, even across restarts.
+//! - Read positions never move backwards.
+//! - The idempotency window keeps `(conv, sender, client id) → seq` for 24 h.
+
+use async_trait::async_trait;
+pub use chorus_wire::{ConversationItem, Message};
+
+pub mod conformance;
+pub mod embedded;
+
+/// How long a client message id is remembered for idempotent retries.
+pub const DEDUP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// A store failure. Callers turn it into `reject`/`error` `internal`, never an ack.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or timed out; worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// Stored bytes did not decode: a bug or disk corruption.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The store has been closed.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// A shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The idempotency key a message is stored under: the same sender, client id and
+/// conversation (which the target determines) mean the same message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupKey {
+    /// Conversation id.
+    pub conv: String,
+    /// Sender's user id.
+    pub sender: String,
+    /// The client's message id.
+    pub client_id: String,
+}
+
+/// Where a remembered client message id was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupHit {
+    /// The seq it was given.
+    pub seq: u64,
+    /// When it was accepted.
+    pub ts_ms: u64,
+}
+
+/// One durable write: messages (of any conversations) plus the conversation-list
+/// links they create. Written atomically and durably, or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct AppendBatch {
+    /// Messages, each with its seq already assigned. Their `(conv, from, id)` is
+    /// recorded in the idempotency window with the same write.
+    pub messages: Vec<Message>,
+    /// `(user, conv)` pairs to add to users' conversation lists (idempotent).
+    pub links: Vec<(String, String)>,
+}
+
+/// A `history` request, already validated (limit in 1..=200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only `seq > after`.
+    pub after: Option<u64>,
+    /// Only `seq < before`.
+    pub before: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A page of history (PROTOCOL.md §4.6): ascending seq; `more` says whether further
+/// messages exist in the page's direction (past its last message when `after` is
+/// given, before its first otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistorySlice {
+    /// Messages in ascending seq.
+    pub messages: Vec<Message>,
+    /// Whether more exist in the page's direction.
+    pub more: bool,
+}
+
+/// A half-open range of seqs `[start, end)` owned by one conversation owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqBlock {
+    /// First seq of the block (≥ 1).
+    pub start: u64,
+    /// One past the last seq of the block.
+    pub end: u64,
+}
+
+/// A group's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group id (without `group:`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Owner's user id.
+    pub owner: String,
+    /// Members, sorted, without duplicates; includes the owner while they remain.
+    pub members: Vec<String>,
+}
+
+/// The storage seam. See the crate docs for the contract.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Writes a batch durably (group commit: one sync covers the whole batch, and
+    /// concurrent callers may share it). `Ok` means every message is durable.
+    async fn append(&self, batch: AppendBatch) -> StoreResult<()>;
+
+    /// A page of a conversation's history.
+    async fn history(&self, conv: &str, query: HistoryQuery) -> StoreResult<HistorySlice>;
+
+    /// The highest seq stored for a conversation (0 when empty).
+    async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
+
+    /// The conversations linked to a user, with `last_seq` and the user's `read_seq`,
+    /// ordered by conversation id.
+    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConversationItem>>;
+
+    /// Removes a conversation from a user's list (a member who left a group).
+    async fn unlink(&self, user: &str, conv: &str) -> StoreResult<()>;
+
+    /// Raises a user's read position; never lowers it. Returns the position now stored.
+    async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64>;
+
+    /// A user's read position in a conversation (0 when never read).
+    async fn read_seq(&self, user: &str, conv: &str) -> StoreResult<u64>;
+
+    /// Creates a group and links its members; `Ok(false)` if the id is taken.
+    async fn create_group(&self, group: &GroupRecord) -> StoreResult<bool>;
+
+    /// A group's state, if it exists.
+    async fn group(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
+
+    /// Replaces a group's member list (and owner/name), linking `added` and
+    /// unlinking `removed` users; durable on return.
+    async fn update_group(
+        &self,
+        group: &GroupRecord,
+        added: &[String],
+        removed: &[String],
+    ) -> StoreResult<()>;
+
+    /// Looks up a client message id in the idempotency window; entries older than
+    /// [`DEDUP_WINDOW_MS`] before `now_ms` are treated as absent.
+    async fn find_dedup(&self, key: &DedupKey, now_ms: u64) -> StoreResult<Option<DedupHit>>;
+
+    /// Hands out the next `size` seqs of a conversation, durably, so that no other
+    /// caller (in this process or another) ever gets any of them.
+    async fn allocate_seq_block(&self, conv: &str, size: u64) -> StoreResult<SeqBlock>;
+
+    /// Makes everything written so far durable (used at shutdown).
+    async fn flush(&self) -> StoreResult<()>;
+}

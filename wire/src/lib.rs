@@ -1,0 +1,19 @@
+//! Chorus client protocol v1, without I/O.
+//!
+//! The contract is `PROTOCOL.md`; `docs/protocol.md` explains it with golden vectors.
+//!
+//! - [`frame`]: every client and server frame, shared by both encodings.
+//! - [`codec`]: the only place that knows bincode and serde_json: binary and JSON
+//!   encodings, the TCP length prefix, typed decode errors.
+//! - [`ids`]: id rules, conversation ids (`dm:a:b`, `group:g`, `live:r`) and send targets.
+//! - [`limits`]: frame, body and id limits with their defaults.
+
+pub mod codec;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+
+pub use codec::{DecodeError, Encoding};
+pub use frame::*;
+pub use ids::{ConvId, IdError, Target};
+pub use limits::Limits;
