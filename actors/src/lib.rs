@@ -1,1 +1,40 @@
-//! placeholder
+//! Chorus behaviour: what happens to a frame between decoding and the socket, with
+//! no sockets of its own.
+//!
+//! ```text
+//! gateway (node) ── Session ──► ShardRegion ──► Conversation ──► store (persist, then ack)
+//!                      ▲                            │
+//!                      └──── SessionHandle ◄── User ◄┘ (fan-out of msg / receipt)
+//! ```
+//!
+//! - [`outbound`]: [`OutFrame`](outbound::OutFrame) (encoded once, shared) and
+//!   [`SessionHandle`](outbound::SessionHandle), a session's bounded queue.
+//! - [`sessions`]: the node-local directory of connected sessions per user.
+//! - [`region`]: [`ShardRegion`](region::ShardRegion), which finds or spawns entities,
+//!   and the supervisor that counts and restarts failed ones.
+//! - [`conversation`]: the Conversation entity: access, seqs, dedup, group commit,
+//!   fan-out, groups.
+//! - [`user`]: the User entity: a user's online sessions.
+//! - [`session`]: the protocol logic of one authenticated connection.
+//! - [`settings`]: the knobs these take from the node's configuration.
+
+pub mod conversation;
+pub mod outbound;
+pub mod region;
+pub mod session;
+pub mod sessions;
+pub mod settings;
+pub mod user;
+
+pub use outbound::{CloseReason, OutFrame, SessionHandle, SharedFrame};
+pub use region::ShardRegion;
+pub use session::{Identity, Roles, Session};
+pub use settings::Settings;
+
+/// Milliseconds since the Unix epoch, the protocol's `ts_ms`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

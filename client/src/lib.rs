@@ -1,1 +1,56 @@
-//! placeholder
+//! The Chorus Rust client SDK: one [`Client`] per user session, over TCP or WebSocket,
+//! that reconnects, resends and catches up by itself.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chorus_client::ClientError> {
+//! use chorus_client::{Client, ClientConfig, Event, Transport};
+//!
+//! let cfg = ClientConfig::new("127.0.0.1:7400", Transport::Tcp, "alice");
+//! let (client, mut events) = Client::connect(cfg).await?;
+//! let ack = client.send("user:bob", "hello").await?;
+//! println!("stored as seq {} of {}", ack.seq, ack.conv);
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {}", m.from, m.body);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules:
+//!
+//! - [`config`]: [`ClientConfig`] and [`Transport`] — endpoints, timeouts, reconnect,
+//!   heartbeat, resume positions.
+//! - [`client`](crate::Client): the [`Client`] handle and every request with its typed
+//!   answer.
+//! - [`events`](crate::Events): the [`Event`] stream: messages (de-duplicated, in
+//!   order, gaps repaired), receipts, live batches, connection changes.
+//! - [`error`](crate::ClientError): [`ClientError`].
+//! - `connection` (internal): TCP and WebSocket framing, the `hello` handshake,
+//!   endpoint rotation and reconnect backoff.
+//! - `driver` (internal): the connection task — request matching, reconnects,
+//!   re-sends.
+//! - `resync` (internal): held seq per conversation, de-duplication, gap repair and
+//!   resync, as a pure state machine.
+//! - `heartbeat` (internal): ping scheduling and dead-connection detection behind a
+//!   policy trait, the seam for an adaptive heartbeat.
+//!
+//! Frames and encodings come from `chorus-wire`; the wire types that appear in this
+//! API are re-exported here.
+
+mod client;
+pub mod config;
+mod connection;
+mod driver;
+mod error;
+mod events;
+mod heartbeat;
+mod resync;
+
+pub use chorus_wire::{
+    ConversationItem, ErrorCode, HeartbeatInfo, LimitsInfo, LiveItem, Message, Prio,
+};
+pub use client::{Ack, Client, Group, HistoryPage, LiveJoined, Welcome};
+pub use config::{ClientConfig, Transport};
+pub use error::ClientError;
+pub use events::{Event, Events};

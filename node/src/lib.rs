@@ -1,1 +1,18 @@
-//! placeholder
+//! The Chorus node: everything that touches sockets, wired to the behaviour in
+//! `chorus-actors` and the storage in `chorus-store`.
+//!
+//! - [`server`]: [`Node`](server::Node), start and clean shutdown.
+//! - [`gateway`]: TCP and WebSocket listeners and the per-connection task.
+//! - [`auth`]: `dev` and `jwt` tokens (PROTOCOL.md §6).
+//! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
+//! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
+//! - [`telemetry`]: logging and the Prometheus recorder.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod gateway;
+pub mod server;
+pub mod telemetry;
+
+pub use server::{BoundAddrs, Node, StartError};

@@ -8,8 +8,9 @@
 //!
 //! Decoding never panics and never allocates more than the input can justify: the
 //! length prefix is checked against the frame limit before any buffer is sized, and
-//! bincode runs with an allocation limit so a hostile length inside a frame cannot
-//! reserve memory the frame does not contain.
+//! bincode runs with an allocation budget proportional to the frame's own length, so
+//! a hostile length inside a small frame cannot reserve memory the frame does not
+//! contain.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
@@ -68,10 +69,6 @@ impl DecodeError {
     }
 }
 
-const fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ MAX_FRAME_CEILING as usize }>()
-}
-
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::ClientFrame {}
@@ -80,11 +77,15 @@ mod sealed {
 
 /// A frame type of protocol v1: [`ClientFrame`] or [`ServerFrame`].
 pub trait Frame: Sized + sealed::Sealed {
+    /// The JSON `type` of every variant, indexed by the variant's binary index.
+    const TYPES: &'static [&'static str];
+
     /// Encodes in the binary encoding (no length prefix).
     fn to_binary(&self) -> Vec<u8>;
     /// Encodes as one JSON object.
     fn to_json(&self) -> String;
-    /// Decodes a binary frame that must fill `bytes` exactly.
+    /// Decodes a binary frame that must fill `bytes` exactly (at most
+    /// [`MAX_FRAME_CEILING`] bytes; [`Frame::decode`] applies the configured limit).
     fn from_binary(bytes: &[u8]) -> Result<Self, DecodeError>;
     /// Decodes one JSON object.
     fn from_json(text: &str) -> Result<Self, DecodeError>;
@@ -123,7 +124,10 @@ pub trait Frame: Sized + sealed::Sealed {
 
 fn check_len(len: u64, max_frame: u32) -> Result<(), DecodeError> {
     if len > u64::from(max_frame) {
-        return Err(DecodeError::TooLarge { len, max: max_frame });
+        return Err(DecodeError::TooLarge {
+            len,
+            max: max_frame,
+        });
     }
     Ok(())
 }
@@ -134,17 +138,53 @@ fn binary_encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
-fn binary_decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
-    match bincode::decode_from_slice::<T, _>(bytes, bincode_config()) {
+/// Bytes of allocation bincode may claim per byte of frame. The widest ratio of any
+/// frame field is 24: an empty string inside a list is one byte on the wire and a
+/// 24-byte `String` in memory (a `Message` in a list: 112 bytes for at least 6).
+const ALLOC_PER_BYTE: usize = 32;
+
+fn decode_with_budget<T: bincode::Decode<()>, const BUDGET: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::decode_from_slice(bytes, bincode::config::standard().with_limit::<BUDGET>())
+}
+
+/// Decodes with an allocation budget of `ALLOC_PER_BYTE` × the frame's length, rounded
+/// up to a power of four (at least 256 bytes of frame): bincode sizes a string or a
+/// list from the length it reads, before it reads the contents, and the budget stops
+/// a length the frame cannot contain from being allocated.
+fn decode_budgeted<T: bincode::Decode<()>>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    macro_rules! by_size {
+        ($($shift:literal),*) => {
+            $(
+                if bytes.len() <= 1 << $shift {
+                    return decode_with_budget::<T, { (1 << $shift) * ALLOC_PER_BYTE }>(bytes);
+                }
+            )*
+        };
+    }
+    by_size!(8, 10, 12, 14, 16, 18, 20, 22);
+    decode_with_budget::<T, { MAX_FRAME_CEILING as usize * ALLOC_PER_BYTE }>(bytes)
+}
+
+/// `frame_type` is the enum's name as bincode reports it, to tell an unknown frame
+/// variant from a bad tag further in (an `Option`, an error code, a `prio`).
+fn binary_decode<T: bincode::Decode<()>>(bytes: &[u8], frame_type: &str) -> Result<T, DecodeError> {
+    check_len(bytes.len() as u64, MAX_FRAME_CEILING)?;
+    match decode_budgeted::<T>(bytes) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(DecodeError::TrailingBytes(bytes.len() - used)),
-        Err(bincode::error::DecodeError::UnexpectedEnd { .. }) => Err(DecodeError::Truncated),
-        Err(bincode::error::DecodeError::UnexpectedVariant { found, .. }) => {
-            Err(DecodeError::UnknownVariant(found))
-        }
-        Err(bincode::error::DecodeError::LimitExceeded) => {
-            Err(DecodeError::Malformed("a length inside the frame exceeds the frame".into()))
-        }
+        // Over the budget means a length inside the frame that the frame's bytes
+        // cannot hold: the frame ends before its contents do.
+        Err(
+            bincode::error::DecodeError::UnexpectedEnd { .. }
+            | bincode::error::DecodeError::LimitExceeded,
+        ) => Err(DecodeError::Truncated),
+        Err(bincode::error::DecodeError::UnexpectedVariant {
+            found, type_name, ..
+        }) if type_name == frame_type => Err(DecodeError::UnknownVariant(found)),
         Err(e) => Err(DecodeError::Malformed(e.to_string())),
     }
 }
@@ -154,25 +194,44 @@ fn json_encode<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn json_decode<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+/// Only the `type` member of a JSON frame, to classify a frame that failed to decode.
+#[derive(serde::Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+/// Longest `type` echoed back in [`DecodeError::UnknownType`].
+const MAX_ECHOED_TYPE: usize = 64;
+
+fn json_decode<T: DeserializeOwned>(text: &str, types: &[&str]) -> Result<T, DecodeError> {
+    // serde would also accept an internally tagged enum written as an array
+    // (`["send", ...]`); the protocol's frame is one object.
+    if text.trim_start().chars().next().is_some_and(|c| c != '{') {
+        return Err(DecodeError::Malformed(
+            "a JSON frame must be an object".into(),
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        // serde's message for an internally tagged enum: "unknown variant `x`, expected one of ..."
-        if let Some(rest) = msg.strip_prefix("unknown variant `")
-            && let Some(end) = rest.find('`')
-        {
-            return DecodeError::UnknownType(rest[..end].to_string());
-        }
         if e.is_eof() {
             return DecodeError::Truncated;
         }
-        DecodeError::Malformed(msg)
+        // Only a failed decode pays for this second parse: it tells an unknown
+        // `type` from a bad value further in (an unknown `code` or `prio`, say).
+        if let Ok(TypeOnly { ty }) = serde_json::from_str::<TypeOnly>(text)
+            && !types.contains(&ty.as_str())
+        {
+            return DecodeError::UnknownType(ty.chars().take(MAX_ECHOED_TYPE).collect());
+        }
+        DecodeError::Malformed(e.to_string())
     })
 }
 
 macro_rules! impl_frame {
     ($ty:ty) => {
         impl Frame for $ty {
+            const TYPES: &'static [&'static str] = &<$ty>::TYPES;
+
             fn to_binary(&self) -> Vec<u8> {
                 binary_encode(self)
             }
@@ -180,10 +239,10 @@ macro_rules! impl_frame {
                 json_encode(self)
             }
             fn from_binary(bytes: &[u8]) -> Result<Self, DecodeError> {
-                binary_decode(bytes)
+                binary_decode(bytes, stringify!($ty))
             }
             fn from_json(text: &str) -> Result<Self, DecodeError> {
-                json_decode(text)
+                json_decode(text, <Self as Frame>::TYPES)
             }
         }
     };
@@ -212,7 +271,10 @@ pub struct TcpDecoder {
 impl TcpDecoder {
     /// A decoder enforcing `max_frame`.
     pub fn new(max_frame: u32) -> Self {
-        Self { buf: BytesMut::with_capacity(4096), max_frame }
+        Self {
+            buf: BytesMut::with_capacity(4096),
+            max_frame,
+        }
     }
 
     /// The buffer to read socket bytes into.

@@ -149,6 +149,46 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The JSON `type` of every variant, indexed by the variant's binary index.
+    pub const TYPES: [&'static str; 14] = [
+        "hello",
+        "ping",
+        "send",
+        "history",
+        "conversations",
+        "read",
+        "group_create",
+        "group_add",
+        "group_remove",
+        "group_leave",
+        "group_info",
+        "live_join",
+        "live_leave",
+        "danmaku",
+    ];
+
+    /// This frame's JSON `type`.
+    pub fn type_name(&self) -> &'static str {
+        Self::TYPES[match self {
+            Self::Hello { .. } => 0,
+            Self::Ping { .. } => 1,
+            Self::Send { .. } => 2,
+            Self::History { .. } => 3,
+            Self::Conversations { .. } => 4,
+            Self::Read { .. } => 5,
+            Self::GroupCreate { .. } => 6,
+            Self::GroupAdd { .. } => 7,
+            Self::GroupRemove { .. } => 8,
+            Self::GroupLeave { .. } => 9,
+            Self::GroupInfo { .. } => 10,
+            Self::LiveJoin { .. } => 11,
+            Self::LiveLeave { .. } => 12,
+            Self::Danmaku { .. } => 13,
+        }]
+    }
+}
+
 /// A frame sent by the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -288,6 +328,46 @@ pub enum ServerFrame {
     },
 }
 
+impl ServerFrame {
+    /// The JSON `type` of every variant, indexed by the variant's binary index.
+    pub const TYPES: [&'static str; 14] = [
+        "welcome",
+        "pong",
+        "ack",
+        "reject",
+        "msg",
+        "receipt",
+        "history_page",
+        "conversation_list",
+        "group",
+        "ok",
+        "live_joined",
+        "live_batch",
+        "error",
+        "goaway",
+    ];
+
+    /// This frame's JSON `type`.
+    pub fn type_name(&self) -> &'static str {
+        Self::TYPES[match self {
+            Self::Welcome { .. } => 0,
+            Self::Pong => 1,
+            Self::Ack { .. } => 2,
+            Self::Reject { .. } => 3,
+            Self::Msg(_) => 4,
+            Self::Receipt { .. } => 5,
+            Self::HistoryPage { .. } => 6,
+            Self::ConversationList { .. } => 7,
+            Self::Group { .. } => 8,
+            Self::Ok { .. } => 9,
+            Self::LiveJoined { .. } => 10,
+            Self::LiveBatch { .. } => 11,
+            Self::Error { .. } => 12,
+            Self::Goaway { .. } => 13,
+        }]
+    }
+}
+
 /// A stored chat message as clients see it (`msg` and `history_page.messages`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Message {
@@ -407,7 +487,9 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Priority of a live item (`prio`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Prio {
     /// Ordinary viewers; sampled away under overload.

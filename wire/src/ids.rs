@@ -42,7 +42,10 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), IdError> {
     if id.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { what });
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
         return Err(IdError::BadChar { what });
     }
     Ok(())
@@ -104,7 +107,9 @@ impl ConvId {
     /// Parses a conversation id; a `dm:` must already be in canonical order.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         if let Some(rest) = s.strip_prefix("dm:") {
-            let (a, b) = rest.split_once(':').ok_or_else(|| IdError::BadAddress(truncate(s)))?;
+            let (a, b) = rest
+                .split_once(':')
+                .ok_or_else(|| IdError::BadAddress(truncate(s)))?;
             validate_id("user id", a)?;
             validate_id("user id", b)?;
             if a.as_bytes() > b.as_bytes() {

@@ -20,6 +20,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_frame: DEFAULT_MAX_FRAME, max_body: DEFAULT_MAX_BODY }
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_body: DEFAULT_MAX_BODY,
+        }
     }
 }

@@ -1,0 +1,778 @@
+//! The Conversation entity: the one place a conversation's seqs are handed out.
+//!
+//! A send goes through, in order:
+//! 1. access (the two users of a dm; the members of a group),
+//! 2. the idempotency window (memory first, then the store, so a retry after a
+//!    restart still finds its seq),
+//! 3. a seq from the current block (a new block is reserved in the store when it
+//!    runs out, so two owners of one conversation never collide),
+//! 4. group commit: messages accumulate while one write is in flight; when it is
+//!    durable, every message of that write is acked, in seq order, and fanned out
+//!    to the members' User entities; then the next accumulated batch is written.
+//!
+//! Group membership is also owned here, so a membership change and a send are
+//! never interleaved.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chorus_store::{
+    AppendBatch, DEDUP_WINDOW_MS, DedupKey, GroupRecord, HistoryQuery, MessageStore, SeqBlock,
+};
+use chorus_wire::{ConvId, ErrorCode, Message, ServerFrame};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::outbound::{OutFrame, SessionHandle};
+use crate::region::{EntityKind, ShardRegion};
+use crate::user::UserMsg;
+
+/// Client message ids remembered in memory per conversation (the store remembers
+/// all of them for 24 h).
+const DEDUP_CACHE: usize = 4096;
+
+/// A `send` on its way in.
+#[derive(Debug)]
+pub struct SendRequest {
+    /// Sender's user id.
+    pub sender: String,
+    /// The sending session: gets the `ack` or `reject`, not the `msg`.
+    pub session: SessionHandle,
+    /// The client's message id.
+    pub client_id: String,
+    /// Text, already validated.
+    pub body: String,
+    /// The session's in-flight slot, released when the answer is queued.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A request that carries a `ref` and is answered to one session.
+#[derive(Debug)]
+pub struct Request {
+    /// Who asks.
+    pub user: String,
+    /// The request's `ref`.
+    pub reference: String,
+    /// Where the answer goes.
+    pub reply: SessionHandle,
+}
+
+/// Messages to a Conversation entity. None crosses nodes yet.
+#[derive(Debug)]
+pub enum ConversationMsg {
+    /// A chat message to store and deliver.
+    Send(SendRequest),
+    /// The in-flight write finished (sent by the entity to itself).
+    Persisted(Result<(), String>),
+    /// A page of history.
+    History(Request, HistoryQuery),
+    /// A member read up to `seq`.
+    Read {
+        /// Who read.
+        user: String,
+        /// Up to which seq.
+        seq: u64,
+    },
+    /// Creates this group.
+    GroupCreate(Request, String, Vec<String>),
+    /// Adds members (owner only).
+    GroupAdd(Request, Vec<String>),
+    /// Removes members (owner only).
+    GroupRemove(Request, Vec<String>),
+    /// The asking member leaves.
+    GroupLeave(Request),
+    /// The group's state (members only).
+    GroupInfo(Request),
+    /// Makes the entity fail, to exercise supervision (tests and operators).
+    Fail,
+    /// Periodic idle check.
+    Tick,
+    /// Last message of a passivated entity.
+    Stop,
+}
+
+impl ractor::Message for ConversationMsg {}
+
+/// The Conversation actor.
+#[derive(Debug)]
+pub struct Conversation;
+
+/// How a Conversation starts.
+#[derive(Debug)]
+pub struct ConversationArgs {
+    /// Which conversation.
+    pub conv: ConvId,
+    /// The region, for fan-out and passivation.
+    pub region: ShardRegion,
+}
+
+#[derive(Debug)]
+struct Pending {
+    message: Message,
+    session: SessionHandle,
+    permit: Option<OwnedSemaphorePermit>,
+    started: Instant,
+}
+
+/// What the entity knows about its group (groups only).
+#[derive(Debug)]
+enum GroupState {
+    /// Not read from the store yet.
+    Unknown,
+    /// The store has no such group.
+    Absent,
+    /// The group.
+    Present(GroupRecord),
+}
+
+/// A Conversation's state.
+pub struct ConversationState {
+    conv: ConvId,
+    key: String,
+    region: ShardRegion,
+    store: Arc<dyn MessageStore>,
+    /// Next seq to hand out and the end of the reserved block; `None` until the
+    /// first send needs one.
+    block: Option<SeqBlock>,
+    /// Highest seq known durable (loaded lazily).
+    last_seq: Option<u64>,
+    group: GroupState,
+    /// `(sender, client id) → (seq, ts_ms)` of recent acked messages.
+    dedup: HashMap<(String, String), (u64, u64)>,
+    dedup_order: VecDeque<(String, String)>,
+    /// Sessions waiting on a message that is pending or in flight, by its key.
+    waiting: HashMap<(String, String), Vec<SessionHandle>>,
+    pending: Vec<Pending>,
+    inflight: Option<Vec<Pending>>,
+    /// Whether the dm has been linked into both users' conversation lists.
+    linked: bool,
+    last_activity: Instant,
+    /// Passivated while a write was in flight: stop once it completes.
+    stopping: bool,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Actor for Conversation {
+    type Msg = ConversationMsg;
+    type State = ConversationState;
+    type Arguments = ConversationArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // Nothing here may fail: loading happens lazily on the first message, so a
+        // store outage turns into `internal` answers, not a dead entity.
+        let idle = args.region.settings().conversation_idle;
+        let me = myself.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(idle.max(std::time::Duration::from_millis(100)) / 2);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if me.send_message(ConversationMsg::Tick).is_err() {
+                    break;
+                }
+            }
+        });
+        let group = match args.conv {
+            ConvId::Group(_) => GroupState::Unknown,
+            _ => GroupState::Absent,
+        };
+        Ok(ConversationState {
+            key: args.conv.to_string(),
+            conv: args.conv,
+            store: args.region.store().clone(),
+            region: args.region,
+            block: None,
+            last_seq: None,
+            group,
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+            waiting: HashMap::new(),
+            pending: Vec::new(),
+            inflight: None,
+            linked: false,
+            last_activity: Instant::now(),
+            stopping: false,
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        // Anything still waiting gets an answer rather than silence (only possible
+        // after a failure; a passivated entity has nothing pending).
+        let stuck: Vec<Pending> = state
+            .inflight
+            .take()
+            .into_iter()
+            .flatten()
+            .chain(state.pending.drain(..))
+            .collect();
+        for p in stuck {
+            reject(
+                &p.session,
+                &p.message.id,
+                ErrorCode::Internal,
+                "conversation restarted; retry",
+            );
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, ConversationMsg::Tick) {
+            state.last_activity = Instant::now();
+        }
+        match msg {
+            ConversationMsg::Send(req) => state.on_send(&myself, req).await,
+            ConversationMsg::Persisted(result) => {
+                state.on_persisted(&myself, result);
+                if state.stopping && state.pending.is_empty() && state.inflight.is_none() {
+                    myself.stop(Some("passivated".into()));
+                }
+            }
+            ConversationMsg::History(req, query) => state.on_history(req, query).await,
+            ConversationMsg::Read { user, seq } => state.on_read(user, seq).await,
+            ConversationMsg::GroupCreate(req, name, members) => {
+                state.on_group_create(req, name, members).await
+            }
+            ConversationMsg::GroupAdd(req, members) => {
+                state.on_group_change(req, members, true).await
+            }
+            ConversationMsg::GroupRemove(req, members) => {
+                state.on_group_change(req, members, false).await
+            }
+            ConversationMsg::GroupLeave(req) => state.on_group_leave(req).await,
+            ConversationMsg::GroupInfo(req) => state.on_group_info(req).await,
+            ConversationMsg::Fail => return Err("failure requested".into()),
+            ConversationMsg::Tick => {
+                let idle = state.region.settings().conversation_idle;
+                if state.pending.is_empty()
+                    && state.inflight.is_none()
+                    && state.last_activity.elapsed() >= idle
+                    && state
+                        .region
+                        .passivate(EntityKind::Conversation, &state.key, myself.get_id())
+                {
+                    let _ = myself.send_message(ConversationMsg::Stop);
+                }
+            }
+            ConversationMsg::Stop => {
+                if state.pending.is_empty() && state.inflight.is_none() {
+                    myself.stop(Some("passivated".into()));
+                } else {
+                    // A send slipped in before the removal: finish it, then stop.
+                    state.stopping = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reject(session: &SessionHandle, id: &str, code: ErrorCode, message: &str) {
+    metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
+    session.send(ServerFrame::Reject {
+        id: id.to_string(),
+        code,
+        message: message.to_string(),
+        retry_after_ms: None,
+    });
+}
+
+fn error(req: &Request, code: ErrorCode, message: impl Into<String>) {
+    req.reply.send(ServerFrame::Error {
+        reference: Some(req.reference.clone()),
+        code,
+        message: message.into(),
+    });
+}
+
+fn group_frame(reference: &str, g: &GroupRecord) -> ServerFrame {
+    ServerFrame::Group {
+        reference: reference.to_string(),
+        id: g.id.clone(),
+        name: g.name.clone(),
+        owner: g.owner.clone(),
+        members: g.members.clone(),
+    }
+}
+
+impl ConversationState {
+    /// Loads the group record once.
+    async fn group(&mut self) -> Result<Option<&GroupRecord>, String> {
+        if let (GroupState::Unknown, ConvId::Group(id)) = (&self.group, &self.conv) {
+            self.group = match self.store.group(id).await {
+                Ok(Some(g)) => GroupState::Present(g),
+                Ok(None) => GroupState::Absent,
+                Err(e) => return Err(e.to_string()),
+            };
+        }
+        Ok(match &self.group {
+            GroupState::Present(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// Whether `user` may use this conversation: `Err((code, message))` if not.
+    async fn check_access(&mut self, user: &str) -> Result<(), (ErrorCode, String)> {
+        match &self.conv {
+            ConvId::Dm(..) => {
+                if self.conv.is_dm_party(user) {
+                    Ok(())
+                } else {
+                    Err((
+                        ErrorCode::Forbidden,
+                        "not a party of this conversation".into(),
+                    ))
+                }
+            }
+            ConvId::Group(_) => match self.group().await {
+                Err(e) => Err((ErrorCode::Internal, format!("store: {e}"))),
+                Ok(None) => Err((ErrorCode::NotFound, "no such group".into())),
+                Ok(Some(g)) if g.members.binary_search_by(|m| m.as_str().cmp(user)).is_ok() => {
+                    Ok(())
+                }
+                Ok(Some(_)) => Err((ErrorCode::Forbidden, "not a member of this group".into())),
+            },
+            ConvId::Live(_) => Err((ErrorCode::Invalid, "live rooms have no history".into())),
+        }
+    }
+
+    fn members(&self) -> Vec<String> {
+        match (&self.conv, &self.group) {
+            (ConvId::Dm(a, b), _) if a == b => vec![a.clone()],
+            (ConvId::Dm(a, b), _) => vec![a.clone(), b.clone()],
+            (_, GroupState::Present(g)) => g.members.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn last_seq(&mut self) -> Result<u64, String> {
+        if let Some(s) = self.last_seq {
+            return Ok(s);
+        }
+        let s = self
+            .store
+            .last_seq(&self.key)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.last_seq = Some(s);
+        Ok(s)
+    }
+
+    async fn on_send(&mut self, myself: &ActorRef<ConversationMsg>, req: SendRequest) {
+        if let Err((code, message)) = self.check_access(&req.sender).await {
+            return reject(&req.session, &req.client_id, code, &message);
+        }
+        let key = (req.sender.clone(), req.client_id.clone());
+        let now = crate::now_ms();
+        // Idempotent retry: the same sender and id in this conversation within 24 h.
+        if let Some(&(seq, ts_ms)) = self.dedup.get(&key)
+            && now.saturating_sub(ts_ms) < DEDUP_WINDOW_MS
+        {
+            req.session.send(ServerFrame::Ack {
+                id: req.client_id,
+                conv: self.key.clone(),
+                seq,
+                ts_ms,
+            });
+            return;
+        }
+        if let Some(waiters) = self.waiting.get_mut(&key) {
+            waiters.push(req.session);
+            return;
+        }
+        let dedup_key = DedupKey {
+            conv: self.key.clone(),
+            sender: req.sender.clone(),
+            client_id: req.client_id.clone(),
+        };
+        match self.store.find_dedup(&dedup_key, now).await {
+            Ok(Some(hit)) => {
+                self.remember(key, hit.seq, hit.ts_ms);
+                req.session.send(ServerFrame::Ack {
+                    id: req.client_id,
+                    conv: self.key.clone(),
+                    seq: hit.seq,
+                    ts_ms: hit.ts_ms,
+                });
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return reject(
+                    &req.session,
+                    &req.client_id,
+                    ErrorCode::Internal,
+                    &format!("store: {e}"),
+                );
+            }
+        }
+        let seq = match self.next_seq().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                return reject(
+                    &req.session,
+                    &req.client_id,
+                    ErrorCode::Internal,
+                    &format!("store: {e}"),
+                );
+            }
+        };
+        let message = Message {
+            conv: self.key.clone(),
+            seq,
+            id: req.client_id,
+            from: req.sender,
+            body: req.body,
+            ts_ms: now,
+        };
+        self.waiting.insert(key, Vec::new());
+        self.pending.push(Pending {
+            message,
+            session: req.session,
+            permit: req.permit,
+            started: Instant::now(),
+        });
+        if self.inflight.is_none() {
+            self.flush(myself);
+        }
+    }
+
+    async fn next_seq(&mut self) -> Result<u64, String> {
+        if let Some(b) = &mut self.block
+            && b.start < b.end
+        {
+            let seq = b.start;
+            b.start += 1;
+            return Ok(seq);
+        }
+        let size = self.region.settings().seq_block.max(1);
+        let mut block = self
+            .store
+            .allocate_seq_block(&self.key, size)
+            .await
+            .map_err(|e| e.to_string())?;
+        let seq = block.start;
+        block.start += 1;
+        self.block = Some(block);
+        Ok(seq)
+    }
+
+    /// Starts writing everything pending as one batch.
+    fn flush(&mut self, myself: &ActorRef<ConversationMsg>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch: Vec<Pending> = std::mem::take(&mut self.pending);
+        let mut append = AppendBatch {
+            messages: batch.iter().map(|p| p.message.clone()).collect(),
+            links: Vec::new(),
+        };
+        if !self.linked && matches!(self.conv, ConvId::Dm(..)) {
+            append.links = self
+                .members()
+                .into_iter()
+                .map(|u| (u, self.key.clone()))
+                .collect();
+        }
+        self.inflight = Some(batch);
+        let store = self.store.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = store.append(append).await.map_err(|e| e.to_string());
+            let _ = me.send_message(ConversationMsg::Persisted(result));
+        });
+    }
+
+    fn on_persisted(&mut self, myself: &ActorRef<ConversationMsg>, result: Result<(), String>) {
+        let batch = self.inflight.take().unwrap_or_default();
+        match result {
+            Ok(()) => {
+                self.linked = true;
+                let members = self.members();
+                for p in batch {
+                    let m = p.message;
+                    let key = (m.from.clone(), m.id.clone());
+                    self.last_seq = Some(self.last_seq.unwrap_or(0).max(m.seq));
+                    let ack = OutFrame::new(ServerFrame::Ack {
+                        id: m.id.clone(),
+                        conv: m.conv.clone(),
+                        seq: m.seq,
+                        ts_ms: m.ts_ms,
+                    });
+                    p.session.push(ack.clone());
+                    for w in self.waiting.remove(&key).unwrap_or_default() {
+                        w.push(ack.clone());
+                    }
+                    drop(p.permit);
+                    metrics::counter!("chorus_messages_acked_total").increment(1);
+                    metrics::histogram!("chorus_ack_latency_seconds")
+                        .record(p.started.elapsed().as_secs_f64());
+                    self.remember(key, m.seq, m.ts_ms);
+                    let except = Some(p.session.id());
+                    let frame = OutFrame::new(ServerFrame::Msg(m));
+                    for member in &members {
+                        self.region.tell_user(
+                            member,
+                            UserMsg::Deliver {
+                                frame: frame.clone(),
+                                except,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(conv = %self.key, error = %e, "append failed: rejecting the batch");
+                for p in batch {
+                    let key = (p.message.from.clone(), p.message.id.clone());
+                    reject(
+                        &p.session,
+                        &p.message.id,
+                        ErrorCode::Internal,
+                        "message could not be stored; retry",
+                    );
+                    for w in self.waiting.remove(&key).unwrap_or_default() {
+                        reject(
+                            &w,
+                            &p.message.id,
+                            ErrorCode::Internal,
+                            "message could not be stored; retry",
+                        );
+                    }
+                }
+            }
+        }
+        self.flush(myself);
+    }
+
+    fn remember(&mut self, key: (String, String), seq: u64, ts_ms: u64) {
+        if self.dedup.insert(key.clone(), (seq, ts_ms)).is_none() {
+            self.dedup_order.push_back(key);
+            while self.dedup_order.len() > DEDUP_CACHE {
+                if let Some(old) = self.dedup_order.pop_front() {
+                    self.dedup.remove(&old);
+                }
+            }
+        }
+    }
+
+    async fn on_history(&mut self, req: Request, query: HistoryQuery) {
+        if let Err((code, message)) = self.check_access(&req.user).await {
+            return error(&req, code, message);
+        }
+        let store = self.store.clone();
+        let conv = self.key.clone();
+        // Reading can take a while; the entity keeps sequencing meanwhile.
+        tokio::spawn(async move {
+            match store.history(&conv, query).await {
+                Ok(page) => {
+                    req.reply.send(ServerFrame::HistoryPage {
+                        reference: req.reference,
+                        conv,
+                        messages: page.messages,
+                        more: page.more,
+                    });
+                }
+                Err(e) => error(&req, ErrorCode::Internal, format!("store: {e}")),
+            }
+        });
+    }
+
+    async fn on_read(&mut self, user: String, seq: u64) {
+        if self.check_access(&user).await.is_err() {
+            return; // `read` has no answer; a non-member's read is ignored.
+        }
+        let Ok(last) = self.last_seq().await else {
+            return;
+        };
+        let seq = seq.min(last);
+        if seq == 0 {
+            return;
+        }
+        let store = self.store.clone();
+        let region = self.region.clone();
+        let conv = self.key.clone();
+        let others: Vec<String> = self.members().into_iter().filter(|m| *m != user).collect();
+        tokio::spawn(async move {
+            match store.set_read(&user, &conv, seq).await {
+                Ok(position) => {
+                    let frame = OutFrame::new(ServerFrame::Receipt {
+                        conv,
+                        user,
+                        seq: position,
+                    });
+                    for member in others {
+                        region.tell_user(
+                            &member,
+                            UserMsg::Deliver {
+                                frame: frame.clone(),
+                                except: None,
+                            },
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "storing a read position failed"),
+            }
+        });
+    }
+
+    async fn on_group_create(&mut self, req: Request, name: String, members: Vec<String>) {
+        let ConvId::Group(id) = &self.conv else {
+            return error(&req, ErrorCode::Invalid, "not a group");
+        };
+        let id = id.clone();
+        match self.group().await {
+            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
+            Ok(Some(_)) => {
+                return error(
+                    &req,
+                    ErrorCode::Invalid,
+                    format!("group id {id:?} is taken"),
+                );
+            }
+            Ok(None) => {}
+        }
+        let mut all = members;
+        all.push(req.user.clone());
+        all.sort();
+        all.dedup();
+        if all.len() > self.region.settings().max_group_members {
+            return error(&req, ErrorCode::Invalid, "too many members");
+        }
+        let record = GroupRecord {
+            id: id.clone(),
+            name,
+            owner: req.user.clone(),
+            members: all,
+        };
+        match self.store.create_group(&record).await {
+            Ok(true) => {
+                req.reply.send(group_frame(&req.reference, &record));
+                self.group = GroupState::Present(record);
+            }
+            Ok(false) => {
+                self.group = GroupState::Unknown;
+                error(
+                    &req,
+                    ErrorCode::Invalid,
+                    format!("group id {id:?} is taken"),
+                );
+            }
+            Err(e) => error(&req, ErrorCode::Internal, format!("store: {e}")),
+        }
+    }
+
+    async fn on_group_change(&mut self, req: Request, members: Vec<String>, add: bool) {
+        let max = self.region.settings().max_group_members;
+        let group = match self.group().await {
+            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
+            Ok(None) => return error(&req, ErrorCode::NotFound, "no such group"),
+            Ok(Some(g)) => g.clone(),
+        };
+        if group.owner != req.user {
+            return error(
+                &req,
+                ErrorCode::Forbidden,
+                "only the owner may change members",
+            );
+        }
+        let mut next = group.clone();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for m in members {
+            let present = next.members.binary_search(&m);
+            match (add, present) {
+                (true, Err(pos)) => {
+                    next.members.insert(pos, m.clone());
+                    added.push(m);
+                }
+                (false, Ok(pos)) => {
+                    if m == next.owner {
+                        return error(
+                            &req,
+                            ErrorCode::Invalid,
+                            "the owner cannot be removed; use group_leave",
+                        );
+                    }
+                    next.members.remove(pos);
+                    removed.push(m);
+                }
+                _ => {}
+            }
+        }
+        if next.members.len() > max {
+            return error(&req, ErrorCode::Invalid, "too many members");
+        }
+        self.save_group(&req, next, &added, &removed).await;
+    }
+
+    async fn on_group_leave(&mut self, req: Request) {
+        let group = match self.group().await {
+            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
+            Ok(None) => return error(&req, ErrorCode::NotFound, "no such group"),
+            Ok(Some(g)) => g.clone(),
+        };
+        let Ok(pos) = group.members.binary_search(&req.user) else {
+            return error(&req, ErrorCode::Forbidden, "not a member of this group");
+        };
+        let mut next = group;
+        next.members.remove(pos);
+        if next.owner == req.user
+            && let Some(heir) = next.members.first()
+        {
+            // Ownership passes to the first remaining member in id order.
+            next.owner = heir.clone();
+        }
+        let removed = vec![req.user.clone()];
+        if let Err(e) = self.store.update_group(&next, &[], &removed).await {
+            return error(&req, ErrorCode::Internal, format!("store: {e}"));
+        }
+        self.group = GroupState::Present(next);
+        req.reply.send(ServerFrame::Ok {
+            reference: req.reference,
+        });
+    }
+
+    async fn save_group(
+        &mut self,
+        req: &Request,
+        next: GroupRecord,
+        added: &[String],
+        removed: &[String],
+    ) {
+        if !added.is_empty() || !removed.is_empty() {
+            if let Err(e) = self.store.update_group(&next, added, removed).await {
+                return error(req, ErrorCode::Internal, format!("store: {e}"));
+            }
+        }
+        req.reply.send(group_frame(&req.reference, &next));
+        self.group = GroupState::Present(next);
+    }
+
+    async fn on_group_info(&mut self, req: Request) {
+        if let Err((code, message)) = self.check_access(&req.user).await {
+            return error(&req, code, message);
+        }
+        if let GroupState::Present(g) = &self.group {
+            req.reply.send(group_frame(&req.reference, g));
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Where entities live, and what happens when one fails.
+//!
+//! ```text
+//! ShardRegion ── EntitySupervisor ─┬─ User(u1), User(u2), ...
+//!                                  └─ Conversation(dm:a:b), Conversation(group:g), ...
+//! ```
+//!
+//! The region finds the actor of an entity key or spawns it on demand. On one node
+//! every shard is local; the cluster changes only placement (which node's region
+//! spawns an entity), never the callers.
+//!
+//! **Passivation without losing messages.** Every message to an entity is sent by
+//! [`ShardRegion`] while it holds the lock of that kind's registry. An idle entity
+//! removes itself from the registry under the same lock and then casts itself a final
+//! `Stop`: everything queued before the removal is handled before `Stop`, and nothing
+//! can be queued after it. The next message for the key spawns a fresh actor, which
+//! restarts from the store.
+//!
+//! **Restarts.** The supervisor is told of every failure (an error or a panic in a
+//! handler). It forgets the dead actor and counts `chorus_actor_restarts_total{kind}`;
+//! the entity restarts from the store on its next message, and a User with sessions
+//! here restarts at once so its sessions keep receiving. More than
+//! `meltdown_restarts` failures of one kind within `meltdown_window` is a meltdown:
+//! logged at error level and counted in `chorus_supervisor_meltdowns_total{kind}`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+use chorus_store::MessageStore;
+use chorus_wire::ConvId;
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::conversation::{Conversation, ConversationMsg};
+use crate::sessions::LocalSessions;
+use crate::settings::Settings;
+use crate::user::{User, UserMsg};
+
+/// The kinds of sharded entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    /// A user: their online sessions.
+    User,
+    /// A dm or group conversation.
+    Conversation,
+}
+
+impl EntityKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Conversation => "conversation",
+        }
+    }
+}
+
+/// The registry of one entity kind: key → running actor.
+struct Registry<M: ractor::Message> {
+    actors: Mutex<HashMap<String, ActorRef<M>>>,
+}
+
+impl<M: ractor::Message> Registry<M> {
+    fn new() -> Self {
+        Self {
+            actors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActorRef<M>>> {
+        // A panic while holding this lock cannot leave the map inconsistent (every
+        // critical section is a single insert/remove), so a poisoned lock is usable.
+        self.actors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes `key` if it still maps to the actor `id`.
+    fn remove_if(&self, key: &str, id: ActorId) -> bool {
+        let mut map = self.lock();
+        if map.get(key).is_some_and(|a| a.get_id() == id) {
+            map.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+pub(crate) struct RegionInner {
+    pub(crate) store: Arc<dyn MessageStore>,
+    pub(crate) settings: Settings,
+    pub(crate) sessions: LocalSessions,
+    users: Registry<UserMsg>,
+    conversations: Registry<ConversationMsg>,
+    /// Which key each live actor serves, for the supervisor.
+    owners: Mutex<HashMap<ActorId, (EntityKind, String)>>,
+    supervisor: ActorCell,
+}
+
+/// Routes messages to entities, spawning them on demand. Cheap to clone.
+#[derive(Clone)]
+pub struct ShardRegion {
+    inner: Arc<RegionInner>,
+}
+
+impl std::fmt::Debug for ShardRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardRegion")
+            .field("users", &self.inner.users.len())
+            .field("conversations", &self.inner.conversations.len())
+            .finish()
+    }
+}
+
+impl ShardRegion {
+    /// Starts the region and its entity supervisor.
+    pub async fn start(
+        store: Arc<dyn MessageStore>,
+        settings: Settings,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let slot: Arc<OnceLock<Weak<RegionInner>>> = Arc::new(OnceLock::new());
+        let (supervisor, _) = Actor::spawn(
+            None,
+            EntitySupervisor,
+            SupervisorArgs {
+                region: slot.clone(),
+                settings: settings.clone(),
+            },
+        )
+        .await?;
+        let inner = Arc::new(RegionInner {
+            store,
+            settings,
+            sessions: LocalSessions::default(),
+            users: Registry::new(),
+            conversations: Registry::new(),
+            owners: Mutex::new(HashMap::new()),
+            supervisor: supervisor.get_cell(),
+        });
+        let _ = slot.set(Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    pub(crate) fn from_inner(inner: Arc<RegionInner>) -> Self {
+        Self { inner }
+    }
+
+    /// The store entities persist to.
+    pub fn store(&self) -> &Arc<dyn MessageStore> {
+        &self.inner.store
+    }
+
+    /// The behaviour settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Sessions connected to this node.
+    pub fn sessions(&self) -> &LocalSessions {
+        &self.inner.sessions
+    }
+
+    /// Running entities of each kind on this node: (users, conversations).
+    pub fn entity_counts(&self) -> (usize, usize) {
+        (self.inner.users.len(), self.inner.conversations.len())
+    }
+
+    /// Sends to the User entity of `user`, spawning it if needed.
+    pub fn tell_user(&self, user: &str, msg: UserMsg) {
+        let mut msg = msg;
+        for _ in 0..2 {
+            let mut map = self.inner.users.lock();
+            let actor = match map.get(user) {
+                Some(a) => a.clone(),
+                None => match self.spawn_user(user) {
+                    Some(a) => {
+                        map.insert(user.to_string(), a.clone());
+                        a
+                    }
+                    None => return,
+                },
+            };
+            match actor.send_message(msg) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(back)) => {
+                    // The actor died between its failure and the supervisor's cleanup.
+                    map.remove(user);
+                    msg = back;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sends to the Conversation entity of `conv`, spawning it if needed.
+    pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
+        let key = conv.to_string();
+        let mut msg = msg;
+        for _ in 0..2 {
+            let mut map = self.inner.conversations.lock();
+            let actor = match map.get(&key) {
+                Some(a) => a.clone(),
+                None => match self.spawn_conversation(conv) {
+                    Some(a) => {
+                        map.insert(key.clone(), a.clone());
+                        a
+                    }
+                    None => return,
+                },
+            };
+            match actor.send_message(msg) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(back)) => {
+                    map.remove(&key);
+                    msg = back;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Asks for the running actor of a user, if any (for tests and operators).
+    pub fn user_actor(&self, user: &str) -> Option<ActorRef<UserMsg>> {
+        self.inner.users.lock().get(user).cloned()
+    }
+
+    /// The running actor of a conversation, if any (for tests and operators).
+    pub fn conversation_actor(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
+        self.inner
+            .conversations
+            .lock()
+            .get(&conv.to_string())
+            .cloned()
+    }
+
+    fn spawn_user(&self, user: &str) -> Option<ActorRef<UserMsg>> {
+        let args = crate::user::UserArgs {
+            user: user.to_string(),
+            region: self.clone(),
+        };
+        match ractor::ActorRuntime::<User>::spawn_linked_instant(
+            None,
+            User,
+            args,
+            self.inner.supervisor.clone(),
+        ) {
+            Ok((actor, _)) => {
+                self.record_owner(actor.get_id(), EntityKind::User, user);
+                Some(actor)
+            }
+            Err(e) => {
+                tracing::error!(user, error = %e, "cannot spawn User entity");
+                None
+            }
+        }
+    }
+
+    fn spawn_conversation(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
+        let args = crate::conversation::ConversationArgs {
+            conv: conv.clone(),
+            region: self.clone(),
+        };
+        match ractor::ActorRuntime::<Conversation>::spawn_linked_instant(
+            None,
+            Conversation,
+            args,
+            self.inner.supervisor.clone(),
+        ) {
+            Ok((actor, _)) => {
+                self.record_owner(actor.get_id(), EntityKind::Conversation, &conv.to_string());
+                Some(actor)
+            }
+            Err(e) => {
+                tracing::error!(conv = %conv, error = %e, "cannot spawn Conversation entity");
+                None
+            }
+        }
+    }
+
+    fn record_owner(&self, id: ActorId, kind: EntityKind, key: &str) {
+        let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners.insert(id, (kind, key.to_string()));
+    }
+
+    /// Called by an idle entity: removes it from the registry (if it is still the
+    /// registered actor for its key) so that no further message can reach it.
+    /// Returns true if the entity may stop.
+    pub(crate) fn passivate(&self, kind: EntityKind, key: &str, id: ActorId) -> bool {
+        let removed = match kind {
+            EntityKind::User => self.inner.users.remove_if(key, id),
+            EntityKind::Conversation => self.inner.conversations.remove_if(key, id),
+        };
+        if removed {
+            let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+            owners.remove(&id);
+        }
+        removed
+    }
+
+    /// Forgets a dead actor; returns what it served.
+    fn forget(&self, id: ActorId) -> Option<(EntityKind, String)> {
+        let entry = {
+            let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+            owners.remove(&id)
+        }?;
+        match entry.0 {
+            EntityKind::User => self.inner.users.remove_if(&entry.1, id),
+            EntityKind::Conversation => self.inner.conversations.remove_if(&entry.1, id),
+        };
+        Some(entry)
+    }
+}
+
+/// The supervisor of every entity on this node: restart policy lives here alone.
+struct EntitySupervisor;
+
+struct SupervisorArgs {
+    region: Arc<OnceLock<Weak<RegionInner>>>,
+    settings: Settings,
+}
+
+struct SupervisorState {
+    region: Arc<OnceLock<Weak<RegionInner>>>,
+    settings: Settings,
+    /// Recent failure times per kind, for the meltdown limit.
+    failures: HashMap<EntityKind, VecDeque<Instant>>,
+}
+
+/// The supervisor takes no messages of its own; it only hears supervision events.
+#[derive(Debug)]
+pub enum SupervisorMsg {}
+
+impl ractor::Message for SupervisorMsg {}
+
+impl Actor for EntitySupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            region: args.region,
+            settings: args.settings,
+            failures: HashMap::new(),
+        })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(region) = state.region.get().and_then(Weak::upgrade) else {
+            return Ok(());
+        };
+        let region = ShardRegion::from_inner(region);
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some((kind, key)) = region.forget(cell.get_id()) else {
+                    return Ok(());
+                };
+                metrics::counter!("chorus_actor_restarts_total", "kind" => kind.label())
+                    .increment(1);
+                tracing::warn!(kind = kind.label(), key = %key, error = %err, "entity failed; it restarts from the store");
+                let now = Instant::now();
+                let window = state.settings.meltdown_window;
+                let recent = state.failures.entry(kind).or_default();
+                recent.push_back(now);
+                while recent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > window)
+                {
+                    recent.pop_front();
+                }
+                if recent.len() > state.settings.meltdown_restarts {
+                    metrics::counter!("chorus_supervisor_meltdowns_total", "kind" => kind.label())
+                        .increment(1);
+                    tracing::error!(
+                        kind = kind.label(),
+                        failures = recent.len(),
+                        window_s = window.as_secs(),
+                        "restart meltdown: entities of this kind keep failing"
+                    );
+                    recent.clear();
+                }
+                // A User with sessions here restarts at once: its sessions must keep
+                // receiving. Everything else restarts on its next message.
+                if kind == EntityKind::User && !region.sessions().of(&key).is_empty() {
+                    region.tell_user(&key, UserMsg::Refresh);
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                region.forget(cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

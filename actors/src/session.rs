@@ -1,0 +1,362 @@
+//! The protocol logic of one authenticated connection, after `welcome`.
+//!
+//! The gateway (in the node) owns the socket, the handshake and the heartbeat; it
+//! hands every later frame to [`Session::handle`]. A session validates content
+//! (bad content is answered with `reject`/`error` and the connection stays open),
+//! then routes the request to the entity that owns it. Answers come back through
+//! the session's [`SessionHandle`].
+//!
+//! Backpressure instead of unbounded queues: a session may have
+//! `max_inflight_sends` sends waiting for their ack; beyond that `handle` waits,
+//! so the gateway stops reading the socket and TCP pushes back on the client.
+
+use std::sync::Arc;
+
+use chorus_store::HistoryQuery;
+use chorus_wire::ids::validate_id;
+use chorus_wire::{ClientFrame, ConvId, ErrorCode, ServerFrame, Target};
+use tokio::sync::Semaphore;
+
+use crate::conversation::{ConversationMsg, Request, SendRequest};
+use crate::outbound::SessionHandle;
+use crate::region::ShardRegion;
+use crate::user::UserMsg;
+
+/// Longest `ref` echoed back.
+const MAX_REF: usize = 128;
+/// Longest group name.
+const MAX_GROUP_NAME: usize = 256;
+
+/// Roles a token may carry (PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Moderator.
+    pub moderator: bool,
+    /// VIP: preferred in live rooms.
+    pub vip: bool,
+    /// Paid items in live rooms.
+    pub paid: bool,
+    /// System items in live rooms.
+    pub system: bool,
+    /// Operator.
+    pub admin: bool,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub user: String,
+    /// Roles from the token.
+    pub roles: Roles,
+}
+
+/// One authenticated connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    identity: Identity,
+    handle: SessionHandle,
+    region: ShardRegion,
+    inflight: Arc<Semaphore>,
+}
+
+impl Session {
+    /// Brings a session online: registered on this node and attached to its User
+    /// entity. Send `welcome` only after this returns (PROTOCOL.md §4.5).
+    pub async fn open(region: ShardRegion, identity: Identity, handle: SessionHandle) -> Self {
+        region.sessions().register(&handle);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port: ractor::RpcReplyPort<()> = tx.into();
+        region.tell_user(&identity.user, UserMsg::Attach(handle.clone(), port));
+        // If the User entity died before answering, the supervisor restarts it from
+        // the session directory, which already holds this session.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+        let inflight = Arc::new(Semaphore::new(region.settings().max_inflight_sends.max(1)));
+        Self {
+            identity,
+            handle,
+            region,
+            inflight,
+        }
+    }
+
+    /// The session's outbound handle.
+    pub fn handle(&self) -> &SessionHandle {
+        &self.handle
+    }
+
+    /// The authenticated identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Takes the session offline.
+    pub fn close(&self) {
+        self.region
+            .sessions()
+            .unregister(&self.identity.user, self.handle.id());
+        self.region
+            .tell_user(&self.identity.user, UserMsg::Detach(self.handle.id()));
+    }
+
+    fn user(&self) -> &str {
+        &self.identity.user
+    }
+
+    fn error(&self, reference: Option<&str>, code: ErrorCode, message: impl Into<String>) {
+        self.handle.send(ServerFrame::Error {
+            reference: reference.map(|r| r.chars().take(MAX_REF).collect()),
+            code,
+            message: message.into(),
+        });
+    }
+
+    fn reject(&self, id: &str, code: ErrorCode, message: impl Into<String>) {
+        metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
+        self.handle.send(ServerFrame::Reject {
+            id: id.chars().take(MAX_REF).collect(),
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        });
+    }
+
+    fn request(&self, reference: String) -> Request {
+        Request {
+            user: self.user().to_string(),
+            reference,
+            reply: self.handle.clone(),
+        }
+    }
+
+    /// Handles one frame after `welcome`.
+    pub async fn handle_frame(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Hello { .. } => {
+                self.error(None, ErrorCode::Invalid, "already authenticated")
+            }
+            ClientFrame::Ping { .. } => {
+                self.handle.send(ServerFrame::Pong);
+            }
+            ClientFrame::Send { id, to, body } => self.on_send(id, to, body).await,
+            ClientFrame::History {
+                reference,
+                conv,
+                after,
+                before,
+                limit,
+            } => self.on_history(reference, conv, after, before, limit),
+            ClientFrame::Conversations { reference } => self.on_conversations(reference),
+            ClientFrame::Read { conv, seq } => {
+                if let Ok(conv @ (ConvId::Dm(..) | ConvId::Group(_))) = ConvId::parse(&conv) {
+                    self.region.tell_conversation(
+                        &conv,
+                        ConversationMsg::Read {
+                            user: self.user().to_string(),
+                            seq,
+                        },
+                    );
+                }
+            }
+            ClientFrame::GroupCreate {
+                reference,
+                id,
+                name,
+                members,
+            } => self.on_group_create(reference, id, name, members),
+            ClientFrame::GroupAdd {
+                reference,
+                id,
+                members,
+            } => {
+                if let Some(conv) = self.group_target(&reference, &id, &members) {
+                    let req = self.request(reference);
+                    self.region
+                        .tell_conversation(&conv, ConversationMsg::GroupAdd(req, members));
+                }
+            }
+            ClientFrame::GroupRemove {
+                reference,
+                id,
+                members,
+            } => {
+                if let Some(conv) = self.group_target(&reference, &id, &members) {
+                    let req = self.request(reference);
+                    self.region
+                        .tell_conversation(&conv, ConversationMsg::GroupRemove(req, members));
+                }
+            }
+            ClientFrame::GroupLeave { reference, id } => {
+                if let Some(conv) = self.group_target(&reference, &id, &[]) {
+                    let req = self.request(reference);
+                    self.region
+                        .tell_conversation(&conv, ConversationMsg::GroupLeave(req));
+                }
+            }
+            ClientFrame::GroupInfo { reference, id } => {
+                if let Some(conv) = self.group_target(&reference, &id, &[]) {
+                    let req = self.request(reference);
+                    self.region
+                        .tell_conversation(&conv, ConversationMsg::GroupInfo(req));
+                }
+            }
+            ClientFrame::LiveJoin { reference, .. } | ClientFrame::LiveLeave { reference, .. } => {
+                self.error(
+                    Some(&reference),
+                    ErrorCode::Invalid,
+                    "live rooms are not enabled on this node",
+                )
+            }
+            ClientFrame::Danmaku { id, .. } => self.reject(
+                &id,
+                ErrorCode::Invalid,
+                "live rooms are not enabled on this node",
+            ),
+        }
+    }
+
+    async fn on_send(&mut self, id: String, to: String, body: String) {
+        if let Err(e) = validate_id("id", &id) {
+            return self.reject(&id, ErrorCode::Invalid, e.to_string());
+        }
+        let target = match Target::parse(&to) {
+            Ok(t) => t,
+            Err(e) => return self.reject(&id, ErrorCode::Invalid, e.to_string()),
+        };
+        let max_body = self.region.settings().max_body;
+        if body.len() > max_body {
+            return self.reject(
+                &id,
+                ErrorCode::TooLarge,
+                format!("body of {} bytes exceeds {max_body}", body.len()),
+            );
+        }
+        // Wait for an in-flight slot: this is where a flooding client is slowed down.
+        let Ok(permit) = self.inflight.clone().acquire_owned().await else {
+            return;
+        };
+        let conv = target.conv_for(self.user());
+        let req = SendRequest {
+            sender: self.user().to_string(),
+            session: self.handle.clone(),
+            client_id: id,
+            body,
+            permit: Some(permit),
+        };
+        self.region
+            .tell_conversation(&conv, ConversationMsg::Send(req));
+    }
+
+    fn on_history(
+        &mut self,
+        reference: String,
+        conv: String,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) {
+        if reference.len() > MAX_REF {
+            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
+        }
+        let conv = match ConvId::parse(&conv) {
+            Ok(c @ (ConvId::Dm(..) | ConvId::Group(_))) => c,
+            Ok(ConvId::Live(_)) => {
+                return self.error(
+                    Some(&reference),
+                    ErrorCode::Invalid,
+                    "live rooms have no history",
+                );
+            }
+            Err(e) => return self.error(Some(&reference), ErrorCode::Invalid, e.to_string()),
+        };
+        let settings = self.region.settings();
+        let limit = match limit {
+            None => settings.history_default,
+            Some(0) => {
+                return self.error(
+                    Some(&reference),
+                    ErrorCode::Invalid,
+                    "limit must be at least 1",
+                );
+            }
+            Some(n) => n.min(settings.history_max),
+        };
+        let req = self.request(reference);
+        self.region.tell_conversation(
+            &conv,
+            ConversationMsg::History(
+                req,
+                HistoryQuery {
+                    after,
+                    before,
+                    limit,
+                },
+            ),
+        );
+    }
+
+    fn on_conversations(&mut self, reference: String) {
+        if reference.len() > MAX_REF {
+            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
+        }
+        let store = self.region.store().clone();
+        let user = self.user().to_string();
+        let reply = self.handle.clone();
+        tokio::spawn(async move {
+            let frame = match store.conversations(&user).await {
+                Ok(items) => ServerFrame::ConversationList { reference, items },
+                Err(e) => ServerFrame::Error {
+                    reference: Some(reference),
+                    code: ErrorCode::Internal,
+                    message: format!("store: {e}"),
+                },
+            };
+            reply.send(frame);
+        });
+    }
+
+    fn on_group_create(
+        &mut self,
+        reference: String,
+        id: Option<String>,
+        name: String,
+        members: Vec<String>,
+    ) {
+        let id = id.unwrap_or_else(|| format!("g{:016x}", rand::random::<u64>()));
+        if name.len() > MAX_GROUP_NAME {
+            return self.error(
+                Some(&reference),
+                ErrorCode::Invalid,
+                "group name is too long",
+            );
+        }
+        if let Some(conv) = self.group_target(&reference, &id, &members) {
+            let req = self.request(reference);
+            self.region
+                .tell_conversation(&conv, ConversationMsg::GroupCreate(req, name, members));
+        }
+    }
+
+    /// Validates a group request's ids; answers `invalid` and returns None if bad.
+    fn group_target(&self, reference: &str, id: &str, members: &[String]) -> Option<ConvId> {
+        if reference.len() > MAX_REF {
+            self.error(Some(reference), ErrorCode::Invalid, "ref is too long");
+            return None;
+        }
+        if let Err(e) = validate_id("group id", id) {
+            self.error(Some(reference), ErrorCode::Invalid, e.to_string());
+            return None;
+        }
+        if members.len() > self.region.settings().max_group_members {
+            self.error(Some(reference), ErrorCode::Invalid, "too many members");
+            return None;
+        }
+        for m in members {
+            if let Err(e) = validate_id("member", m) {
+                self.error(Some(reference), ErrorCode::Invalid, e.to_string());
+                return None;
+            }
+        }
+        Some(ConvId::Group(id.to_string()))
+    }
+}

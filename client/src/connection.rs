@@ -1,0 +1,344 @@
+//! One connection to a node — TCP or WebSocket framing and the `hello`/`welcome`
+//! handshake — and where and when to connect again: endpoint rotation and backoff.
+//!
+//! A [`Connection`] moves whole frames: [`Connection::recv`] is cancel-safe (no bytes
+//! are lost when a `select!` drops it), so the connection task can wait on the socket,
+//! its commands and its timers at once.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chorus_wire::codec::{Frame, TcpDecoder};
+use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::client::Welcome;
+use crate::config::{ClientConfig, Transport};
+use crate::error::ClientError;
+
+/// How long a graceful close may take before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// An open socket to a node, framed for its transport.
+pub(crate) enum Connection {
+    /// Length-prefixed bincode frames.
+    Tcp {
+        stream: TcpStream,
+        /// Holds a partial frame between reads, so `recv` can be cancelled safely.
+        decoder: TcpDecoder,
+    },
+    /// One frame per WebSocket message.
+    Ws {
+        ws: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+        /// The encoding of our `hello`, which the node answers in.
+        encoding: Encoding,
+        max_frame: u32,
+    },
+}
+
+impl Connection {
+    /// Opens the socket (and the WebSocket handshake); no frame is sent yet.
+    pub(crate) async fn open(
+        endpoint: &str,
+        transport: Transport,
+        max_frame: u32,
+    ) -> Result<Self, ClientError> {
+        if transport.is_websocket() {
+            let limit = usize::try_from(max_frame).unwrap_or(usize::MAX);
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(limit))
+                .max_frame_size(Some(limit));
+            let (ws, _response) =
+                tokio_tungstenite::connect_async_with_config(ws_url(endpoint), Some(config), true)
+                    .await
+                    .map_err(ws_error)?;
+            Ok(Self::Ws {
+                ws: Box::new(ws),
+                encoding: transport.encoding(),
+                max_frame,
+            })
+        } else {
+            let stream = TcpStream::connect(tcp_addr(endpoint)).await?;
+            // Frames are small and latency matters more than packet count.
+            stream.set_nodelay(true)?;
+            Ok(Self::Tcp {
+                stream,
+                decoder: TcpDecoder::new(max_frame),
+            })
+        }
+    }
+
+    /// Writes one frame.
+    pub(crate) async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        match self {
+            Self::Tcp { stream, .. } => stream.write_all(&frame.to_tcp()).await?,
+            Self::Ws { ws, encoding, .. } => {
+                let msg = match encoding {
+                    Encoding::Json => WsMessage::text(frame.to_json()),
+                    Encoding::Binary => WsMessage::binary(frame.to_binary()),
+                };
+                ws.send(msg).await.map_err(ws_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame; `None` when the node closed the connection cleanly.
+    /// Cancel-safe.
+    pub(crate) async fn recv(&mut self) -> Result<Option<ServerFrame>, ClientError> {
+        match self {
+            Self::Tcp { stream, decoder } => loop {
+                if let Some(frame) = decoder.next_frame::<ServerFrame>()? {
+                    return Ok(Some(frame));
+                }
+                if stream.read_buf(decoder.buffer()).await? == 0 {
+                    if decoder.pending() > 0 {
+                        return Err(ClientError::Decode(chorus_wire::DecodeError::Truncated));
+                    }
+                    return Ok(None);
+                }
+            },
+            Self::Ws { ws, max_frame, .. } => loop {
+                let bytes_and_encoding = match ws.next().await {
+                    None | Some(Ok(WsMessage::Close(_))) => return Ok(None),
+                    Some(Err(e)) => return Err(ws_error(e)),
+                    Some(Ok(WsMessage::Text(text))) => (text.as_bytes().to_vec(), Encoding::Json),
+                    Some(Ok(WsMessage::Binary(bytes))) => (bytes.to_vec(), Encoding::Binary),
+                    // Control frames: tungstenite answers pings itself.
+                    Some(Ok(_)) => continue,
+                };
+                let (bytes, encoding) = bytes_and_encoding;
+                return Ok(Some(ServerFrame::decode(&bytes, encoding, *max_frame)?));
+            },
+        }
+    }
+
+    /// Closes gracefully (WebSocket close frame, TCP shutdown), giving up after a
+    /// short grace period.
+    pub(crate) async fn close(&mut self) {
+        let close = async {
+            match self {
+                Self::Tcp { stream, .. } => {
+                    let _ = stream.shutdown().await;
+                }
+                Self::Ws { ws, .. } => {
+                    let _ = ws.close(None).await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+    }
+}
+
+/// Connects to `endpoint` and performs the handshake: `hello`, then `welcome` or
+/// `error`, within `cfg.request_timeout`.
+pub(crate) async fn establish(
+    endpoint: &str,
+    cfg: &ClientConfig,
+) -> Result<(Connection, Welcome), ClientError> {
+    let handshake = async {
+        let mut conn = Connection::open(endpoint, cfg.transport, cfg.max_frame).await?;
+        let hello = ClientFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: cfg.token.clone(),
+            device: cfg.device.clone(),
+        };
+        conn.send(&hello).await?;
+        match conn.recv().await? {
+            Some(ServerFrame::Welcome {
+                protocol,
+                user,
+                session,
+                node,
+                heartbeat,
+                limits,
+            }) => Ok((
+                conn,
+                Welcome {
+                    protocol,
+                    user,
+                    session,
+                    node,
+                    heartbeat,
+                    limits,
+                },
+            )),
+            Some(ServerFrame::Error { code, message, .. }) => {
+                Err(ClientError::Server { code, message })
+            }
+            Some(other) => Err(ClientError::Protocol(format!(
+                "expected welcome, got {}",
+                frame_kind(&other)
+            ))),
+            None => Err(ClientError::ConnectionLost),
+        }
+    };
+    tokio::time::timeout(cfg.request_timeout, handshake)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+/// The WebSocket URL of an endpoint: a `ws://`/`wss://` URL as given, else
+/// `ws://<host:port>/ws`.
+pub(crate) fn ws_url(endpoint: &str) -> String {
+    if endpoint.starts_with("ws://") || endpoint.starts_with("wss://") {
+        endpoint.to_string()
+    } else {
+        format!("ws://{}/ws", endpoint.trim_end_matches('/'))
+    }
+}
+
+fn tcp_addr(endpoint: &str) -> &str {
+    endpoint.strip_prefix("tcp://").unwrap_or(endpoint)
+}
+
+fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ClientError {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Io(io) => ClientError::Io(io),
+        other => ClientError::WebSocket(other.to_string()),
+    }
+}
+
+/// The protocol's name of a server frame, for logs and errors.
+pub(crate) fn frame_kind(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Welcome { .. } => "welcome",
+        ServerFrame::Pong => "pong",
+        ServerFrame::Ack { .. } => "ack",
+        ServerFrame::Reject { .. } => "reject",
+        ServerFrame::Msg(_) => "msg",
+        ServerFrame::Receipt { .. } => "receipt",
+        ServerFrame::HistoryPage { .. } => "history_page",
+        ServerFrame::ConversationList { .. } => "conversation_list",
+        ServerFrame::Group { .. } => "group",
+        ServerFrame::Ok { .. } => "ok",
+        ServerFrame::LiveJoined { .. } => "live_joined",
+        ServerFrame::LiveBatch { .. } => "live_batch",
+        ServerFrame::Error { .. } => "error",
+        ServerFrame::Goaway { .. } => "goaway",
+    }
+}
+
+/// Which endpoint to try next: nodes named by a `goaway` first, then the configured
+/// endpoints round-robin.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    configured: Vec<String>,
+    /// Index of the next configured endpoint.
+    next: usize,
+    /// Nodes from the last `goaway`, each tried once before the rotation resumes.
+    preferred: VecDeque<String>,
+    transport: Transport,
+}
+
+impl Endpoints {
+    /// A rotation over `configured` (non-empty, checked by the config).
+    pub(crate) fn new(configured: Vec<String>, transport: Transport) -> Self {
+        Self {
+            configured,
+            next: 0,
+            preferred: VecDeque::new(),
+            transport,
+        }
+    }
+
+    /// The endpoint to try now.
+    pub(crate) fn next(&mut self) -> String {
+        if let Some(node) = self.preferred.pop_front() {
+            return node;
+        }
+        let Some(endpoint) = self
+            .configured
+            .get(self.next % self.configured.len().max(1))
+        else {
+            return String::new();
+        };
+        self.next = self.next.wrapping_add(1);
+        endpoint.clone()
+    }
+
+    /// How many endpoints one full rotation tries.
+    pub(crate) fn len(&self) -> usize {
+        self.configured.len() + self.preferred.len()
+    }
+
+    /// Try these nodes (from `goaway`) first; addresses for another transport's
+    /// scheme are skipped.
+    pub(crate) fn prefer(&mut self, nodes: &[String]) {
+        let usable = |n: &&String| {
+            if self.transport.is_websocket() {
+                !n.starts_with("tcp://")
+            } else {
+                !n.starts_with("ws://") && !n.starts_with("wss://")
+            }
+        };
+        self.preferred = nodes
+            .iter()
+            .filter(usable)
+            .filter(|n| !n.trim().is_empty())
+            .cloned()
+            .collect();
+    }
+}
+
+/// The delay before reconnect attempt `attempt` (0-based): exponential from `initial`,
+/// capped at `max`, with "equal jitter" — half the delay fixed, half scaled by
+/// `jitter` in [0, 1) — so a fleet that lost one node does not return in lockstep.
+pub(crate) fn backoff_delay(
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+    jitter: f64,
+) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+    let base = initial.saturating_mul(factor).min(max);
+    let half = base / 2;
+    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap() {
+        let (i, m) = (MS(100), MS(5_000));
+        assert_eq!(backoff_delay(i, m, 0, 0.0), MS(50));
+        assert_eq!(backoff_delay(i, m, 1, 0.0), MS(100));
+        assert_eq!(backoff_delay(i, m, 3, 0.0), MS(400));
+        assert_eq!(backoff_delay(i, m, 10, 0.0), MS(2_500));
+        assert_eq!(backoff_delay(i, m, 10, 1.0), MS(5_000));
+        assert_eq!(backoff_delay(i, m, u32::MAX, 0.5), MS(3_750));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_half_and_full_delay() {
+        for j in [0.0, 0.1, 0.5, 0.99] {
+            let d = backoff_delay(MS(100), MS(5_000), 2, j);
+            assert!(d >= MS(200) && d <= MS(400), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_rotate_and_goaway_nodes_come_first() {
+        let mut e = Endpoints::new(vec!["a:1".into(), "b:2".into()], Transport::Tcp);
+        assert_eq!([e.next(), e.next(), e.next()], ["a:1", "b:2", "a:1"]);
+        e.prefer(&["c:3".into(), "ws://d:4/ws".into(), "tcp://e:5".into()]);
+        assert_eq!(e.len(), 4);
+        assert_eq!([e.next(), e.next(), e.next()], ["c:3", "tcp://e:5", "b:2"]);
+    }
+
+    #[test]
+    fn websocket_urls() {
+        assert_eq!(ws_url("127.0.0.1:7401"), "ws://127.0.0.1:7401/ws");
+        assert_eq!(ws_url("ws://host:1/custom"), "ws://host:1/custom");
+        assert_eq!(tcp_addr("tcp://h:1"), "h:1");
+    }
+}

@@ -1,0 +1,512 @@
+//! Delivery state per conversation: the last seq held, de-duplication, gap repair and
+//! resync (PROTOCOL.md §4.4–4.6).
+//!
+//! [`SeqTracker`] is a pure state machine: the connection feeds it what arrived
+//! (`msg`, `ack`, `history_page`, a conversation list, a lost connection) and it answers
+//! with [`Step`]s — messages to emit, history pages to fetch, resyncs to announce.
+//! It never does I/O, so every rule below is unit-tested.
+//!
+//! Per conversation:
+//!
+//! 1. **Idle.** A `msg` with `seq` ≤ held is a duplicate and dropped. `seq` = held + 1,
+//!    or any `seq` while nothing is held (held = 0), is emitted and becomes held.
+//! 2. **Gap.** A `msg` with `seq` > held + 1 (held > 0) starts a *fill*: the message is
+//!    buffered and `history(after = held)` is fetched.
+//! 3. **Filling.** Pages are emitted past held, and fetched again while `more`. Every
+//!    `msg` of the conversation arriving meanwhile is buffered (bounded: on overflow
+//!    the buffer is emptied and the range is fetched again, since every delivered
+//!    message is stored and history has it).
+//! 4. **Done.** History is the authority: seqs it did not return were skipped by the
+//!    server, so the message that revealed the gap is accepted even if history ended
+//!    below it. Buffered messages then go through step 1 again, in order.
+//!
+//! A resync (after a re-connect, or a first connect with saved positions) is a fill
+//! without a triggering message, started for every conversation whose `last_seq` is
+//! past held, and announced with [`Step::Resynced`] when it completes.
+
+use std::collections::{HashMap, VecDeque};
+
+use chorus_wire::Message;
+
+/// `history.limit` of every page the SDK fetches itself (the protocol's maximum).
+pub(crate) const PAGE_LIMIT: u32 = 200;
+
+/// Messages buffered per conversation while its history is being fetched.
+const MAX_BUFFERED: usize = 1024;
+
+/// What the connection must do after feeding the tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Deliver this message to the application, in this order.
+    Emit(Message),
+    /// Ask for `history(conv, after, limit = PAGE_LIMIT)`; the answer goes to
+    /// [`SeqTracker::on_page`], a failure to [`SeqTracker::on_fetch_failed`].
+    Fetch {
+        /// Conversation id.
+        conv: String,
+        /// The seq held when the page is requested.
+        after: u64,
+    },
+    /// A resync of `conv` completed after emitting `count` messages from history.
+    Resynced {
+        /// Conversation id.
+        conv: String,
+        /// Messages emitted from history by this resync.
+        count: u64,
+    },
+}
+
+/// A history fetch in progress for one conversation.
+#[derive(Debug, Default)]
+struct Fill {
+    /// The seq of the `msg` whose jump started this fill: accepted when the fill ends,
+    /// whatever history said about the seqs before it.
+    trigger: Option<u64>,
+    /// Whether a resync asked for this fill, so its end is announced.
+    announce: bool,
+    /// Messages emitted from history so far.
+    count: u64,
+    /// Live messages of the conversation that arrived during the fill.
+    buffered: VecDeque<Message>,
+    /// The buffer overflowed: fetch again from held before finishing.
+    refetch: bool,
+}
+
+#[derive(Debug, Default)]
+struct ConvState {
+    /// The last seq delivered (or acked to this client in order); 0 = none.
+    held: u64,
+    fill: Option<Fill>,
+}
+
+/// Held positions and fills of every conversation the client has seen.
+#[derive(Debug, Default)]
+pub(crate) struct SeqTracker {
+    convs: HashMap<String, ConvState>,
+}
+
+impl SeqTracker {
+    /// A tracker starting from saved positions.
+    pub(crate) fn new(resume: &HashMap<String, u64>) -> Self {
+        let convs = resume
+            .iter()
+            .map(|(conv, &held)| (conv.clone(), ConvState { held, fill: None }))
+            .collect();
+        Self { convs }
+    }
+
+    /// The last seq held in `conv` (0 when none).
+    pub(crate) fn held(&self, conv: &str) -> u64 {
+        self.convs.get(conv).map_or(0, |s| s.held)
+    }
+
+    /// Every conversation with a position.
+    pub(crate) fn positions(&self) -> HashMap<String, u64> {
+        self.convs
+            .iter()
+            .filter(|(_, s)| s.held > 0)
+            .map(|(c, s)| (c.clone(), s.held))
+            .collect()
+    }
+
+    /// A `msg` arrived.
+    pub(crate) fn on_msg(&mut self, msg: Message, out: &mut Vec<Step>) {
+        let st = self.convs.entry(msg.conv.clone()).or_default();
+        if let Some(fill) = st.fill.as_mut() {
+            if msg.seq > st.held {
+                if fill.buffered.len() >= MAX_BUFFERED {
+                    fill.buffered.clear();
+                    fill.refetch = true;
+                } else {
+                    fill.buffered.push_back(msg);
+                }
+            }
+            return;
+        }
+        if msg.seq <= st.held {
+            return;
+        }
+        if st.held > 0 && msg.seq > st.held + 1 {
+            let after = st.held;
+            let conv = msg.conv.clone();
+            st.fill = Some(Fill {
+                trigger: Some(msg.seq),
+                buffered: VecDeque::from([msg]),
+                ..Fill::default()
+            });
+            out.push(Step::Fetch { conv, after });
+            return;
+        }
+        st.held = msg.seq;
+        out.push(Step::Emit(msg));
+    }
+
+    /// This client's own `send` was acked at `seq`. The sender gets no `msg` for its
+    /// own message, so the position moves when the ack is the next seq; any other seq
+    /// is left to gap repair or resync. Returns whether the position moved.
+    pub(crate) fn on_ack(&mut self, conv: &str, seq: u64) -> bool {
+        let st = self.convs.entry(conv.to_string()).or_default();
+        if seq == st.held + 1 {
+            st.held = seq;
+            return true;
+        }
+        false
+    }
+
+    /// A resync learnt that `conv` has messages up to `last_seq`.
+    pub(crate) fn start_resync(&mut self, conv: &str, last_seq: u64, out: &mut Vec<Step>) {
+        let st = self.convs.entry(conv.to_string()).or_default();
+        if last_seq <= st.held {
+            return;
+        }
+        if let Some(fill) = st.fill.as_mut() {
+            // The running fill pages until `more == false`, which covers `last_seq`.
+            fill.announce = true;
+            return;
+        }
+        st.fill = Some(Fill {
+            announce: true,
+            ..Fill::default()
+        });
+        out.push(Step::Fetch {
+            conv: conv.to_string(),
+            after: st.held,
+        });
+    }
+
+    /// A page fetched for `conv`'s fill arrived.
+    pub(crate) fn on_page(
+        &mut self,
+        conv: &str,
+        messages: Vec<Message>,
+        more: bool,
+        out: &mut Vec<Step>,
+    ) {
+        let Some(st) = self.convs.get_mut(conv) else {
+            return;
+        };
+        let Some(fill) = st.fill.as_mut() else { return };
+        let before = st.held;
+        for m in messages {
+            if m.conv != conv || m.seq <= st.held {
+                continue;
+            }
+            st.held = m.seq;
+            fill.count += 1;
+            out.push(Step::Emit(m));
+        }
+        // A page that does not advance cannot be followed by a useful one.
+        if more && st.held > before {
+            out.push(Step::Fetch {
+                conv: conv.to_string(),
+                after: st.held,
+            });
+            return;
+        }
+        if fill.refetch {
+            fill.refetch = false;
+            out.push(Step::Fetch {
+                conv: conv.to_string(),
+                after: st.held,
+            });
+            return;
+        }
+        self.finish(conv, true, out);
+    }
+
+    /// A fetch for `conv` failed (an `error` for its `ref`): give the fill up and
+    /// accept what is buffered.
+    pub(crate) fn on_fetch_failed(&mut self, conv: &str, out: &mut Vec<Step>) {
+        if self.convs.get(conv).is_some_and(|s| s.fill.is_some()) {
+            self.finish(conv, false, out);
+        }
+    }
+
+    /// The connection was lost, and with it every answer in flight. When a resync
+    /// follows (`resync_follows`), fills are dropped with their buffers: everything
+    /// buffered is stored and the resync fetches it. Otherwise each fill ends as if
+    /// it had failed, delivering what it buffered.
+    pub(crate) fn on_disconnect(&mut self, resync_follows: bool, out: &mut Vec<Step>) {
+        if resync_follows {
+            for st in self.convs.values_mut() {
+                st.fill = None;
+            }
+            return;
+        }
+        let filling: Vec<String> = self
+            .convs
+            .iter()
+            .filter(|(_, s)| s.fill.is_some())
+            .map(|(c, _)| c.clone())
+            .collect();
+        for conv in filling {
+            self.finish(&conv, false, out);
+        }
+    }
+
+    fn finish(&mut self, conv: &str, completed: bool, out: &mut Vec<Step>) {
+        let Some(st) = self.convs.get_mut(conv) else {
+            return;
+        };
+        let Some(fill) = st.fill.take() else { return };
+        if let Some(trigger) = fill.trigger {
+            st.held = st.held.max(trigger.saturating_sub(1));
+        }
+        if fill.announce && completed {
+            out.push(Step::Resynced {
+                conv: conv.to_string(),
+                count: fill.count,
+            });
+        }
+        for msg in fill.buffered {
+            self.on_msg(msg, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(conv: &str, seq: u64) -> Message {
+        Message {
+            conv: conv.into(),
+            seq,
+            id: format!("m{seq}"),
+            from: "bob".into(),
+            body: format!("body {seq}"),
+            ts_ms: seq,
+        }
+    }
+
+    fn emitted(steps: &[Step]) -> Vec<u64> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Emit(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn feed(t: &mut SeqTracker, conv: &str, seqs: &[u64]) -> Vec<Step> {
+        let mut out = Vec::new();
+        for &s in seqs {
+            t.on_msg(msg(conv, s), &mut out);
+        }
+        out
+    }
+
+    const C: &str = "dm:alice:bob";
+
+    #[test]
+    fn in_order_messages_pass_and_duplicates_are_dropped() {
+        let mut t = SeqTracker::default();
+        let out = feed(&mut t, C, &[1, 2, 2, 3, 1, 3]);
+        assert_eq!(
+            out.iter().filter(|s| !matches!(s, Step::Emit(_))).count(),
+            0
+        );
+        assert_eq!(emitted(&out), [1, 2, 3]);
+        assert_eq!(t.held(C), 3);
+    }
+
+    #[test]
+    fn nothing_held_accepts_any_first_seq() {
+        let mut t = SeqTracker::default();
+        assert_eq!(emitted(&feed(&mut t, C, &[41, 42])), [41, 42]);
+    }
+
+    #[test]
+    fn a_gap_is_fetched_and_emitted_before_what_follows() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 2)]));
+        let out = feed(&mut t, C, &[5, 6]);
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 2
+            }]
+        );
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 3), msg(C, 4), msg(C, 5)], false, &mut out);
+        assert_eq!(emitted(&out), [3, 4, 5, 6]);
+        assert_eq!(t.held(C), 6);
+        assert!(!out.iter().any(|s| matches!(s, Step::Resynced { .. })));
+    }
+
+    #[test]
+    fn a_gap_fill_pages_until_history_has_no_more() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[10]);
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 2), msg(C, 3)], true, &mut out);
+        assert_eq!(
+            out.last(),
+            Some(&Step::Fetch {
+                conv: C.into(),
+                after: 3
+            })
+        );
+        let mut out = Vec::new();
+        t.on_page(C, (4..=10).map(|s| msg(C, s)).collect(), false, &mut out);
+        assert_eq!(emitted(&out), [4, 5, 6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn seqs_skipped_by_the_server_are_accepted_after_the_fetch() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
+        feed(&mut t, C, &[7]);
+        let mut out = Vec::new();
+        t.on_page(C, vec![], false, &mut out);
+        assert_eq!(emitted(&out), [7]);
+        assert_eq!(emitted(&feed(&mut t, C, &[8])), [8]);
+    }
+
+    #[test]
+    fn a_new_gap_in_the_buffer_starts_another_fill() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[3, 6]);
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 2), msg(C, 3)], false, &mut out);
+        assert_eq!(emitted(&out), [2, 3]);
+        assert_eq!(
+            out.last(),
+            Some(&Step::Fetch {
+                conv: C.into(),
+                after: 3
+            })
+        );
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 4), msg(C, 5), msg(C, 6)], false, &mut out);
+        assert_eq!(emitted(&out), [4, 5, 6]);
+    }
+
+    #[test]
+    fn a_failed_fetch_accepts_the_buffered_messages() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[5, 6]);
+        let mut out = Vec::new();
+        t.on_fetch_failed(C, &mut out);
+        assert_eq!(emitted(&out), [5, 6]);
+    }
+
+    #[test]
+    fn other_conversations_are_not_held_up_by_a_fill() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[5]);
+        assert_eq!(emitted(&feed(&mut t, "group:g", &[1, 2])), [1, 2]);
+    }
+
+    #[test]
+    fn acks_move_the_position_only_when_in_order() {
+        let mut t = SeqTracker::default();
+        assert!(t.on_ack(C, 1));
+        assert!(!t.on_ack(C, 3));
+        assert_eq!(t.held(C), 1);
+        assert!(t.on_ack(C, 2));
+        assert_eq!(emitted(&feed(&mut t, C, &[2, 3])), [3]);
+    }
+
+    #[test]
+    fn resync_fetches_past_held_and_announces_the_count() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 2)]));
+        let mut out = Vec::new();
+        t.start_resync(C, 2, &mut out);
+        t.start_resync("group:g", 0, &mut out);
+        assert!(out.is_empty());
+        t.start_resync(C, 5, &mut out);
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 2
+            }]
+        );
+        // A live message during the resync waits for it.
+        let buffered = feed(&mut t, C, &[6]);
+        assert!(buffered.is_empty());
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 3), msg(C, 4), msg(C, 5)], false, &mut out);
+        assert_eq!(emitted(&out), [3, 4, 5, 6]);
+        assert!(out.contains(&Step::Resynced {
+            conv: C.into(),
+            count: 3
+        }));
+        assert_eq!(t.positions(), HashMap::from([(C.to_string(), 6)]));
+    }
+
+    #[test]
+    fn resync_joins_a_gap_fill_already_running() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[4]);
+        let mut out = Vec::new();
+        t.start_resync(C, 4, &mut out);
+        assert!(out.is_empty(), "no second fetch for the same conversation");
+        t.on_page(C, vec![msg(C, 2), msg(C, 3), msg(C, 4)], false, &mut out);
+        assert_eq!(emitted(&out), [2, 3, 4]);
+        assert!(out.contains(&Step::Resynced {
+            conv: C.into(),
+            count: 3
+        }));
+    }
+
+    #[test]
+    fn buffer_overflow_refetches_instead_of_growing() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        let n = MAX_BUFFERED as u64 + 10;
+        feed(&mut t, C, &(3..3 + n).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 2)], false, &mut out);
+        assert_eq!(
+            out.last(),
+            Some(&Step::Fetch {
+                conv: C.into(),
+                after: 2
+            })
+        );
+        let mut out = Vec::new();
+        t.on_page(C, (3..3 + n).map(|s| msg(C, s)).collect(), false, &mut out);
+        assert_eq!(emitted(&out), (3..3 + n).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn disconnect_drops_fills_when_a_resync_follows() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[5]);
+        let mut out = Vec::new();
+        t.on_disconnect(true, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.held(C), 1);
+        // A late page of the dropped fill is ignored.
+        t.on_page(C, vec![msg(C, 2)], false, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn disconnect_without_resync_delivers_the_buffer() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[5]);
+        let mut out = Vec::new();
+        t.on_disconnect(false, &mut out);
+        assert_eq!(emitted(&out), [5]);
+    }
+
+    #[test]
+    fn pages_of_another_conversation_or_going_backwards_are_ignored() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 3)]));
+        feed(&mut t, C, &[6]);
+        let mut out = Vec::new();
+        t.on_page(
+            C,
+            vec![msg("group:x", 4), msg(C, 2), msg(C, 4)],
+            true,
+            &mut out,
+        );
+        assert_eq!(emitted(&out), [4]);
+        let mut out = Vec::new();
+        // `more` without progress must not loop.
+        t.on_page(C, vec![msg(C, 4)], true, &mut out);
+        assert_eq!(emitted(&out), [6]);
+    }
+}

@@ -1,0 +1,66 @@
+//! `[live]`: live rooms and danmaku (PROTOCOL.md §4.9).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Problems;
+
+/// `[live]`: batching, rate limit and queues of live rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// A room sends a `live_batch` at most this often, in milliseconds. Default 200.
+    pub window_ms: u64,
+    /// A batch closes early once it holds this many items. Default 50.
+    pub max_batch: u32,
+    /// Danmaku a user may send per `rate_window_s`, all sessions together. Default 5.
+    pub rate_per_user: u32,
+    /// Length of the rate-limit window, in seconds. Default 10.
+    pub rate_window_s: u32,
+    /// Items a room keeps for `live_joined.recent`. Default 20; 0 sends none.
+    pub recent: u32,
+    /// Batches queued per viewer before its oldest ordinary ones are dropped.
+    /// Default 64.
+    pub viewer_queue: u32,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            window_ms: 200,
+            max_batch: 50,
+            rate_per_user: 5,
+            rate_window_s: 10,
+            recent: 20,
+            viewer_queue: 64,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// `window_ms` as a [`Duration`].
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    /// `rate_window_s` as a [`Duration`].
+    pub fn rate_window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.rate_window_s))
+    }
+
+    pub(crate) fn check(&self, problems: &mut Problems) {
+        let at_least_one = [
+            ("live.window_ms", self.window_ms),
+            ("live.max_batch", u64::from(self.max_batch)),
+            ("live.rate_per_user", u64::from(self.rate_per_user)),
+            ("live.rate_window_s", u64::from(self.rate_window_s)),
+            ("live.viewer_queue", u64::from(self.viewer_queue)),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                problems.push(key, "must be at least 1");
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! Client authentication: the `hello.token` becomes an [`Identity`] (PROTOCOL.md §6).
+//!
+//! Two modes, chosen by `[auth] mode`:
+//!
+//! - `dev`: the token is the user id itself, checked against the id rule. It carries
+//!   no roles. It is acceptable only while every client listener is bound to a
+//!   loopback address; configuration validation enforces that.
+//! - `jwt`: a JWT signed HS256 with `[auth] secret`.
+//!
+//! What a JWT must satisfy, in the order it is checked:
+//!
+//! 1. Three base64url segments whose header names `alg` `HS256`. Any other algorithm
+//!    (`none`, `HS384`, `HS512`, `RS256`, ...) is refused before any signature work,
+//!    so a token cannot choose how it is verified (algorithm confusion).
+//! 2. A valid HS256 signature under the secret.
+//! 3. `exp` present, an integer, and not in the past by more than [`EXP_LEEWAY_S`]
+//!    seconds: a little tolerance for clock skew between the issuer and the node.
+//!    `nbf`, if present, is honoured with the same leeway.
+//! 4. No `aud` claim: this node names no audience, so a token addressed to some
+//!    audience is meant for another service and is refused.
+//! 5. `sub` present and a valid id (PROTOCOL.md §1).
+//! 6. `roles`, if present, a list of strings. Known names (`mod`, `vip`, `paid`,
+//!    `system`, `admin`) become [`Roles`]; unknown names are **ignored**, because an
+//!    identity provider shared with other services may carry roles of its own, and
+//!    ignoring a name can never grant anything.
+//!
+//! Every failure is an [`AuthError`], reported to the client as `unauthenticated`
+//! with the error's message. Messages never echo token content beyond a short,
+//! sanitised algorithm name.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chorus_wire::ids::{IdError, validate_id};
+use chorus_wire::{ErrorCode, Prio};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests;
+
+/// Seconds a token stays acceptable after its `exp` (and before its `nbf`), to
+/// absorb clock skew between the token issuer and the node.
+pub const EXP_LEEWAY_S: u64 = 5;
+
+/// A role a token may grant (PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// A moderator.
+    Mod,
+    /// A VIP viewer: preferred over ordinary items in a live room under overload.
+    Vip,
+    /// A paying user: their live items are never dropped.
+    Paid,
+    /// A system account: its live items are never dropped.
+    System,
+    /// An operator.
+    Admin,
+}
+
+impl Role {
+    /// Every role, in bit order.
+    pub const ALL: [Role; 5] = [Role::Mod, Role::Vip, Role::Paid, Role::System, Role::Admin];
+
+    /// The role's name in a token's `roles` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Mod => "mod",
+            Role::Vip => "vip",
+            Role::Paid => "paid",
+            Role::System => "system",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role a claim names, or `None` for a name this node does not know.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of `mod`, `vip`, `paid`, `system`, `admin`.
+///
+/// Only strict parsing (operator input such as `chorusctl token issue --roles`)
+/// reports it; tokens' unknown role names are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?} (expected mod, vip, paid, system or admin)")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::from_name(s).ok_or_else(|| UnknownRole(s.to_string()))
+    }
+}
+
+/// A set of [`Role`]s, one bit each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Roles(u8);
+
+impl Roles {
+    /// No role: an ordinary user.
+    pub const NONE: Roles = Roles(0);
+
+    /// This set plus `role`.
+    #[must_use]
+    pub const fn with(self, role: Role) -> Roles {
+        Roles(self.0 | role.bit())
+    }
+
+    /// Adds `role`.
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= role.bit();
+    }
+
+    /// Whether `role` is in the set.
+    pub const fn contains(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The roles in the set, in [`Role::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL
+            .into_iter()
+            .filter(move |role| self.contains(*role))
+    }
+
+    /// The roles named in a token's `roles` claim; unknown names are ignored.
+    pub fn from_claim<'a>(names: impl IntoIterator<Item = &'a str>) -> Roles {
+        names.into_iter().filter_map(Role::from_name).collect()
+    }
+
+    /// The `prio` of this user's live items (PROTOCOL.md §4.9): the highest of
+    /// `system`, `paid`, `vip` held, else `normal`.
+    pub fn prio(self) -> Prio {
+        if self.contains(Role::System) {
+            Prio::System
+        } else if self.contains(Role::Paid) {
+            Prio::Paid
+        } else if self.contains(Role::Vip) {
+            Prio::Vip
+        } else {
+            Prio::Normal
+        }
+    }
+}
+
+impl FromIterator<Role> for Roles {
+    fn from_iter<I: IntoIterator<Item = Role>>(iter: I) -> Self {
+        iter.into_iter().fold(Roles::NONE, Roles::with)
+    }
+}
+
+/// Strict parse of a comma-separated list (`"vip,paid"`; empty means none), for
+/// operator input.
+impl FromStr for Roles {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(Role::from_str)
+            .collect()
+    }
+}
+
+impl fmt::Debug for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Comma-separated role names, e.g. `vip,paid`.
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, role) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(role.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// Who a connection is, once its `hello` is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (a valid id).
+    pub user: String,
+    /// The roles the token granted; always empty in `dev` mode.
+    pub roles: Roles,
+}
+
+/// How tokens are checked (`[auth] mode`, `secret`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// The token is the user id. Loopback listeners only.
+    Dev,
+    /// HS256 JWTs.
+    Jwt {
+        /// The shared HS256 secret, used as raw UTF-8 bytes.
+        secret: String,
+    },
+}
+
+/// Never prints the secret.
+impl fmt::Debug for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthMode::Dev => f.write_str("Dev"),
+            AuthMode::Jwt { .. } => f.write_str("Jwt { secret: <redacted> }"),
+        }
+    }
+}
+
+/// Why the authentication settings cannot be used; the node refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthSetupError {
+    /// `jwt` mode without a secret, or with an empty one, would accept tokens
+    /// anyone can sign.
+    #[error("auth.secret is missing or empty; auth.mode = \"jwt\" needs a secret")]
+    EmptySecret,
+}
+
+/// Why a token was refused. Every variant is reported as `unauthenticated`
+/// ([`AuthError::code`]) with the variant's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The token is the empty string.
+    #[error("token is empty")]
+    Empty,
+    /// `dev` mode: the token is not a valid user id.
+    #[error("token is not a valid user id: {0}")]
+    BadUserId(IdError),
+    /// Not three base64url segments with a JSON header and payload.
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    /// The header names an algorithm other than HS256.
+    #[error("token algorithm {0} is not accepted (only HS256)")]
+    Algorithm(String),
+    /// The signature does not match the secret.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is in the past (beyond [`EXP_LEEWAY_S`]).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond [`EXP_LEEWAY_S`]).
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// A required claim (`exp` or `sub`) is absent.
+    #[error("token has no `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim is present but unacceptable.
+    #[error("token claim `{claim}` is invalid: {reason}")]
+    InvalidClaim {
+        /// The claim's name.
+        claim: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The claims are JSON of the wrong shape (e.g. `sub` not a string, `roles` not
+    /// a list of strings).
+    #[error(
+        "token claims have the wrong types (sub: string, exp: integer, roles: list of strings)"
+    )]
+    BadClaims,
+}
+
+impl AuthError {
+    /// The protocol error code: always `unauthenticated`.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Unauthenticated
+    }
+}
+
+/// Checks `hello` tokens. Cheap to share behind an `Arc`; holds no per-user state.
+pub struct Authenticator {
+    mode: Checker,
+}
+
+enum Checker {
+    Dev,
+    Jwt {
+        key: DecodingKey,
+        validation: Box<Validation>,
+    },
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            Checker::Dev => "dev",
+            Checker::Jwt { .. } => "jwt",
+        };
+        f.debug_struct("Authenticator")
+            .field("mode", &mode)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// The authenticator `[auth]` describes. Run after configuration validation,
+    /// which also enforces the secret's minimum length and loopback-only `dev`.
+    pub fn from_config(config: &chorus_config::AuthConfig) -> Result<Self, AuthSetupError> {
+        let mode = match config.mode {
+            chorus_config::AuthMode::Dev => AuthMode::Dev,
+            chorus_config::AuthMode::Jwt => AuthMode::Jwt {
+                secret: config
+                    .secret
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .ok_or(AuthSetupError::EmptySecret)?,
+            },
+        };
+        Self::new(&mode)
+    }
+
+    /// An authenticator for `mode`.
+    pub fn new(mode: &AuthMode) -> Result<Self, AuthSetupError> {
+        let mode = match mode {
+            AuthMode::Dev => Checker::Dev,
+            AuthMode::Jwt { secret } => {
+                if secret.is_empty() {
+                    return Err(AuthSetupError::EmptySecret);
+                }
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.leeway = EXP_LEEWAY_S;
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                // `sub` is checked below, with a clearer message than the library's.
+                validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
+                Checker::Jwt {
+                    key: DecodingKey::from_secret(secret.as_bytes()),
+                    validation: Box::new(validation),
+                }
+            }
+        };
+        Ok(Self { mode })
+    }
+
+    /// A `dev`-mode authenticator (tests, local runs).
+    pub fn dev() -> Self {
+        Self { mode: Checker::Dev }
+    }
+
+    /// Whether tokens are bare user ids.
+    pub fn is_dev(&self) -> bool {
+        matches!(self.mode, Checker::Dev)
+    }
+
+    /// Checks a `hello.token` and says who it is.
+    pub fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Empty);
+        }
+        match &self.mode {
+            Checker::Dev => {
+                validate_id("user id", token).map_err(AuthError::BadUserId)?;
+                Ok(Identity {
+                    user: token.to_string(),
+                    roles: Roles::NONE,
+                })
+            }
+            Checker::Jwt { key, validation } => authenticate_jwt(token, key, validation),
+        }
+    }
+}
+
+/// The claims this node reads. Everything optional, so absence is reported by
+/// name rather than as a deserialisation error.
+#[derive(Deserialize)]
+struct TokenClaims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+}
+
+fn authenticate_jwt(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<Identity, AuthError> {
+    check_header_alg(token)?;
+    let data = jsonwebtoken::decode::<TokenClaims>(token, key, validation)
+        .map_err(|e| map_jwt_error(e.kind()))?;
+    let claims = data.claims;
+    let user = claims.sub.ok_or(AuthError::MissingClaim("sub"))?;
+    validate_id("user id", &user).map_err(|e| AuthError::InvalidClaim {
+        claim: "sub",
+        reason: e.to_string(),
+    })?;
+    let roles = claims
+        .roles
+        .as_deref()
+        .map(|names| Roles::from_claim(names.iter().map(String::as_str)))
+        .unwrap_or_default();
+    Ok(Identity { user, roles })
+}
+
+/// Step 1: reads the header's `alg` ourselves, so that `none` and other names the
+/// JWT library cannot even parse still get a precise refusal.
+fn check_header_alg(token: &str) -> Result<(), AuthError> {
+    #[derive(Deserialize)]
+    struct RawHeader {
+        alg: Option<String>,
+    }
+    let mut segments = token.split('.');
+    let (Some(header), Some(_payload), Some(_signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(AuthError::Malformed);
+    };
+    let header = b64url_decode(header).ok_or(AuthError::Malformed)?;
+    let header: RawHeader = serde_json::from_slice(&header).map_err(|_| AuthError::Malformed)?;
+    match header.alg.as_deref() {
+        Some("HS256") => Ok(()),
+        Some(other) => Err(AuthError::Algorithm(sanitise_alg(other))),
+        None => Err(AuthError::Malformed),
+    }
+}
+
+/// An algorithm name fit for an error message sent back to the client.
+fn sanitise_alg(alg: &str) -> String {
+    if !alg.is_empty() && alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        alg.to_string()
+    } else {
+        "(unrecognised)".to_string()
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        // `exp` is the only claim the library is told to require.
+        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim("exp"),
+        ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim {
+            claim: if claim == "nbf" { "nbf" } else { "exp" },
+            reason: "not an integer timestamp".to_string(),
+        },
+        ErrorKind::InvalidAudience => AuthError::InvalidClaim {
+            claim: "aud",
+            reason: "this node accepts no audience".to_string(),
+        },
+        ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
+            AuthError::Algorithm("(unrecognised)".to_string())
+        }
+        ErrorKind::Json(_) => AuthError::BadClaims,
+        _ => AuthError::Malformed,
+    }
+}
+
+/// Decodes unpadded base64url (RFC 4648 §5), as JWT segments are written.
+fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 2);
+    let mut acc: u32 = 0;
+    let mut bits: u32 = 0;
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            // Truncation intended: the low 8 bits above `bits` are the next byte.
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    /// The user id breaks the id rule; the node would refuse the token.
+    #[error("invalid user: {0}")]
+    User(#[from] IdError),
+    /// An empty secret; the node refuses to run with one.
+    #[error("the secret is empty")]
+    EmptySecret,
+    /// The JWT library failed to sign.
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<&'static str>,
+}
+
+/// Issues an HS256 token for `user` with `roles`, valid for `ttl` from now
+/// (whole seconds). Used by tests and by `chorusctl token issue`.
+pub fn issue_token(
+    secret: &str,
+    user: &str,
+    roles: Roles,
+    ttl: Duration,
+) -> Result<String, IssueError> {
+    validate_id("user id", user)?;
+    if secret.is_empty() {
+        return Err(IssueError::EmptySecret);
+    }
+    let iat = unix_now();
+    let claims = IssuedClaims {
+        sub: user,
+        iat,
+        exp: iat.saturating_add(ttl.as_secs()),
+        roles: roles.iter().map(Role::as_str).collect(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| IssueError::Signing(e.to_string()))
+}
+
+/// Seconds since the Unix epoch; 0 if the clock is set before it.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

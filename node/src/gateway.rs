@@ -1,0 +1,399 @@
+//! Client gateways: TCP (length-prefixed binary) and WebSocket (JSON or binary).
+//!
+//! ```text
+//! listener ──accept──► connection task
+//!                       1. handshake: first frame within hello_timeout must be `hello`
+//!                       2. Session::open (online), `welcome`
+//!                       3A. reader loop: decode ─► Session::handle_frame
+//!                       3B. writer task: SessionHandle queue ─► socket (batched)
+//!                       4. close: session offline, queue drained (for a last `error`)
+//! ```
+//!
+//! Both transports share this connection logic through [`FrameReader`] and
+//! [`FrameWriter`]; `tcp` and `ws` only move bytes.
+//!
+//! Failure isolation: every connection is its own task; decoding never panics; a
+//! client that does not read is cut off when its bounded queue fills; a flooding
+//! client is slowed by the session's in-flight limit, not by growing queues.
+
+pub mod tcp;
+pub mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chorus_actors::outbound::OutboundQueue;
+use chorus_actors::{
+    CloseReason, Identity, Roles, Session, SessionHandle, ShardRegion, SharedFrame,
+};
+use chorus_config::HeartbeatConfig;
+use chorus_wire::codec::Frame;
+use chorus_wire::{
+    ClientFrame, DecodeError, Encoding, ErrorCode, HeartbeatInfo, LimitsInfo, PROTOCOL_VERSION,
+    ServerFrame,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+
+/// What a transport read from its socket.
+#[derive(Debug)]
+pub enum ReadEvent {
+    /// One whole frame's bytes, and the encoding they are in.
+    Frame(Bytes, Encoding),
+    /// Traffic that is not a frame but shows the client is alive (WebSocket ping).
+    Activity,
+    /// The client closed the connection.
+    Eof,
+    /// The bytes could not be framed (over the limit, cut off, not WebSocket...).
+    Bad(DecodeError),
+    /// The socket failed.
+    Failed(std::io::Error),
+}
+
+/// The reading half of a transport.
+pub trait FrameReader: Send + 'static {
+    /// The next event; must be cancel-safe (it is raced against timers).
+    fn next(&mut self) -> impl Future<Output = ReadEvent> + Send;
+}
+
+/// The writing half of a transport.
+pub trait FrameWriter: Send + 'static {
+    /// Writes frames in `encoding` and flushes once.
+    fn write_batch(
+        &mut self,
+        frames: &[SharedFrame],
+        encoding: Encoding,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Closes the connection politely.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// What every connection needs from the node.
+#[derive(Debug)]
+pub struct GatewayContext {
+    /// Entities.
+    pub region: ShardRegion,
+    /// Token checks.
+    pub auth: Authenticator,
+    /// Largest frame.
+    pub max_frame: u32,
+    /// Largest body (announced; enforced by the session).
+    pub max_body: u32,
+    /// Time allowed for `hello`.
+    pub hello_timeout: Duration,
+    /// Heartbeat bounds and idle timeouts.
+    pub heartbeat: HeartbeatConfig,
+    /// Frames queued per session before it is a slow consumer.
+    pub outbound_queue: usize,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+    next_session: AtomicU64,
+}
+
+impl GatewayContext {
+    /// A context; session ids start at a random point so they differ across restarts.
+    #[allow(clippy::too_many_arguments)] // One constructor, called once by the node.
+    pub fn new(
+        region: ShardRegion,
+        auth: Authenticator,
+        max_frame: u32,
+        max_body: u32,
+        hello_timeout: Duration,
+        heartbeat: HeartbeatConfig,
+        outbound_queue: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            region,
+            auth,
+            max_frame,
+            max_body,
+            hello_timeout,
+            heartbeat,
+            outbound_queue,
+            shutdown,
+            next_session: AtomicU64::new(rand::random::<u32>().into()),
+        }
+    }
+
+    fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Frames written in one go by the writer.
+const WRITE_BATCH: usize = 64;
+
+/// Runs one connection from handshake to close.
+pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
+    mut reader: R,
+    mut writer: W,
+    ctx: Arc<GatewayContext>,
+    transport: &'static str,
+) {
+    metrics::counter!("chorus_connections_total", "transport" => transport).increment(1);
+    metrics::gauge!("chorus_connections", "transport" => transport).increment(1.0);
+    let _gauge = scopeguard(transport);
+
+    // 1. Handshake.
+    let (identity, encoding) = match handshake(&mut reader, &ctx).await {
+        Ok(ok) => ok,
+        Err((frame, encoding)) => {
+            if let Some(frame) = frame {
+                let _ = writer
+                    .write_batch(&[chorus_actors::OutFrame::new(frame)], encoding)
+                    .await;
+            }
+            writer.close().await;
+            return;
+        }
+    };
+
+    // 2. Online, then welcome.
+    let (handle, queue) =
+        SessionHandle::new(ctx.session_id(), identity.user.clone(), ctx.outbound_queue);
+    let mut session = Session::open(ctx.region.clone(), identity, handle.clone()).await;
+    handle.send(ServerFrame::Welcome {
+        protocol: PROTOCOL_VERSION,
+        user: session.identity().user.clone(),
+        session: format!("{:x}", handle.id()),
+        node: ctx.region.settings().node_id.clone(),
+        heartbeat: HeartbeatInfo {
+            min_s: ctx.heartbeat.min_s,
+            max_s: ctx.heartbeat.max_s,
+            idle_timeout_s: ctx.heartbeat.welcome_idle_timeout_s(),
+        },
+        limits: LimitsInfo {
+            max_frame: ctx.max_frame,
+            max_body: ctx.max_body,
+        },
+    });
+
+    // 3B. The writer.
+    let stop_writer = CancellationToken::new();
+    let writer_task = tokio::spawn(run_writer(
+        writer,
+        queue,
+        handle.clone(),
+        encoding,
+        stop_writer.clone(),
+    ));
+
+    // 3A. The reader.
+    let mut idle = Duration::from_secs(u64::from(ctx.heartbeat.welcome_idle_timeout_s()));
+    let mut deadline = Instant::now() + idle;
+    loop {
+        let event = tokio::select! {
+            event = reader.next() => event,
+            () = tokio::time::sleep_until(deadline) => {
+                metrics::counter!("chorus_idle_disconnects_total").increment(1);
+                tracing::debug!(session = handle.id(), "idle timeout");
+                break;
+            }
+            () = handle.closed() => break,
+            () = ctx.shutdown.cancelled() => break,
+        };
+        match event {
+            ReadEvent::Frame(bytes, frame_encoding) => {
+                deadline = Instant::now() + idle;
+                metrics::counter!("chorus_frames_in_total").increment(1);
+                match ClientFrame::decode(&bytes, frame_encoding, ctx.max_frame) {
+                    Ok(ClientFrame::Ping { interval_s }) => {
+                        if let Some(interval) = interval_s {
+                            idle = Duration::from_secs(u64::from(
+                                ctx.heartbeat.idle_timeout_s(interval),
+                            ));
+                            deadline = Instant::now() + idle;
+                        }
+                        handle.send(ServerFrame::Pong);
+                    }
+                    Ok(frame) => session.handle_frame(frame).await,
+                    Err(e) => {
+                        bad_frame_metric(&e);
+                        handle.send(error_for(&e));
+                        break;
+                    }
+                }
+            }
+            ReadEvent::Activity => deadline = Instant::now() + idle,
+            ReadEvent::Eof | ReadEvent::Failed(_) => break,
+            ReadEvent::Bad(e) => {
+                bad_frame_metric(&e);
+                handle.send(error_for(&e));
+                break;
+            }
+        }
+    }
+
+    // 4. Offline; let the writer drain what is queued (a last `error`), then close.
+    session.close();
+    stop_writer.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+}
+
+async fn handshake<R: FrameReader>(
+    reader: &mut R,
+    ctx: &GatewayContext,
+) -> Result<(Identity, Encoding), (Option<ServerFrame>, Encoding)> {
+    let fail = |code, message: &str| ServerFrame::Error {
+        reference: None,
+        code,
+        message: message.to_string(),
+    };
+    let event = tokio::select! {
+        event = tokio::time::timeout(ctx.hello_timeout, reader.next()) => event,
+        () = ctx.shutdown.cancelled() => return Err((None, Encoding::Binary)),
+    };
+    let (bytes, encoding) = match event {
+        Err(_) => {
+            let secs = ctx.hello_timeout.as_secs_f64();
+            return Err((
+                Some(fail(
+                    ErrorCode::Unauthenticated,
+                    &format!("no hello within {secs} s"),
+                )),
+                Encoding::Binary,
+            ));
+        }
+        Ok(ReadEvent::Frame(bytes, encoding)) => (bytes, encoding),
+        Ok(ReadEvent::Bad(e)) => {
+            bad_frame_metric(&e);
+            return Err((Some(error_for(&e)), Encoding::Binary));
+        }
+        Ok(ReadEvent::Activity | ReadEvent::Eof | ReadEvent::Failed(_)) => {
+            return Err((None, Encoding::Binary));
+        }
+    };
+    match ClientFrame::decode(&bytes, encoding, ctx.max_frame) {
+        Ok(ClientFrame::Hello {
+            protocol, token, ..
+        }) => {
+            if protocol != PROTOCOL_VERSION {
+                let msg = format!(
+                    "protocol {protocol} is not supported; this node speaks {PROTOCOL_VERSION}"
+                );
+                return Err((Some(fail(ErrorCode::UnsupportedVersion, &msg)), encoding));
+            }
+            match ctx.auth.authenticate(&token) {
+                Ok(id) => {
+                    let roles = id.roles;
+                    use crate::auth::Role;
+                    let identity = Identity {
+                        user: id.user,
+                        roles: Roles {
+                            moderator: roles.contains(Role::Mod),
+                            vip: roles.contains(Role::Vip),
+                            paid: roles.contains(Role::Paid),
+                            system: roles.contains(Role::System),
+                            admin: roles.contains(Role::Admin),
+                        },
+                    };
+                    Ok((identity, encoding))
+                }
+                Err(e) => {
+                    metrics::counter!("chorus_auth_failures_total").increment(1);
+                    Err((Some(fail(e.code(), &e.to_string())), encoding))
+                }
+            }
+        }
+        Ok(_) => Err((
+            Some(fail(
+                ErrorCode::Unauthenticated,
+                "the first frame must be hello",
+            )),
+            encoding,
+        )),
+        Err(e) => {
+            bad_frame_metric(&e);
+            Err((Some(error_for(&e)), encoding))
+        }
+    }
+}
+
+fn error_for(e: &DecodeError) -> ServerFrame {
+    ServerFrame::Error {
+        reference: None,
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+fn bad_frame_metric(e: &DecodeError) {
+    let reason = match e {
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::Truncated => "truncated",
+        DecodeError::TrailingBytes(_) => "trailing",
+        DecodeError::UnknownType(_) | DecodeError::UnknownVariant(_) => "unknown_type",
+        DecodeError::Malformed(_) => "malformed",
+    };
+    metrics::counter!("chorus_bad_frames_total", "reason" => reason).increment(1);
+}
+
+async fn run_writer<W: FrameWriter>(
+    mut writer: W,
+    mut queue: OutboundQueue,
+    handle: SessionHandle,
+    encoding: Encoding,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<SharedFrame> = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            frame = queue.recv() => frame,
+            () = handle.closed() => None,
+            () = stop.cancelled() => {
+                // Drain what is already queued (e.g. the last `error`), then close.
+                while let Ok(f) = queue.try_recv() {
+                    batch.push(f);
+                    if batch.len() == WRITE_BATCH {
+                        break;
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), writer.write_batch(&batch, encoding)).await;
+                }
+                break;
+            }
+        };
+        let Some(first) = first else { break };
+        batch.clear();
+        batch.push(first);
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let written = tokio::select! {
+            r = writer.write_batch(&batch, encoding) => r,
+            () = handle.closed() => break,
+        };
+        if written.is_err() {
+            handle.close(CloseReason::Shutdown);
+            break;
+        }
+        metrics::counter!("chorus_frames_out_total").increment(n);
+        batch.clear();
+    }
+    if handle.close_reason() == Some(CloseReason::Kicked) {
+        // Nothing more to say: the kick itself is the message.
+    }
+    writer.close().await;
+}
+
+/// Decrements the connection gauge when the connection task ends, however it ends.
+fn scopeguard(transport: &'static str) -> impl Drop {
+    struct Guard(&'static str);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            metrics::gauge!("chorus_connections", "transport" => self.0).decrement(1.0);
+        }
+    }
+    Guard(transport)
+}

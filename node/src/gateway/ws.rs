@@ -1,0 +1,165 @@
+//! The WebSocket transport, at path `/ws`: a text message is one JSON frame, a
+//! binary message one binary frame. WebSocket pings count as activity.
+//!
+//! Buffers are sized for many mostly idle connections: small read and write
+//! buffers, message and frame size capped at `max_frame`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chorus_actors::SharedFrame;
+use chorus_wire::{DecodeError, Encoding};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use super::{FrameReader, FrameWriter, GatewayContext, ReadEvent, serve_connection};
+
+/// Time a client has to finish the WebSocket upgrade.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads WebSocket messages as frames.
+pub struct WsReader {
+    stream: SplitStream<WebSocketStream<TcpStream>>,
+    max_frame: u32,
+}
+
+impl FrameReader for WsReader {
+    async fn next(&mut self) -> ReadEvent {
+        loop {
+            return match self.stream.next().await {
+                None => ReadEvent::Eof,
+                Some(Ok(Message::Text(text))) => {
+                    ReadEvent::Frame(Bytes::from(text), Encoding::Json)
+                }
+                Some(Ok(Message::Binary(bytes))) => ReadEvent::Frame(bytes, Encoding::Binary),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => ReadEvent::Activity,
+                Some(Ok(Message::Close(_))) => ReadEvent::Eof,
+                Some(Ok(Message::Frame(_))) => continue,
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
+                    ReadEvent::Bad(DecodeError::TooLarge {
+                        len: size as u64,
+                        max: self.max_frame,
+                    })
+                }
+                Some(Err(WsError::Utf8(e))) => {
+                    ReadEvent::Bad(DecodeError::Malformed(format!("text is not UTF-8: {e}")))
+                }
+                Some(Err(WsError::Protocol(e))) => {
+                    ReadEvent::Bad(DecodeError::Malformed(format!("websocket: {e}")))
+                }
+                Some(Err(WsError::Io(e))) => ReadEvent::Failed(e),
+                Some(Err(e)) => ReadEvent::Failed(std::io::Error::other(e.to_string())),
+            };
+        }
+    }
+}
+
+/// Writes frames as WebSocket messages, one flush per batch.
+pub struct WsWriter {
+    sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+}
+
+impl FrameWriter for WsWriter {
+    async fn write_batch(
+        &mut self,
+        frames: &[SharedFrame],
+        encoding: Encoding,
+    ) -> std::io::Result<()> {
+        for f in frames {
+            let bytes = f.bytes(encoding).clone();
+            let message = match encoding {
+                Encoding::Binary => Message::Binary(bytes),
+                Encoding::Json => match Utf8Bytes::try_from(bytes) {
+                    Ok(text) => Message::Text(text),
+                    // Our own JSON encoder only produces UTF-8; skip rather than panic.
+                    Err(_) => continue,
+                },
+            };
+            self.sink
+                .feed(message)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        self.sink
+            .flush()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.sink.close().await;
+    }
+}
+
+fn ws_config(max_frame: u32) -> WebSocketConfig {
+    let max = max_frame as usize;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max.saturating_mul(4).max(64 * 1024))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Accepts WebSocket clients until shutdown.
+pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>, path: String) {
+    let path: Arc<str> = path.into();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = ctx.shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    let check_path =
+                        move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                            if req.uri().path() == &*path {
+                                Ok(resp)
+                            } else {
+                                let mut not_found = ErrorResponse::new(Some(format!(
+                                    "no WebSocket endpoint here; use {}\n",
+                                    &*path
+                                )));
+                                *not_found.status_mut() =
+                                    tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+                                Err(not_found)
+                            }
+                        };
+                    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+                        stream,
+                        check_path,
+                        Some(ws_config(ctx.max_frame)),
+                    );
+                    let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
+                        Ok(Ok(ws)) => ws,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket upgrade failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let (sink, stream) = ws.split();
+                    let reader = WsReader {
+                        stream,
+                        max_frame: ctx.max_frame,
+                    };
+                    serve_connection(reader, WsWriter { sink }, ctx, "ws").await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "websocket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! One running node: the store, the entities, the gateways and the admin API,
+//! started from a [`Config`] and stopped cleanly.
+//!
+//! ```text
+//! Node
+//! ├── store (embedded: fjall, group commit)
+//! ├── ShardRegion ── EntitySupervisor ── User / Conversation
+//! ├── gateway::tcp ── connection tasks (Session)
+//! ├── gateway::ws  ── connection tasks (Session)
+//! └── admin (HTTP: /healthz, /metrics, /admin/*)
+//! ```
+//!
+//! Shutdown (SIGTERM in the binary): stop accepting, close every connection,
+//! flush the store, then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_actors::{CloseReason, Settings, ShardRegion};
+use chorus_config::{Config, StorageBackend};
+use chorus_store::MessageStore;
+use chorus_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
+use crate::auth::{AuthMode, Authenticator};
+use crate::gateway::{self, GatewayContext};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Store(String),
+    /// The actor system could not start.
+    #[error("actors: {0}")]
+    Actors(String),
+}
+
+/// The addresses a started node actually listens on (ports resolved).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    /// TCP clients.
+    pub tcp: SocketAddr,
+    /// WebSocket clients.
+    pub ws: SocketAddr,
+    /// Admin HTTP.
+    pub admin: SocketAddr,
+}
+
+/// A running node.
+pub struct Node {
+    addrs: BoundAddrs,
+    region: ShardRegion,
+    store: Arc<dyn MessageStore>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("addrs", &self.addrs)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node: opens the store, binds every listener, and serves.
+    /// `/healthz` turns 200 once this returns.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        config
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let listen = config
+            .listen
+            .addrs()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let auth_mode = match config.auth.mode {
+            chorus_config::AuthMode::Dev => AuthMode::Dev,
+            chorus_config::AuthMode::Jwt => AuthMode::Jwt {
+                secret: config
+                    .auth
+                    .secret
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            },
+        };
+        let auth = Authenticator::new(&auth_mode).map_err(|e| StartError::Config(e.to_string()))?;
+
+        let store: Arc<dyn MessageStore> = match config.storage.backend {
+            StorageBackend::Embedded => {
+                let options = EmbeddedOptions {
+                    sync: config.storage.fsync,
+                    ..EmbeddedOptions::default()
+                };
+                let path = config.storage.path.clone();
+                let opened =
+                    tokio::task::spawn_blocking(move || EmbeddedStore::open_with(path, options))
+                        .await
+                        .map_err(|e| StartError::Store(e.to_string()))?;
+                Arc::new(opened.map_err(|e| StartError::Store(e.to_string()))?)
+            }
+            StorageBackend::Scylla => {
+                return Err(StartError::Config(
+                    "storage.backend = \"scylla\" is not available in this build yet".into(),
+                ));
+            }
+        };
+
+        let settings = Settings {
+            node_id: config.cluster.node_id.clone(),
+            max_body: config.limits.max_body as usize,
+            history_max: config.limits.history_max,
+            ..Settings::default()
+        };
+        let region = ShardRegion::start(store.clone(), settings)
+            .await
+            .map_err(|e| StartError::Actors(e.to_string()))?;
+
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let tcp = bind("listen.tcp", listen.tcp).await?;
+        let ws = bind("listen.ws", listen.ws).await?;
+        let admin = bind("listen.admin", listen.admin).await?;
+        let local = |l: &TcpListener, fallback: SocketAddr| l.local_addr().unwrap_or(fallback);
+        let addrs = BoundAddrs {
+            tcp: local(&tcp, listen.tcp),
+            ws: local(&ws, listen.ws),
+            admin: local(&admin, listen.admin),
+        };
+
+        let shutdown = CancellationToken::new();
+        let ctx = Arc::new(GatewayContext::new(
+            region.clone(),
+            auth,
+            config.limits.max_frame,
+            config.limits.max_body,
+            config.limits.hello_timeout(),
+            config.heartbeat,
+            config.limits.outbound_queue as usize,
+            shutdown.clone(),
+        ));
+
+        let metrics = crate::telemetry::install_metrics();
+        let readiness = Readiness::new();
+        let backend = Arc::new(NodeAdmin {
+            region: region.clone(),
+            addrs,
+        });
+        let admin_state = AdminState::new(
+            readiness.clone(),
+            metrics,
+            config.admin.token.as_ref().map(|t| t.expose()),
+            backend,
+        );
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(gateway::tcp::run(tcp, ctx.clone()));
+        tasks.spawn(gateway::ws::run(
+            ws,
+            ctx.clone(),
+            config.listen.ws_path.clone(),
+        ));
+        let admin_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::admin::serve_admin(admin, admin_state, async move {
+                admin_shutdown.cancelled().await
+            })
+            .await
+            {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        readiness.set_ready(true);
+        tracing::info!(node = %config.cluster.node_id, tcp = %addrs.tcp, ws = %addrs.ws, admin = %addrs.admin, "node serving");
+        Ok(Self {
+            addrs,
+            region,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Where the node listens.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// The node's entities (for tests and operators).
+    pub fn region(&self) -> &ShardRegion {
+        &self.region
+    }
+
+    /// Stops accepting, closes every connection, flushes the store.
+    pub async fn shutdown(mut self) {
+        tracing::info!("shutting down: closing listeners and connections");
+        self.shutdown.cancel();
+        for session in self.region.sessions().all() {
+            session.close(CloseReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.tasks.join_next().await.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+        }
+        // Connections finish their last writes; give them a moment, bounded.
+        let wait_start = tokio::time::Instant::now();
+        while self.region.sessions().count() > 0 && wait_start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+/// The admin API's view of this node.
+struct NodeAdmin {
+    region: ShardRegion,
+    addrs: BoundAddrs,
+}
+
+impl AdminBackend for NodeAdmin {
+    fn status(&self) -> AdminFuture<'_> {
+        let (users, conversations) = self.region.entity_counts();
+        let body = json!({
+            "node": self.region.settings().node_id,
+            "status": "serving",
+            "listen": { "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(), "admin": self.addrs.admin.to_string() },
+            "sessions": self.region.sessions().count(),
+            "entities": { "user": users, "conversation": conversations },
+        });
+        Box::pin(std::future::ready(Ok(body)))
+    }
+
+    fn kick(&self, user: String) -> AdminFuture<'_> {
+        let result = match chorus_wire::ids::validate_id("user", &user) {
+            Err(e) => Err(AdminError::BadRequest(e.to_string())),
+            Ok(()) => {
+                let sessions = self.region.sessions().of(&user);
+                for s in &sessions {
+                    s.close(CloseReason::Kicked);
+                }
+                Ok(json!({ "user": user, "closed": sessions.len() }))
+            }
+        };
+        Box::pin(std::future::ready(result))
+    }
+}

@@ -1,0 +1,82 @@
+//! Reads that scan: history pages and conversation lists. They run on the blocking
+//! pool because a scan may touch several on-disk blocks.
+
+use std::ops::Bound;
+
+use super::layout::{self, Space, Spaces, check_id};
+use super::{backend, record};
+use crate::{ConversationItem, HistoryQuery, HistorySlice, StoreResult};
+
+/// A page of history with PROTOCOL.md §4.6 semantics.
+///
+/// The page is read with one extra message: if it comes back, `more` is true. With
+/// `after` the scan runs forward from `after`; otherwise it runs backward from
+/// `before` (or the end), then the page is put back in ascending order.
+pub(super) fn history(spaces: &Spaces, conv: &str, q: HistoryQuery) -> StoreResult<HistorySlice> {
+    check_id("conversation id", conv)?;
+    let lo = match q.after {
+        Some(after) => match after.checked_add(1) {
+            Some(lo) => lo,
+            None => return Ok(HistorySlice::default()),
+        },
+        None => 0,
+    };
+    let hi = match q.before {
+        Some(before) if before <= lo => return Ok(HistorySlice::default()),
+        Some(before) => Bound::Excluded(layout::message(conv, before)),
+        None => Bound::Included(layout::message(conv, u64::MAX)),
+    };
+    let range = (Bound::Included(layout::message(conv, lo)), hi);
+    let want = usize::try_from(q.limit).unwrap_or(usize::MAX);
+    let prefix_len = layout::prefix(conv).len();
+    let decode = |guard: fjall::Guard| -> StoreResult<crate::Message> {
+        let (key, value) = guard.into_inner().map_err(backend)?;
+        let seq = layout::message_seq(&key, prefix_len)?;
+        record::decode_message(conv, seq, &value)
+    };
+
+    let keyspace = spaces.get(Space::Messages);
+    let mut messages = Vec::with_capacity(want.min(256).saturating_add(1));
+    if q.after.is_some() {
+        for guard in keyspace.range(range).take(want.saturating_add(1)) {
+            messages.push(decode(guard)?);
+        }
+    } else {
+        for guard in keyspace.range(range).rev().take(want.saturating_add(1)) {
+            messages.push(decode(guard)?);
+        }
+    }
+    let more = messages.len() > want;
+    messages.truncate(want);
+    if q.after.is_none() {
+        messages.reverse();
+    }
+    Ok(HistorySlice { messages, more })
+}
+
+/// A user's conversations in id order, with `last_seq` and the user's `read_seq`.
+pub(super) fn conversations(spaces: &Spaces, user: &str) -> StoreResult<Vec<ConversationItem>> {
+    check_id("user id", user)?;
+    let prefix = layout::prefix(user);
+    let meta = spaces.get(Space::ConvMeta);
+    let reads = spaces.get(Space::ReadPos);
+    let mut items = Vec::new();
+    for guard in spaces.get(Space::UserConvs).prefix(&prefix) {
+        let key = guard.key().map_err(backend)?;
+        let conv = layout::pair_tail(&key, prefix.len())?;
+        let last_seq = match meta.get(conv.as_bytes()).map_err(backend)? {
+            Some(v) => record::decode_u64(&v, "conversation meta")?,
+            None => 0,
+        };
+        let read_seq = match reads.get(&key).map_err(backend)? {
+            Some(v) => record::decode_u64(&v, "read position")?,
+            None => 0,
+        };
+        items.push(ConversationItem {
+            conv,
+            last_seq,
+            read_seq,
+        });
+    }
+    Ok(items)
+}

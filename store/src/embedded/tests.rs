@@ -1,0 +1,142 @@
+//! Unit tests of the parts the conformance suite cannot see: the value encoding
+//! on bad bytes, and the key layout.
+
+use super::layout::{self, Space, Spaces};
+use super::record;
+use super::{EmbeddedStore, backend};
+use crate::{DedupHit, GroupRecord, Message, MessageStore, StoreError};
+
+fn message() -> Message {
+    Message {
+        conv: "dm:a:b".into(),
+        seq: 7,
+        id: "m1".into(),
+        from: "a".into(),
+        body: "héllo ✓".into(),
+        ts_ms: 1_700_000_000_000,
+    }
+}
+
+#[test]
+fn records_round_trip() -> Result<(), StoreError> {
+    let m = message();
+    let bytes = record::encode_message(&m);
+    assert_eq!(record::decode_message(&m.conv, m.seq, &bytes)?, m);
+
+    assert_eq!(record::decode_u64(&record::encode_u64(42), "n")?, 42);
+
+    let hit = DedupHit { seq: 3, ts_ms: 9 };
+    assert_eq!(record::decode_dedup(&record::encode_dedup(hit))?, hit);
+
+    let g = GroupRecord {
+        id: "g".into(),
+        name: "Group".into(),
+        owner: "a".into(),
+        members: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(record::decode_group("g", &record::encode_group(&g))?, g);
+    Ok(())
+}
+
+#[test]
+fn damaged_records_are_corrupt_not_panics() {
+    let good = record::encode_message(&message());
+    // Every truncation, an unknown format byte, and trailing junk.
+    for len in 0..good.len() {
+        let res = record::decode_message("c", 1, &good[..len]);
+        assert!(matches!(res, Err(StoreError::Corrupt(_))), "len {len}");
+    }
+    let mut wrong_format = good.clone();
+    wrong_format[0] = 99;
+    assert!(matches!(
+        record::decode_message("c", 1, &wrong_format),
+        Err(StoreError::Corrupt(_))
+    ));
+    let mut trailing = good;
+    trailing.push(0);
+    assert!(matches!(
+        record::decode_message("c", 1, &trailing),
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // A string length far past the end, and a member count no value could hold.
+    let huge_len = [1, 0xff, 0xff, 0xff, 0xff];
+    assert!(matches!(
+        record::decode_message("c", 1, &huge_len),
+        Err(StoreError::Corrupt(_))
+    ));
+    let mut huge_count = vec![1, 0, 0, 0, 0, 0, 0, 0, 0];
+    huge_count.extend_from_slice(&u64::MAX.to_be_bytes());
+    assert!(matches!(
+        record::decode_group("g", &huge_count),
+        Err(StoreError::Corrupt(_))
+    ));
+    let not_utf8 = [1, 0, 0, 0, 1, 0xff];
+    assert!(matches!(
+        record::decode_message("c", 1, &not_utf8),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn message_keys_sort_by_seq_and_stay_inside_their_conversation() {
+    assert!(layout::message("c", 255) < layout::message("c", 256));
+    assert!(layout::message("c", u64::MAX) < layout::prefix("c0"));
+    assert!(layout::message("c", 1) > layout::prefix("c"));
+    let p = layout::prefix("c").len();
+    assert_eq!(
+        layout::message_seq(&layout::message("c", 300), p).ok(),
+        Some(300)
+    );
+    assert!(layout::message_seq(b"c\0\x01", p).is_err());
+}
+
+#[test]
+fn nul_in_ids_is_refused() {
+    assert!(layout::check_id("x", "a\0b").is_err());
+    assert!(layout::check_id("x", "dm:a:b").is_ok());
+}
+
+/// Damaged bytes already on disk come back as `Corrupt` through the store API.
+#[tokio::test]
+async fn corrupt_values_on_disk_are_reported() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    {
+        let db = fjall::Database::builder(dir.path()).open()?;
+        let spaces = Spaces::open(&db)?;
+        spaces
+            .get(Space::ConvMeta)
+            .insert("dm:a:b", [1u8, 2, 3].as_slice())?;
+        spaces
+            .get(Space::Messages)
+            .insert(layout::message("dm:a:b", 1), [7u8].as_slice())?;
+        spaces
+            .get(Space::Groups)
+            .insert("g", [1u8, 0, 0].as_slice())?;
+        db.persist(fjall::PersistMode::SyncAll).map_err(backend)?;
+    }
+    let store = EmbeddedStore::open(dir.path())?;
+    assert!(matches!(
+        store.last_seq("dm:a:b").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let q = crate::HistoryQuery {
+        after: None,
+        before: None,
+        limit: 10,
+    };
+    assert!(matches!(
+        store.history("dm:a:b", q).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.group("g").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // A write that must read the damaged record fails alone; the writer lives on.
+    let block = store.allocate_seq_block("dm:a:b", 10).await;
+    assert!(matches!(block, Err(StoreError::Corrupt(_))));
+    assert_eq!(store.set_read("u", "dm:a:b", 4).await?, 4);
+    store.close()?;
+    Ok(())
+}
