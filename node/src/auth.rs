@@ -403,7 +403,7 @@ fn authenticate_jwt(
 ) -> Result<Identity, AuthError> {
     check_header_alg(token)?;
     let data = jsonwebtoken::decode::<TokenClaims>(token, key, validation)
-        .map_err(|e| map_jwt_error(e.kind()))?;
+        .map_err(|e| map_jwt_error(e.kind(), token))?;
     let claims = data.claims;
     let user = claims.sub.ok_or(AuthError::MissingClaim("sub"))?;
     validate_id("user id", &user).map_err(|e| AuthError::InvalidClaim {
@@ -452,12 +452,20 @@ fn sanitise_alg(alg: &str) -> String {
     }
 }
 
-fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+fn map_jwt_error(kind: &ErrorKind, token: &str) -> AuthError {
     match kind {
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        // `exp` is the only claim the library is told to require.
+        // `exp` is the only claim the library is told to require. It reports one it
+        // cannot read as an integer as missing; tell the two apart. (Claims are
+        // validated after the signature, so the payload is the issuer's.)
+        ErrorKind::MissingRequiredClaim(_) if payload_has_claim(token, "exp") => {
+            AuthError::InvalidClaim {
+                claim: "exp",
+                reason: "not an integer timestamp".to_string(),
+            }
+        }
         ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim("exp"),
         ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim {
             claim: if claim == "nbf" { "nbf" } else { "exp" },
@@ -473,6 +481,18 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
         ErrorKind::Json(_) => AuthError::BadClaims,
         _ => AuthError::Malformed,
     }
+}
+
+/// Whether the token's payload has a member `claim`, whatever its value.
+fn payload_has_claim(token: &str, claim: &str) -> bool {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(b64url_decode)
+        .and_then(|payload| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&payload).ok()
+        })
+        .is_some_and(|members| members.get(claim).is_some_and(|v| !v.is_null()))
 }
 
 /// Decodes unpadded base64url (RFC 4648 §5), as JWT segments are written.

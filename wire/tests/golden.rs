@@ -5,7 +5,7 @@
 
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::limits::DEFAULT_MAX_FRAME;
-use chorus_wire::{ClientFrame, ServerFrame};
+use chorus_wire::{ClientFrame, DecodeError, ServerFrame};
 use serde::Deserialize;
 
 const VECTORS: &str = include_str!("golden/vectors.json");
@@ -165,10 +165,14 @@ fn vectors_agree_with_the_rules_worked_by_hand() {
     assert_eq!(Some(hex::encode(&hello)), tcp);
 }
 
+fn protocol_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
+    std::fs::read_to_string(path).expect("docs/protocol.md exists")
+}
+
 #[test]
 fn the_protocol_doc_prints_every_vector() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
-    let doc = std::fs::read_to_string(path).expect("docs/protocol.md exists");
+    let doc = protocol_doc();
     for v in vectors() {
         assert!(
             doc.contains(&v.json),
@@ -188,4 +192,30 @@ fn the_protocol_doc_prints_every_vector() {
             );
         }
     }
+}
+
+#[test]
+fn the_example_session_in_the_protocol_doc_is_made_of_valid_frames() {
+    let doc = protocol_doc();
+    let (mut client, mut server) = (0, 0);
+    for line in doc.lines() {
+        if let Some(text) = line.strip_prefix("> ").filter(|t| t.starts_with('{')) {
+            let frame = ClientFrame::from_json(text);
+            if text.contains("\"shout\"") {
+                // The session's deliberate undecodable frame.
+                assert_eq!(frame, Err(DecodeError::UnknownType("shout".into())));
+            } else {
+                assert!(frame.is_ok(), "{text}: {frame:?}");
+            }
+            client += 1;
+        } else if let Some(text) = line.strip_prefix("< ").filter(|t| t.starts_with('{')) {
+            let frame = ServerFrame::from_json(text);
+            assert!(frame.is_ok(), "{text}: {frame:?}");
+            server += 1;
+        }
+    }
+    assert!(
+        client >= 10 && server >= 10,
+        "the session has {client} + {server} frames"
+    );
 }

@@ -38,6 +38,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // One machine-readable line once every listener is bound: scripts and tests
+        // wait for it instead of polling (ports given as 0 are resolved here).
+        let a = node.addrs();
+        println!("listening tcp={} ws={} admin={}", a.tcp, a.ws, a.admin);
         wait_for_signal().await;
         node.shutdown().await;
         ExitCode::SUCCESS
