@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chorus_wire::codec::Frame;
 use chorus_wire::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -392,11 +393,43 @@ impl Driver {
         self.pings.push_back(ping);
     }
 
+    /// Refuses a frame the node would answer with a connection-level `too_large`
+    /// (closing the connection, and for a retried send, again after every reconnect).
+    fn check_size(&self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let max_frame = self.shared.welcome().limits.max_frame;
+        let len = frame.encode(self.cfg.transport.encoding()).len();
+        if u64::try_from(len).unwrap_or(u64::MAX) > u64::from(max_frame) {
+            return Err(ClientError::Rejected {
+                code: ErrorCode::TooLarge,
+                message: format!("a frame of {len} bytes exceeds the node's limit of {max_frame}"),
+                retry_after_ms: None,
+            });
+        }
+        Ok(())
+    }
+
     async fn on_command(
         &mut self,
         conn: &mut Connection,
         command: Command,
     ) -> Result<(), ClientError> {
+        let frame = match &command {
+            Command::Request { frame, .. }
+            | Command::Submit { frame, .. }
+            | Command::Fire { frame } => Some(frame),
+            Command::Ping { .. } => None,
+        };
+        if let Some(Err(too_large)) = frame.map(|f| self.check_size(f)) {
+            match command {
+                Command::Request { reply, .. } | Command::Submit { reply, .. } => {
+                    let _ = reply.send(Err(too_large));
+                }
+                Command::Fire { .. } | Command::Ping { .. } => {
+                    tracing::warn!(error = %too_large, "frame over the node's limit not sent");
+                }
+            }
+            return Ok(());
+        }
         match command {
             Command::Request {
                 reference,

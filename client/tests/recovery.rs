@@ -17,7 +17,8 @@ const DM: &str = "dm:alice:bob";
 async fn answer_conversations(node: &mut PeerConn, items: Vec<ConversationItem>) {
     match node.recv_no_ping().await {
         Some(ClientFrame::Conversations { reference }) => {
-            node.send(&ServerFrame::ConversationList { reference, items }).await;
+            node.send(&ServerFrame::ConversationList { reference, items })
+                .await;
         }
         other => panic!("expected the resync's conversations, got {other:?}"),
     }
@@ -26,10 +27,25 @@ async fn answer_conversations(node: &mut PeerConn, items: Vec<ConversationItem>)
 /// Expects `history(conv, after, limit 200)` and answers it with `seqs`.
 async fn answer_history(node: &mut PeerConn, conv: &str, after: u64, seqs: &[u64], more: bool) {
     match node.recv_no_ping().await {
-        Some(ClientFrame::History { reference, conv: c, after: a, before, limit }) => {
-            assert_eq!((c.as_str(), a, before, limit), (conv, Some(after), None, Some(200)));
+        Some(ClientFrame::History {
+            reference,
+            conv: c,
+            after: a,
+            before,
+            limit,
+        }) => {
+            assert_eq!(
+                (c.as_str(), a, before, limit),
+                (conv, Some(after), None, Some(200))
+            );
             let messages = seqs.iter().map(|&s| msg(conv, s)).collect();
-            node.send(&ServerFrame::HistoryPage { reference, conv: conv.into(), messages, more }).await;
+            node.send(&ServerFrame::HistoryPage {
+                reference,
+                conv: conv.into(),
+                messages,
+                more,
+            })
+            .await;
         }
         other => panic!("expected history after {after}, got {other:?}"),
     }
@@ -38,7 +54,10 @@ async fn answer_history(node: &mut PeerConn, conv: &str, after: u64, seqs: &[u64
 #[tokio::test]
 async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
     let peer = Peer::bind(Transport::Tcp).await;
-    let (client, node) = tokio::join!(Client::connect(peer.config("alice")), peer.accept_hello("alice", "s1"));
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     let sending = tokio::spawn({
@@ -52,17 +71,36 @@ async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
     answer_conversations(&mut node, vec![]).await;
     match node.recv_no_ping().await {
         Some(ClientFrame::Send { id, to, body }) => {
-            assert_eq!((id.as_str(), to.as_str(), body.as_str()), ("m-7", "group:g", "hello"));
+            assert_eq!(
+                (id.as_str(), to.as_str(), body.as_str()),
+                ("m-7", "group:g", "hello")
+            );
         }
         other => panic!("expected the resent send, got {other:?}"),
     }
-    node.send(&ServerFrame::Ack { id: "m-7".into(), conv: "group:g".into(), seq: 1, ts_ms: 1 }).await;
-    let ack = step("resent send", sending).await.expect("task").expect("acked");
+    node.send(&ServerFrame::Ack {
+        id: "m-7".into(),
+        conv: "group:g".into(),
+        seq: 1,
+        ts_ms: 1,
+    })
+    .await;
+    let ack = step("resent send", sending)
+        .await
+        .expect("task")
+        .expect("acked");
     assert_eq!((ack.id.as_str(), ack.seq), ("m-7", 1));
 
-    assert!(matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s1"));
-    assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2"));
+    assert!(
+        matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s1")
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
+    assert!(
+        matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2")
+    );
     client.close().await;
 }
 
@@ -78,19 +116,34 @@ async fn without_reconnect_a_lost_connection_fails_the_send_and_ends_the_events(
         let c = client.clone();
         async move { c.send("user:bob", "hello").await }
     });
-    assert!(matches!(node.recv_no_ping().await, Some(ClientFrame::Send { .. })));
+    assert!(matches!(
+        node.recv_no_ping().await,
+        Some(ClientFrame::Send { .. })
+    ));
     node.kill();
     let result = step("send", sending).await.expect("task");
-    assert!(matches!(result, Err(ClientError::ConnectionLost)), "{result:?}");
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
+    assert!(
+        matches!(result, Err(ClientError::ConnectionLost)),
+        "{result:?}"
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
     assert_eq!(step("end of events", events.next()).await, None);
 }
 
 #[tokio::test]
 async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
     let peer = Peer::bind(Transport::WsJson).await;
-    let (client, node) = tokio::join!(Client::connect(peer.config("alice")), peer.accept_hello("alice", "s1"));
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
@@ -104,7 +157,11 @@ async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
     }
     node.send(&ServerFrame::Msg(msg(DM, 5))).await;
     node.send(&ServerFrame::Msg(msg(DM, 6))).await;
-    assert_eq!(next_message(&mut events).await.seq, 6, "the repeated 5 is dropped");
+    assert_eq!(
+        next_message(&mut events).await.seq,
+        6,
+        "the repeated 5 is dropped"
+    );
     assert_eq!(client.positions(), HashMap::from([(DM.to_string(), 6)]));
     client.close().await;
 }
@@ -112,7 +169,10 @@ async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
 #[tokio::test]
 async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     let peer = Peer::bind(Transport::WsBinary).await;
-    let (client, node) = tokio::join!(Client::connect(peer.config("alice")), peer.accept_hello("alice", "s1"));
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
@@ -125,8 +185,16 @@ async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     answer_conversations(
         &mut node,
         vec![
-            ConversationItem { conv: DM.into(), last_seq: 5, read_seq: 2 },
-            ConversationItem { conv: "group:quiet".into(), last_seq: 0, read_seq: 0 },
+            ConversationItem {
+                conv: DM.into(),
+                last_seq: 5,
+                read_seq: 2,
+            },
+            ConversationItem {
+                conv: "group:quiet".into(),
+                last_seq: 0,
+                read_seq: 0,
+            },
         ],
     )
     .await;
@@ -134,12 +202,24 @@ async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     answer_history(&mut node, DM, 4, &[5], false).await;
 
     // Connected came before messages 1 and 2.
-    assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
     for expected in [3, 4, 5] {
         assert_eq!(next_message(&mut events).await.seq, expected);
     }
-    assert_eq!(next_event(&mut events).await, Event::Resynced { conv: DM.into(), count: 3 });
+    assert_eq!(
+        next_event(&mut events).await,
+        Event::Resynced {
+            conv: DM.into(),
+            count: 3
+        }
+    );
     assert_eq!(client.positions().get(DM), Some(&5));
     client.close().await;
 }
@@ -153,11 +233,28 @@ async fn a_client_resumed_from_saved_positions_catches_up_on_its_first_connect()
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     assert_eq!(client.positions().get(DM), Some(&3));
-    answer_conversations(&mut node, vec![ConversationItem { conv: DM.into(), last_seq: 4, read_seq: 3 }]).await;
+    answer_conversations(
+        &mut node,
+        vec![ConversationItem {
+            conv: DM.into(),
+            last_seq: 4,
+            read_seq: 3,
+        }],
+    )
+    .await;
     answer_history(&mut node, DM, 3, &[4], false).await;
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
     assert_eq!(next_message(&mut events).await.seq, 4);
-    assert_eq!(next_event(&mut events).await, Event::Resynced { conv: DM.into(), count: 1 });
+    assert_eq!(
+        next_event(&mut events).await,
+        Event::Resynced {
+            conv: DM.into(),
+            count: 1
+        }
+    );
     client.close().await;
 }
 
@@ -165,23 +262,38 @@ async fn a_client_resumed_from_saved_positions_catches_up_on_its_first_connect()
 async fn a_silent_node_is_detected_by_the_heartbeat_and_replaced() {
     let peer = Peer::bind(Transport::Tcp).await;
     let mut cfg = peer.config("alice");
-    cfg.ping_interval = Some(Duration::from_millis(300));
+    cfg.ping_interval = Some(Duration::from_millis(500));
     let (client, node) = tokio::join!(Client::connect(cfg), peer.accept_hello("alice", "s1"));
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     // The first ping comes at once and announces the interval (rounded up to 1 s).
-    assert_eq!(node.recv().await, Some(ClientFrame::Ping { interval_s: Some(1) }));
+    assert_eq!(
+        node.recv().await,
+        Some(ClientFrame::Ping {
+            interval_s: Some(1)
+        })
+    );
     node.send(&ServerFrame::Pong).await;
-    assert_eq!(node.recv().await, Some(ClientFrame::Ping { interval_s: Some(1) }));
+    assert_eq!(
+        node.recv().await,
+        Some(ClientFrame::Ping {
+            interval_s: Some(1)
+        })
+    );
     node.send(&ServerFrame::Pong).await;
     // Now the node goes silent without closing the socket.
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
     match next_event(&mut events).await {
         Event::Disconnected { reason } => assert!(reason.contains("heartbeat"), "{reason}"),
         other => panic!("expected a disconnect, got {other:?}"),
     }
     let _node2 = peer.accept_hello("alice", "s2").await;
-    assert!(matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2"));
+    assert!(
+        matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2")
+    );
     drop(node);
     client.close().await;
 }
@@ -190,21 +302,38 @@ async fn a_silent_node_is_detected_by_the_heartbeat_and_replaced() {
 async fn goaway_moves_the_client_to_a_named_node() {
     let draining = Peer::bind(Transport::WsJson).await;
     let other = Peer::bind(Transport::WsJson).await;
-    let (client, node) =
-        tokio::join!(Client::connect(draining.config("alice")), draining.accept_hello("alice", "s1"));
+    let (client, node) = tokio::join!(
+        Client::connect(draining.config("alice")),
+        draining.accept_hello("alice", "s1")
+    );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
-    node.send(&ServerFrame::Goaway { reason: "drain".into(), reconnect_after_ms: 50, nodes: vec![other.addr()] })
-        .await;
+    node.send(&ServerFrame::Goaway {
+        reason: "drain".into(),
+        reconnect_after_ms: 50,
+        nodes: vec![other.addr()],
+    })
+    .await;
     let mut node2 = other.accept_hello("alice", "s2").await;
     answer_conversations(&mut node2, vec![]).await;
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
     assert_eq!(
         next_event(&mut events).await,
-        Event::Goaway { reason: "drain".into(), nodes: vec![other.addr()] }
+        Event::Goaway {
+            reason: "drain".into(),
+            nodes: vec![other.addr()]
+        }
     );
-    assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2"));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
+    assert!(
+        matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2")
+    );
     assert_eq!(client.welcome().session, "s2");
     client.close().await;
 }
@@ -213,16 +342,30 @@ async fn goaway_moves_the_client_to_a_named_node() {
 async fn a_malformed_frame_closes_the_connection_and_the_client_reconnects() {
     for transport in [Transport::Tcp, Transport::WsBinary] {
         let peer = Peer::bind(transport).await;
-        let (client, node) =
-            tokio::join!(Client::connect(peer.config("alice")), peer.accept_hello("alice", "s1"));
+        let (client, node) = tokio::join!(
+            Client::connect(peer.config("alice")),
+            peer.accept_hello("alice", "s1")
+        );
         let (client, mut events) = client.expect("connect");
         let mut node = node;
         node.send_raw(&[0xff, 0xff, 0xff]).await;
-        assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
-        assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
-        assert_eq!(node.recv().await, None, "the client dropped the bad connection");
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::Connected { .. }
+        ));
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::Disconnected { .. }
+        ));
+        assert_eq!(
+            node.recv().await,
+            None,
+            "the client dropped the bad connection"
+        );
         let _node2 = peer.accept_hello("alice", "s2").await;
-        assert!(matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2"));
+        assert!(
+            matches!(next_event(&mut events).await, Event::Connected { session, .. } if session == "s2")
+        );
         client.close().await;
     }
 }
@@ -230,19 +373,35 @@ async fn a_malformed_frame_closes_the_connection_and_the_client_reconnects() {
 #[tokio::test]
 async fn a_hello_refused_on_reconnect_ends_the_client() {
     let peer = Peer::bind(Transport::Tcp).await;
-    let (client, node) = tokio::join!(Client::connect(peer.config("alice")), peer.accept_hello("alice", "s1"));
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
     let (client, mut events) = client.expect("connect");
     node.kill();
     let mut node = peer.accept().await;
     assert!(matches!(node.recv().await, Some(ClientFrame::Hello { .. })));
-    node.send(&ServerFrame::Error { reference: None, code: ErrorCode::Unauthenticated, message: "expired".into() })
-        .await;
-    assert!(matches!(next_event(&mut events).await, Event::Connected { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::Disconnected { .. }));
+    node.send(&ServerFrame::Error {
+        reference: None,
+        code: ErrorCode::Unauthenticated,
+        message: "expired".into(),
+    })
+    .await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
     match next_event(&mut events).await {
         Event::Disconnected { reason } => assert!(reason.contains("unauthenticated"), "{reason}"),
         other => panic!("expected the final disconnect, got {other:?}"),
     }
     assert_eq!(step("end of events", events.next()).await, None);
-    assert!(matches!(client.conversations().await, Err(ClientError::Closed)));
+    assert!(matches!(
+        client.conversations().await,
+        Err(ClientError::Closed)
+    ));
 }

@@ -4,8 +4,8 @@
 mod support;
 
 use chorus_client::{Client, ClientError, ErrorCode, Event, Transport};
-use chorus_wire::{ClientFrame, ConversationItem, ServerFrame};
-use support::{Peer, msg, next_event, next_message, step};
+use chorus_wire::{ClientFrame, ConversationItem, Encoding, LiveItem, Prio, ServerFrame};
+use support::{Peer, PeerConn, msg, next_event, next_message, step};
 
 async fn handshake_then_chat(transport: Transport) {
     let peer = Peer::bind(transport).await;
@@ -54,6 +54,70 @@ async fn handshake_then_chat(transport: Transport) {
     node.send(&ServerFrame::Msg(msg("dm:alice:bob", 2))).await;
     assert_eq!(next_message(&mut events).await.seq, 2);
     assert_eq!(client.positions().get("dm:alice:bob"), Some(&2));
+
+    // Receipts and live batches pass through as they are.
+    node.send(&ServerFrame::Receipt {
+        conv: "dm:alice:bob".into(),
+        user: "bob".into(),
+        seq: 2,
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut events).await,
+        Event::Receipt {
+            conv: "dm:alice:bob".into(),
+            user: "bob".into(),
+            seq: 2
+        }
+    );
+    let item = LiveItem {
+        seq: 9,
+        id: "d1".into(),
+        from: "bob".into(),
+        body: "666".into(),
+        ts_ms: 5,
+        prio: Prio::Paid,
+    };
+    node.send(&ServerFrame::LiveBatch {
+        room: "r1".into(),
+        items: vec![item.clone()],
+        viewers: 3,
+        dropped: 4,
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut events).await,
+        Event::LiveBatch {
+            room: "r1".into(),
+            items: vec![item],
+            viewers: 3,
+            dropped: 4
+        }
+    );
+
+    // The node answers in the encoding the client spoke.
+    let expected = match transport {
+        Transport::WsJson => Some(Encoding::Json),
+        Transport::WsBinary => Some(Encoding::Binary),
+        Transport::Tcp => None,
+    };
+    if let PeerConn::Ws { encoding, .. } = &node {
+        assert_eq!(*encoding, expected);
+    }
+
+    // A frame over the node's limit is refused here, without costing the connection.
+    let huge = "x".repeat(70_000);
+    let result = client.send("user:bob", &huge).await;
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Rejected {
+                code: ErrorCode::TooLarge,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
     client.close().await;
 }
 

@@ -22,9 +22,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "chorus",
     version,
-    about = "Chorus instant-messaging node",
-    long_about = "Chorus instant-messaging node: 1:1 chats, groups and live rooms over TCP and \
-                  WebSocket, clustered with peer nodes.",
+    about = "Chorus instant-messaging node: chats, groups and live rooms over TCP and WebSocket",
     subcommand_required = true,
     arg_required_else_help = true
 )]
@@ -84,7 +82,7 @@ pub struct ServeArgs {
     #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
 
-    /// Log output: text or json [log.format].
+    /// Log output format [log.format].
     #[arg(
         long,
         value_name = "FORMAT",

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
-use crate::auth::{AuthMode, Authenticator};
+use crate::auth::Authenticator;
 use crate::gateway::{self, GatewayContext};
 
 /// Why a node could not start.
@@ -94,18 +94,7 @@ impl Node {
             .listen
             .addrs()
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let auth_mode = match config.auth.mode {
-            chorus_config::AuthMode::Dev => AuthMode::Dev,
-            chorus_config::AuthMode::Jwt => AuthMode::Jwt {
-                secret: config
-                    .auth
-                    .secret
-                    .as_ref()
-                    .map(|s| s.expose().to_string())
-                    .unwrap_or_default(),
-            },
-        };
-        let auth = Authenticator::new(&auth_mode).map_err(|e| StartError::Config(e.to_string()))?;
+        let auth = Authenticator::from_config(&config.auth).map_err(|e| StartError::Config(e.to_string()))?;
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {

@@ -4,15 +4,17 @@
 //! checks). Every check takes the store and a [`Namespace`] and makes fresh ids
 //! from it, so checks never see each other's rows, and runs against a shared
 //! database (a Cassandra keyspace used by several test runs) do not collide.
-//! Checks need a tokio runtime with timers and spawning (the concurrent ones
-//! spawn tasks), and use only the [`MessageStore`] API.
+//! Checks run inside a tokio runtime (the concurrent ones spawn tasks; a
+//! multi-threaded runtime makes their races real) and use only the
+//! [`MessageStore`] API. Checks never sleep: time-dependent behaviour is driven
+//! through the `now_ms` arguments of the API.
 //!
 //! - [`append`]: batches over many conversations, `last_seq`, concurrent appends.
 //! - [`history`]: every mode of PROTOCOL.md §4.6 and `more` at each edge.
 //! - [`conversations`]: conversation lists, read positions, unlink.
 //! - [`groups`]: create (first wins), read, update with links and unlinks.
 //! - [`dedup`]: the idempotency window and its edges.
-//! - [`seqs`]: seq blocks, alone and under concurrent allocation.
+//! - [`seq_blocks`]: seq blocks, alone and under concurrent allocation.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -53,7 +55,7 @@ pub mod conversations;
 pub mod dedup;
 pub mod groups;
 pub mod history;
-pub mod seqs;
+pub mod seq_blocks;
 
 /// The store as the checks take it: shared, because the concurrent checks hand it
 /// to spawned tasks.
@@ -223,8 +225,8 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         groups::update_links_and_unlinks,
         dedup::finds_stored_messages,
         dedup::window_edges,
-        seqs::blocks_start_at_one_and_advance,
-        seqs::blocks_disjoint_under_concurrency,
+        seq_blocks::blocks_start_at_one_and_advance,
+        seq_blocks::blocks_disjoint_under_concurrency,
     );
     if failures.is_empty() {
         Ok(())

@@ -11,6 +11,11 @@
 //! calling task (point lookups) or the blocking pool (scans). Because the writer
 //! commits each group with an fsync *before* fjall makes it visible, a reader never
 //! sees a write that could still be lost.
+//!
+//! Metrics: `chorus_store_fsyncs_total` (counter), `chorus_store_commit_group_requests`
+//! (histogram of requests per group commit: how many writers each fsync served),
+//! `chorus_store_dedup_swept_total` (counter of expired dedup entries removed by the
+//! periodic sweep).
 
 mod layout;
 mod read;
@@ -82,9 +87,12 @@ pub struct CommitStats {
 }
 
 /// A [`MessageStore`] on a local fjall database. One process per directory
-/// (fjall locks it). Dropping the store stops the writer thread after it has
-/// answered every queued request, and fsyncs; [`EmbeddedStore::close`] does the
-/// same and reports the outcome.
+/// (fjall locks it); share one store between tasks behind an `Arc`.
+///
+/// Dropping the store stops the writer thread after it has answered every queued
+/// request, and fsyncs; the dropping thread waits for that (normally
+/// milliseconds), so that the directory is unlocked once the store is gone.
+/// [`EmbeddedStore::close`] does the same and reports the outcome.
 pub struct EmbeddedStore {
     /// The writer's queue. `None` once closed; dropping it is what tells the
     /// writer to finish.

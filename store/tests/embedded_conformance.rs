@@ -51,6 +51,7 @@ async fn concurrent_appends_share_fsyncs() -> TestResult {
     let after = store.commit_stats();
     let fsyncs = after.fsyncs - before.fsyncs;
     let requests = after.requests - before.requests;
+    println!("{APPENDS} concurrent appends: {fsyncs} fsyncs");
     assert_eq!(
         requests, APPENDS,
         "every append went through a group commit"

@@ -72,6 +72,8 @@ impl Peer {
                 decoder: TcpDecoder::new(1 << 20),
             },
             Transport::WsJson | Transport::WsBinary => {
+                // The callback's signature (and its large error type) is tungstenite's.
+                #[allow(clippy::result_large_err)]
                 let check_path = |req: &Request, resp: Response| {
                     assert_eq!(req.uri().path(), "/ws", "the SDK connects to path /ws");
                     Ok(resp)

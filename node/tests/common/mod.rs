@@ -182,3 +182,225 @@ impl RawWs {
         }
     }
 }
+
+/// What the raw clients have in common, so one test can mix TCP-binary and WS-JSON
+/// sessions and the helpers below serve both.
+#[allow(async_fn_in_trait)] // Test-only trait, used on one task: no `Send` bound wanted.
+pub trait RawClient {
+    /// Sends one frame.
+    async fn put(&mut self, frame: &ClientFrame);
+    /// The next frame, or None when the server closed the connection.
+    async fn next(&mut self) -> Option<ServerFrame>;
+}
+
+impl RawClient for RawTcp {
+    async fn put(&mut self, frame: &ClientFrame) {
+        self.send(frame).await;
+    }
+    async fn next(&mut self) -> Option<ServerFrame> {
+        self.recv().await
+    }
+}
+
+impl RawClient for RawWs {
+    async fn put(&mut self, frame: &ClientFrame) {
+        self.send(frame).await;
+    }
+    async fn next(&mut self) -> Option<ServerFrame> {
+        self.recv().await
+    }
+}
+
+/// The next frame; the connection must stay open.
+pub async fn next_frame(c: &mut impl RawClient) -> ServerFrame {
+    c.next().await.expect("connection closed while waiting")
+}
+
+/// Sends a ping and returns every frame that arrived before its pong. Frames are
+/// queued to a session in order, so anything already queued shows up here: this is
+/// how a test shows that something did *not* arrive, without sleeping.
+pub async fn frames_before_pong(c: &mut impl RawClient) -> Vec<ServerFrame> {
+    c.put(&ClientFrame::Ping { interval_s: None }).await;
+    let mut before = Vec::new();
+    loop {
+        match next_frame(c).await {
+            ServerFrame::Pong => return before,
+            f => before.push(f),
+        }
+    }
+}
+
+/// Sends `send` without waiting for its answer.
+pub async fn send_msg(c: &mut impl RawClient, id: &str, to: &str, body: &str) {
+    c.put(&ClientFrame::Send {
+        id: id.into(),
+        to: to.into(),
+        body: body.into(),
+    })
+    .await;
+}
+
+/// The `ack` or `reject` of the send `id`, skipping other frames.
+pub async fn send_answer(c: &mut impl RawClient, id: &str) -> ServerFrame {
+    loop {
+        match next_frame(c).await {
+            f @ (ServerFrame::Ack { id: ref i, .. } | ServerFrame::Reject { id: ref i, .. })
+                if i == id =>
+            {
+                return f;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `(conv, seq)` of the ack of send `id`; a reject fails the test.
+pub async fn ack_of(c: &mut impl RawClient, id: &str) -> (String, u64) {
+    match send_answer(c, id).await {
+        ServerFrame::Ack { conv, seq, .. } => (conv, seq),
+        other => panic!("expected the ack of {id}, got {other:?}"),
+    }
+}
+
+/// Sends a message and waits for its ack: `(conv, seq)`.
+pub async fn send_acked(c: &mut impl RawClient, id: &str, to: &str, body: &str) -> (String, u64) {
+    send_msg(c, id, to, body).await;
+    ack_of(c, id).await
+}
+
+/// The reject code of send `id`; an ack fails the test.
+pub async fn reject_of(c: &mut impl RawClient, id: &str) -> chorus_wire::ErrorCode {
+    match send_answer(c, id).await {
+        ServerFrame::Reject { code, .. } => code,
+        other => panic!("expected a reject of {id}, got {other:?}"),
+    }
+}
+
+/// The next `msg`, skipping other frames.
+pub async fn next_msg(c: &mut impl RawClient) -> chorus_wire::Message {
+    loop {
+        if let ServerFrame::Msg(m) = next_frame(c).await {
+            return m;
+        }
+    }
+}
+
+/// The `ref` a server frame answers, if it answers one.
+pub fn answered_ref(f: &ServerFrame) -> Option<&str> {
+    match f {
+        ServerFrame::HistoryPage { reference, .. }
+        | ServerFrame::ConversationList { reference, .. }
+        | ServerFrame::Group { reference, .. }
+        | ServerFrame::Ok { reference }
+        | ServerFrame::LiveJoined { reference, .. } => Some(reference),
+        ServerFrame::Error { reference, .. } => reference.as_deref(),
+        _ => None,
+    }
+}
+
+/// Sends a request and returns the frame answering its `ref`, skipping others.
+pub async fn request(c: &mut impl RawClient, reference: &str, frame: &ClientFrame) -> ServerFrame {
+    c.put(frame).await;
+    loop {
+        let f = next_frame(c).await;
+        if answered_ref(&f) == Some(reference) {
+            return f;
+        }
+    }
+}
+
+/// The `code` of an `error` answer; anything else fails the test.
+pub fn error_code(f: ServerFrame) -> chorus_wire::ErrorCode {
+    match f {
+        ServerFrame::Error { code, .. } => code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A `history` request: `Ok((messages, more))` or `Err(error code)`.
+pub async fn history(
+    c: &mut impl RawClient,
+    conv: &str,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: Option<u32>,
+) -> Result<(Vec<chorus_wire::Message>, bool), chorus_wire::ErrorCode> {
+    let frame = ClientFrame::History {
+        reference: "h".into(),
+        conv: conv.into(),
+        after,
+        before,
+        limit,
+    };
+    match request(c, "h", &frame).await {
+        ServerFrame::HistoryPage {
+            conv: page_conv,
+            messages,
+            more,
+            ..
+        } => {
+            assert_eq!(page_conv, conv, "history_page names the asked conv");
+            Ok((messages, more))
+        }
+        ServerFrame::Error { code, .. } => Err(code),
+        other => panic!("expected history_page or error, got {other:?}"),
+    }
+}
+
+/// The user's `conversation_list` items.
+pub async fn conversations(c: &mut impl RawClient) -> Vec<chorus_wire::ConversationItem> {
+    let frame = ClientFrame::Conversations {
+        reference: "convs".into(),
+    };
+    match request(c, "convs", &frame).await {
+        ServerFrame::ConversationList { items, .. } => items,
+        other => panic!("expected conversation_list, got {other:?}"),
+    }
+}
+
+impl RawTcp {
+    /// A raw client over an already connected stream (e.g. one with custom socket
+    /// options).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            decoder: TcpDecoder::new(1 << 20),
+        }
+    }
+}
+
+/// `GET path` on the node's admin listener over a raw HTTP/1.0 connection (so the
+/// body is neither chunked nor kept alive): the status code and the body.
+pub async fn admin_get(node: &TestNode, path: &str) -> (u16, String) {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = TcpStream::connect(node.node.addrs().admin).await.unwrap();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: chorus\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8(response).expect("admin answers UTF-8");
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("an HTTP status line");
+        (status, body.to_string())
+    })
+    .await
+    .expect("the admin listener answers within the wait")
+}
+
+/// The value of metric `name` in `/metrics`, summed over its label sets; 0 when the
+/// metric has not been recorded yet.
+pub async fn metric(node: &TestNode, name: &str) -> f64 {
+    let (status, text) = admin_get(node, "/metrics").await;
+    assert_eq!(status, 200, "/metrics answers 200");
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

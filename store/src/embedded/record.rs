@@ -13,31 +13,52 @@ use crate::{DedupHit, GroupRecord, Message, StoreError, StoreResult};
 const FORMAT_V1: u8 = 1;
 
 /// Builds one value.
-struct Encoder(Vec<u8>);
+struct Encoder {
+    buf: Vec<u8>,
+    /// Set when a string is too long for its 4-byte length: the value is refused
+    /// rather than written with a length that lies.
+    oversized: bool,
+}
 
 impl Encoder {
     fn new(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity + 1);
         buf.push(FORMAT_V1);
-        Self(buf)
+        Self {
+            buf,
+            oversized: false,
+        }
     }
 
     fn u64(mut self, v: u64) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
     fn str(mut self, s: &str) -> Self {
-        // Values come from frames bounded far below 4 GiB; saturating keeps this
-        // total, and a truncated length would be caught as corrupt on read.
-        let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_be_bytes());
-        self.0.extend_from_slice(s.as_bytes());
+        match u32::try_from(s.len()) {
+            Ok(len) => {
+                self.buf.extend_from_slice(&len.to_be_bytes());
+                self.buf.extend_from_slice(s.as_bytes());
+            }
+            Err(_) => self.oversized = true,
+        }
         self
     }
 
-    fn finish(self) -> Vec<u8> {
-        self.0
+    /// The value, unless a string did not fit its length field.
+    fn finish(self, what: &str) -> StoreResult<Vec<u8>> {
+        if self.oversized {
+            return Err(StoreError::Backend(format!(
+                "{what} has a field over 4 GiB"
+            )));
+        }
+        Ok(self.buf)
+    }
+
+    /// The value of an encoder that was given no strings, so cannot be oversized.
+    fn finish_fixed(self) -> Vec<u8> {
+        self.buf
     }
 }
 
@@ -97,13 +118,13 @@ impl<'a> Decoder<'a> {
 }
 
 /// A message value; conv and seq live in the key, so they are not repeated here.
-pub(super) fn encode_message(m: &Message) -> Vec<u8> {
+pub(super) fn encode_message(m: &Message) -> StoreResult<Vec<u8>> {
     Encoder::new(m.id.len() + m.from.len() + m.body.len() + 20)
         .str(&m.id)
         .str(&m.from)
         .str(&m.body)
         .u64(m.ts_ms)
-        .finish()
+        .finish("message")
 }
 
 /// A message back from its key parts and value.
@@ -126,7 +147,7 @@ pub(super) fn decode_message(conv: &str, seq: u64, value: &[u8]) -> StoreResult<
 
 /// A single counter: last seq, read position, next free seq.
 pub(super) fn encode_u64(v: u64) -> Vec<u8> {
-    Encoder::new(8).u64(v).finish()
+    Encoder::new(8).u64(v).finish_fixed()
 }
 
 /// A single counter back.
@@ -139,7 +160,7 @@ pub(super) fn decode_u64(value: &[u8], what: &'static str) -> StoreResult<u64> {
 
 /// A dedup entry: the seq and acceptance time of a client message id.
 pub(super) fn encode_dedup(hit: DedupHit) -> Vec<u8> {
-    Encoder::new(16).u64(hit.seq).u64(hit.ts_ms).finish()
+    Encoder::new(16).u64(hit.seq).u64(hit.ts_ms).finish_fixed()
 }
 
 /// A dedup entry back.
@@ -152,7 +173,7 @@ pub(super) fn decode_dedup(value: &[u8]) -> StoreResult<DedupHit> {
 }
 
 /// A group value; the id lives in the key.
-pub(super) fn encode_group(g: &GroupRecord) -> Vec<u8> {
+pub(super) fn encode_group(g: &GroupRecord) -> StoreResult<Vec<u8>> {
     let size = g.name.len() + g.owner.len() + g.members.iter().map(|m| m.len() + 4).sum::<usize>();
     let count = u64::try_from(g.members.len()).unwrap_or(u64::MAX);
     let mut e = Encoder::new(size + 16)
@@ -162,7 +183,7 @@ pub(super) fn encode_group(g: &GroupRecord) -> Vec<u8> {
     for member in &g.members {
         e = e.str(member);
     }
-    e.finish()
+    e.finish("group")
 }
 
 /// A group back from its id and value.

@@ -166,7 +166,7 @@ impl Writer {
             }
         }
         self.db.persist(PersistMode::SyncAll).map_err(backend)?;
-        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.count_fsync();
         Ok(())
     }
 
@@ -231,8 +231,7 @@ impl Writer {
                 .map(|()| true)
                 .map_err(backend);
             if outcome.is_ok() {
-                self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("chorus_store_fsyncs_total").increment(1);
+                self.count_fsync();
             }
         }
         let outcome = outcome.map(|_| ());
@@ -268,10 +267,14 @@ impl Writer {
         }
         batch.commit().map_err(backend)?;
         if mode == PersistMode::SyncAll {
-            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("chorus_store_fsyncs_total").increment(1);
+            self.count_fsync();
         }
         Ok(true)
+    }
+
+    fn count_fsync(&self) {
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("chorus_store_fsyncs_total").increment(1);
     }
 
     /// The timer-driven dedup sweep, as a group of its own. Returns the delay to
@@ -289,7 +292,7 @@ impl Writer {
                     metrics::counter!("chorus_store_dedup_swept_total")
                         .increment(swept.removed as u64);
                 }
-                if swept.scanned >= limit {
+                if limit > 0 && swept.scanned >= limit {
                     SWEEP_BACKLOG_DELAY
                 } else {
                     self.options.dedup_sweep_interval
@@ -397,7 +400,7 @@ fn stage_append(s: &mut Staging<'_>, batch: &AppendBatch) -> StoreResult<()> {
         s.put(
             Space::Messages,
             layout::message(&m.conv, m.seq),
-            record::encode_message(m),
+            record::encode_message(m)?,
         );
         let dedup_key = layout::dedup(&m.conv, &m.from, &m.id);
         s.put(
@@ -464,7 +467,7 @@ fn stage_create_group(s: &mut Staging<'_>, group: &GroupRecord) -> StoreResult<b
     s.put(
         Space::Groups,
         group.id.as_bytes().to_vec(),
-        record::encode_group(group),
+        record::encode_group(group)?,
     );
     let conv = ConvId::Group(group.id.clone()).to_string();
     for member in &group.members {
@@ -483,7 +486,7 @@ fn stage_update_group(
     s.put(
         Space::Groups,
         group.id.as_bytes().to_vec(),
-        record::encode_group(group),
+        record::encode_group(group)?,
     );
     let conv = ConvId::Group(group.id.clone()).to_string();
     for user in removed {
