@@ -47,6 +47,46 @@ pub struct SendRequest {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+/// A [`SendRequest`] taken over by its Conversation, which now owes it an answer.
+struct Accepted {
+    sender: String,
+    session: SessionHandle,
+    client_id: String,
+    body: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl SendRequest {
+    /// Takes the request over; the request left behind has nothing to answer.
+    fn accept(mut self) -> Accepted {
+        Accepted {
+            sender: std::mem::take(&mut self.sender),
+            session: self.session.clone(),
+            client_id: std::mem::take(&mut self.client_id),
+            body: std::mem::take(&mut self.body),
+            permit: self.permit.take(),
+        }
+    }
+}
+
+impl Drop for SendRequest {
+    /// A request dropped before its Conversation accepted it (ids are never empty,
+    /// so one still holding its id was not accepted) was lost on the way: most
+    /// often queued behind a failure, as ractor drops a failed actor's mailbox.
+    /// Answer it, so that the client retries now instead of waiting for an ack
+    /// that never comes.
+    fn drop(&mut self) {
+        if !self.client_id.is_empty() {
+            reject(
+                &self.session,
+                &self.client_id,
+                ErrorCode::Internal,
+                "conversation restarted; retry",
+            );
+        }
+    }
+}
+
 /// A request that carries a `ref` and is answered to one session.
 #[derive(Debug)]
 pub struct Request {
@@ -153,6 +193,37 @@ pub struct ConversationState {
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for ConversationState {
+    /// Runs however the entity ends: ractor calls `post_stop` only on a clean stop,
+    /// not after a failure, which is when sends can still be pending.
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        // Anything still waiting gets an answer rather than silence (only possible
+        // after a failure; a passivated entity has nothing pending).
+        let stuck: Vec<Pending> = self
+            .inflight
+            .take()
+            .into_iter()
+            .flatten()
+            .chain(self.pending.drain(..))
+            .collect();
+        for p in stuck {
+            let key = (p.message.from.clone(), p.message.id.clone());
+            let retries = self.waiting.remove(&key).unwrap_or_default();
+            for session in std::iter::once(&p.session).chain(&retries) {
+                reject(
+                    session,
+                    &p.message.id,
+                    ErrorCode::Internal,
+                    "conversation restarted; retry",
+                );
+            }
+        }
+    }
+}
+
 impl Actor for Conversation {
     type Msg = ConversationMsg;
     type State = ConversationState;
@@ -200,34 +271,6 @@ impl Actor for Conversation {
             stopping: false,
             ticker: Some(ticker),
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.ticker.take() {
-            t.abort();
-        }
-        // Anything still waiting gets an answer rather than silence (only possible
-        // after a failure; a passivated entity has nothing pending).
-        let stuck: Vec<Pending> = state
-            .inflight
-            .take()
-            .into_iter()
-            .flatten()
-            .chain(state.pending.drain(..))
-            .collect();
-        for p in stuck {
-            reject(
-                &p.session,
-                &p.message.id,
-                ErrorCode::Internal,
-                "conversation restarted; retry",
-            );
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -378,6 +421,7 @@ impl ConversationState {
     }
 
     async fn on_send(&mut self, myself: &ActorRef<ConversationMsg>, req: SendRequest) {
+        let req = req.accept();
         if let Err((code, message)) = self.check_access(&req.sender).await {
             return reject(&req.session, &req.client_id, code, &message);
         }
@@ -758,10 +802,10 @@ impl ConversationState {
         added: &[String],
         removed: &[String],
     ) {
-        if !added.is_empty() || !removed.is_empty() {
-            if let Err(e) = self.store.update_group(&next, added, removed).await {
-                return error(req, ErrorCode::Internal, format!("store: {e}"));
-            }
+        if (!added.is_empty() || !removed.is_empty())
+            && let Err(e) = self.store.update_group(&next, added, removed).await
+        {
+            return error(req, ErrorCode::Internal, format!("store: {e}"));
         }
         req.reply.send(group_frame(&req.reference, &next));
         self.group = GroupState::Present(next);

@@ -56,13 +56,10 @@ impl Client {
     /// The `ack` or `reject` of send `id`, skipping other frames.
     async fn answer(&mut self, id: &str) -> ServerFrame {
         loop {
-            match self.next().await {
-                f @ (ServerFrame::Ack { id: ref i, .. } | ServerFrame::Reject { id: ref i, .. })
-                    if i == id =>
-                {
-                    return f;
-                }
-                _ => {}
+            let f = self.next().await;
+            if matches!(&f, ServerFrame::Ack { id: i, .. } | ServerFrame::Reject { id: i, .. } if i == id)
+            {
+                return f;
             }
         }
     }
@@ -138,7 +135,11 @@ async fn a_failed_conversation_restarts_from_the_store() {
 
     let mut seqs = Vec::new();
     for i in 0..3 {
-        seqs.push(alice.send_acked(&format!("m{i}"), "user:bob", "before").await);
+        seqs.push(
+            alice
+                .send_acked(&format!("m{i}"), "user:bob", "before")
+                .await,
+        );
         assert_eq!(bob.next_msg().await.seq, seqs[i]);
     }
     let before = region.conversation_actor(&conv).unwrap().get_id();
@@ -152,9 +153,16 @@ async fn a_failed_conversation_restarts_from_the_store() {
         seqs[2]
     );
     let restarted = region.conversation_actor(&conv).expect("a fresh entity");
-    assert_ne!(restarted.get_id(), before, "a new actor serves the conversation");
+    assert_ne!(
+        restarted.get_id(),
+        before,
+        "a new actor serves the conversation"
+    );
     let m = bob.next_msg().await;
-    assert_eq!((m.seq, m.id.as_str(), m.body.as_str()), (after, "m3", "after"));
+    assert_eq!(
+        (m.seq, m.id.as_str(), m.body.as_str()),
+        (after, "m3", "after")
+    );
     seqs.push(after);
 
     // The idempotency window survives the restart (it is read from the store).

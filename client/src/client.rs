@@ -13,10 +13,11 @@ use chorus_wire::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
-use crate::connection::{Endpoints, establish, frame_kind};
-use crate::driver::{COMMAND_QUEUE, Command, Driver, Shared};
+use crate::connection::{Endpoints, establish};
+use crate::driver::{COMMAND_QUEUE, Driver, Shared};
 use crate::error::ClientError;
 use crate::events::{EVENT_QUEUE, Events};
+use crate::inflight::Command;
 
 /// The node's `welcome` for the current connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,9 +167,10 @@ impl Client {
         self.inner.shared.welcome().user
     }
 
-    /// The last seq held per conversation: delivered as events (or acked in order).
-    /// Save it with the application's state and pass it back as
-    /// [`ClientConfig::resume`] after a restart.
+    /// The last seq held per conversation: delivered as events (or acked in order),
+    /// or the conversation's `last_seq` at the first connect when that is larger.
+    /// Save it with the application's state (after handling the events it covers) and
+    /// pass it back as [`ClientConfig::resume`] after a restart.
     pub fn positions(&self) -> HashMap<String, u64> {
         self.inner.shared.positions()
     }
@@ -182,7 +184,8 @@ impl Client {
     /// Sends `body` to `to` with the client message id `id` and waits for the `ack`
     /// (durably stored) or `reject` ([`ClientError::Rejected`]). If the connection drops
     /// first, the same `id` is sent again on the next connection, so the message is
-    /// stored once.
+    /// stored once. After [`ClientError::Timeout`] the message may still have been
+    /// stored: retry with the same `id` to find out.
     pub async fn send_with_id(&self, id: &str, to: &str, body: &str) -> Result<Ack, ClientError> {
         let frame = ClientFrame::Send {
             id: id.into(),
@@ -453,7 +456,7 @@ fn owned(members: &[&str]) -> Vec<String> {
 }
 
 fn unexpected(frame: &ServerFrame) -> ClientError {
-    ClientError::Protocol(format!("unexpected answer: {}", frame_kind(frame)))
+    ClientError::Protocol(format!("unexpected answer: {}", frame.type_name()))
 }
 
 fn ack_of(frame: ServerFrame) -> Result<Ack, ClientError> {

@@ -72,7 +72,10 @@ pub struct ClientConfig {
     /// Heartbeat interval, announced to the node in `ping.interval_s`; `None` sends no
     /// pings and never declares the connection dead for silence.
     pub ping_interval: Option<Duration>,
-    /// Whether every re-connect catches up with `conversations` + `history`.
+    /// Whether every re-connect catches up with `conversations` + `history`, emitting
+    /// what was missed before [`Event::Resynced`](crate::Event::Resynced). Without
+    /// `resume`, the first connect takes the conversation list once as its starting
+    /// point, so a later resync fetches what came after it, not whole histories.
     pub resync: bool,
     /// The last seq held per conversation by a client restarted from saved state
     /// (see [`Client::positions`](crate::Client::positions)); when not empty, the first

@@ -127,7 +127,8 @@ impl Connection {
                     let _ = stream.shutdown().await;
                 }
                 Self::Ws { ws, .. } => {
-                    let _ = ws.close(None).await;
+                    // The inherent close (with a close frame), not `SinkExt::close` on the Box.
+                    let _ = WebSocketStream::close(&mut **ws, None).await;
                 }
             }
         };
@@ -173,7 +174,7 @@ pub(crate) async fn establish(
             }
             Some(other) => Err(ClientError::Protocol(format!(
                 "expected welcome, got {}",
-                frame_kind(&other)
+                other.type_name()
             ))),
             None => Err(ClientError::ConnectionLost),
         }
@@ -201,26 +202,6 @@ fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ClientError {
     match e {
         tokio_tungstenite::tungstenite::Error::Io(io) => ClientError::Io(io),
         other => ClientError::WebSocket(other.to_string()),
-    }
-}
-
-/// The protocol's name of a server frame, for logs and errors.
-pub(crate) fn frame_kind(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Welcome { .. } => "welcome",
-        ServerFrame::Pong => "pong",
-        ServerFrame::Ack { .. } => "ack",
-        ServerFrame::Reject { .. } => "reject",
-        ServerFrame::Msg(_) => "msg",
-        ServerFrame::Receipt { .. } => "receipt",
-        ServerFrame::HistoryPage { .. } => "history_page",
-        ServerFrame::ConversationList { .. } => "conversation_list",
-        ServerFrame::Group { .. } => "group",
-        ServerFrame::Ok { .. } => "ok",
-        ServerFrame::LiveJoined { .. } => "live_joined",
-        ServerFrame::LiveBatch { .. } => "live_batch",
-        ServerFrame::Error { .. } => "error",
-        ServerFrame::Goaway { .. } => "goaway",
     }
 }
 

@@ -3,7 +3,7 @@
 //! It runs a small state machine, in this order:
 //!
 //! 1. **Session.** After `welcome`: emit `Connected`, start the heartbeat, ask for
-//!    `conversations` when a resync is due, re-send pending `send`s with their ids.
+//!    `conversations` (see [`CatchUp`]), re-send pending `send`s with their ids.
 //!    Then wait on the socket, the commands of the client handles, and the timers
 //!    (heartbeat, `goaway` deadline); answers are matched to requests by `ref`, and
 //!    `ack`/`reject` by id.
@@ -25,30 +25,29 @@ use std::time::Duration;
 
 use chorus_wire::codec::Frame;
 use chorus_wire::{ClientFrame, ErrorCode, ServerFrame};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::client::Welcome;
 use crate::config::ClientConfig;
-use crate::connection::{Connection, Endpoints, backoff_delay, establish, frame_kind};
+use crate::connection::{Connection, Endpoints, backoff_delay, establish};
 use crate::error::ClientError;
 use crate::events::Event;
 use crate::heartbeat::{FixedInterval, Heartbeat, Tick};
+use crate::inflight::{Command, InFlight, Pending, PongFor};
 use crate::resync::{PAGE_LIMIT, SeqTracker, Step};
 
 /// Capacity of the command queue from the client handles to the connection task.
 pub(crate) const COMMAND_QUEUE: usize = 256;
 /// History fetches (gap repair, resync) in flight at once per connection.
 const MAX_FETCHES: usize = 4;
-/// Unanswered pings remembered; older ones are forgotten.
-const MAX_PINGS: usize = 64;
 
 /// State shared between the handles and the connection task.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The `welcome` of the current (or last) connection.
     welcome: Mutex<Welcome>,
-    /// A copy of the tracker's held positions, readable without asking the task.
+    /// A copy of the tracker's positions, readable without asking the task.
     positions: Mutex<HashMap<String, u64>>,
     /// Source of request `ref`s: unique for the client's lifetime, so an answer meant
     /// for an earlier request can never match a later one.
@@ -104,60 +103,16 @@ impl Shared {
     }
 }
 
-/// Where the answer to a request goes: the frame (`error` already turned into
-/// [`ClientError::Server`]).
-pub(crate) type Reply = oneshot::Sender<Result<ServerFrame, ClientError>>;
-
-/// What a client handle asks of the connection task.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// A request answered by the frame carrying its `ref`.
-    Request {
-        reference: String,
-        frame: ClientFrame,
-        reply: Reply,
-    },
-    /// A `send` or `danmaku`, answered by `ack`/`reject` with its id. With `retry`, a
-    /// lost connection re-sends it on the next one instead of failing it.
-    Submit {
-        id: String,
-        frame: ClientFrame,
-        retry: bool,
-        reply: Reply,
-    },
-    /// A frame without answer (`read`).
-    Fire { frame: ClientFrame },
-    /// A `ping`, answered with the round trip.
-    Ping {
-        reply: oneshot::Sender<Result<Duration, ClientError>>,
-    },
-}
-
-/// Who waits for the answer to a `ref`.
-enum Pending {
-    /// A caller of the client API.
-    User(Reply),
-    /// The tracker, for a page of this conversation.
-    Fetch { conv: String },
-    /// The resync, for the conversation list.
-    ConversationList,
-}
-
-/// A `send` or `danmaku` awaiting `ack`/`reject`.
-struct PendingSubmit {
-    frame: ClientFrame,
-    retry: bool,
-    /// Submission order, so re-sends after a reconnect keep the order of the calls.
-    order: u64,
-    /// Callers waiting (a repeated id joins the first one).
-    waiters: Vec<Reply>,
-}
-
-/// A `ping` awaiting its `pong`; pongs answer pings in order.
-struct PendingPing {
-    sent: Instant,
-    /// `None` for the heartbeat's own pings.
-    reply: Option<oneshot::Sender<Result<Duration, ClientError>>>,
+/// What a new session does with the conversation list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// Nothing (`resync` is off).
+    None,
+    /// First connect without saved positions: record each conversation's `last_seq`
+    /// as its floor, so that a later resync does not replay what came before.
+    Baseline,
+    /// Re-connect, or first connect with saved positions: fetch what was missed.
+    Resync,
 }
 
 /// Why a session ended.
@@ -192,10 +147,7 @@ pub(crate) struct Driver {
     tracker: SeqTracker,
     heartbeat: Option<Heartbeat>,
     endpoints: Endpoints,
-    requests: HashMap<String, Pending>,
-    submits: HashMap<String, PendingSubmit>,
-    next_order: u64,
-    pings: VecDeque<PendingPing>,
+    in_flight: InFlight,
     /// Conversations whose next history page is still to be requested.
     fetch_queue: VecDeque<String>,
     fetches_in_flight: usize,
@@ -225,10 +177,7 @@ impl Driver {
             events_open: true,
             heartbeat,
             endpoints,
-            requests: HashMap::new(),
-            submits: HashMap::new(),
-            next_order: 0,
-            pings: VecDeque::new(),
+            in_flight: InFlight::default(),
             fetch_queue: VecDeque::new(),
             fetches_in_flight: 0,
             goaway_at: None,
@@ -239,20 +188,30 @@ impl Driver {
     /// [`Client::connect`](crate::Client::connect) established.
     pub(crate) async fn run(mut self, first: (Connection, Welcome)) {
         let mut next = Some(first);
-        let mut resync = self.cfg.resync && !self.cfg.resume.is_empty();
+        let mut catch_up = match (self.cfg.resync, self.cfg.resume.is_empty()) {
+            (false, _) => CatchUp::None,
+            (true, true) => CatchUp::Baseline,
+            (true, false) => CatchUp::Resync,
+        };
         while let Some((mut conn, welcome)) = next.take() {
-            match self.session(&mut conn, welcome, resync).await {
+            match self.session(&mut conn, welcome, catch_up).await {
                 SessionEnd::Closed => {
                     conn.close().await;
                     break;
                 }
                 SessionEnd::Lost { reason, immediate } => {
+                    // After a `goaway` the node closes on purpose: go at once.
+                    let immediate = immediate || self.goaway_at.is_some();
                     tracing::info!(%reason, "connection lost");
                     drop(conn);
                     self.on_lost(reason).await;
                     if self.cfg.reconnect {
                         next = self.reconnect(immediate).await;
-                        resync = self.cfg.resync;
+                        catch_up = if self.cfg.resync {
+                            CatchUp::Resync
+                        } else {
+                            CatchUp::None
+                        };
                     }
                 }
             }
@@ -264,9 +223,9 @@ impl Driver {
         &mut self,
         conn: &mut Connection,
         welcome: Welcome,
-        resync: bool,
+        catch_up: CatchUp,
     ) -> SessionEnd {
-        if let Err(e) = self.start_session(conn, welcome, resync).await {
+        if let Err(e) = self.start_session(conn, welcome, catch_up).await {
             return lost(e.to_string());
         }
         loop {
@@ -303,7 +262,7 @@ impl Driver {
         &mut self,
         conn: &mut Connection,
         welcome: Welcome,
-        resync: bool,
+        catch_up: CatchUp,
     ) -> Result<(), ClientError> {
         let now = Instant::now();
         if let Some(hb) = self.heartbeat.as_mut() {
@@ -316,24 +275,18 @@ impl Driver {
         };
         self.shared.set_welcome(welcome);
         self.emit(connected).await;
-        if resync {
+        let pending = match catch_up {
+            CatchUp::None => None,
+            CatchUp::Baseline => Some(Pending::Baseline),
+            CatchUp::Resync => Some(Pending::ConversationList),
+        };
+        if let Some(pending) = pending {
             let reference = self.shared.next_ref();
-            self.requests
-                .insert(reference.clone(), Pending::ConversationList);
+            self.in_flight.expect(reference.clone(), pending);
             conn.send(&ClientFrame::Conversations { reference }).await?;
         }
         // Same ids: the node answers a repeated send with the original ack (§4.3).
-        self.submits.retain(|_, p| {
-            p.waiters.retain(|w| !w.is_closed());
-            !p.waiters.is_empty()
-        });
-        let mut resend: Vec<(u64, ClientFrame)> = self
-            .submits
-            .values()
-            .map(|p| (p.order, p.frame.clone()))
-            .collect();
-        resend.sort_by_key(|(order, _)| *order);
-        for (_, frame) in resend {
+        for frame in self.in_flight.resends() {
             conn.send(&frame).await?;
         }
         // Fetches queued while the connection was down (gap repair without resync).
@@ -361,10 +314,7 @@ impl Driver {
         match tick {
             Tick::Dead => return Some(lost("no frame from the node for two heartbeat intervals")),
             Tick::Ping { interval_s } => {
-                self.push_ping(PendingPing {
-                    sent: now,
-                    reply: None,
-                });
+                self.in_flight.ping(now, None);
                 if let Err(e) = conn
                     .send(&ClientFrame::Ping {
                         interval_s: Some(interval_s),
@@ -373,24 +323,11 @@ impl Driver {
                 {
                     return Some(lost(e.to_string()));
                 }
-                self.sweep();
+                self.in_flight.sweep();
             }
             Tick::Wait => {}
         }
         None
-    }
-
-    /// Forgets requests whose callers gave up (timed out or dropped the call).
-    fn sweep(&mut self) {
-        self.requests
-            .retain(|_, p| !matches!(p, Pending::User(reply) if reply.is_closed()));
-    }
-
-    fn push_ping(&mut self, ping: PendingPing) {
-        if self.pings.len() >= MAX_PINGS {
-            self.pings.pop_front();
-        }
-        self.pings.push_back(ping);
     }
 
     /// Refuses a frame the node would answer with a connection-level `too_large`
@@ -439,7 +376,7 @@ impl Driver {
                 if reply.is_closed() {
                     return Ok(());
                 }
-                self.requests.insert(reference, Pending::User(reply));
+                self.in_flight.expect(reference, Pending::User(reply));
                 conn.send(&frame).await
             }
             Command::Submit {
@@ -451,23 +388,12 @@ impl Driver {
                 if reply.is_closed() {
                     return Ok(());
                 }
-                let order = self.next_order;
-                self.next_order += 1;
-                let pending = self.submits.entry(id).or_insert_with(|| PendingSubmit {
-                    frame: frame.clone(),
-                    retry,
-                    order,
-                    waiters: Vec::new(),
-                });
-                pending.waiters.push(reply);
+                self.in_flight.submit(id, &frame, retry, reply);
                 conn.send(&frame).await
             }
             Command::Fire { frame } => conn.send(&frame).await,
             Command::Ping { reply } => {
-                self.push_ping(PendingPing {
-                    sent: Instant::now(),
-                    reply: Some(reply),
-                });
+                self.in_flight.ping(Instant::now(), Some(reply));
                 let interval_s = self.heartbeat.as_ref().map(Heartbeat::interval_s);
                 conn.send(&ClientFrame::Ping { interval_s }).await
             }
@@ -484,18 +410,10 @@ impl Driver {
         }
         match frame {
             ServerFrame::Pong => {
-                if let Some(ping) = self.pings.pop_front() {
-                    let rtt = ping.sent.elapsed();
-                    match ping.reply {
-                        Some(reply) => {
-                            let _ = reply.send(Ok(rtt));
-                        }
-                        None => {
-                            if let Some(hb) = self.heartbeat.as_mut() {
-                                hb.on_pong(rtt);
-                            }
-                        }
-                    }
+                if let Some(PongFor::Heartbeat(rtt)) = self.in_flight.pong(Instant::now())
+                    && let Some(hb) = self.heartbeat.as_mut()
+                {
+                    hb.on_pong(rtt);
                 }
             }
             ServerFrame::Ack {
@@ -504,30 +422,22 @@ impl Driver {
                 seq,
                 ..
             } => {
-                if let Some(pending) = self.submits.remove(id) {
-                    // Danmaku acks name a live room, which has no held position.
-                    if matches!(pending.frame, ClientFrame::Send { .. })
-                        && self.tracker.on_ack(conv, seq)
-                    {
-                        self.shared.set_position(conv, seq);
-                    }
-                    for waiter in pending.waiters {
-                        let _ = waiter.send(Ok(frame.clone()));
-                    }
+                // Danmaku acks name a live room, which has no held position.
+                if let Some(ClientFrame::Send { .. }) = self.in_flight.settle(id, &frame)
+                    && self.tracker.on_ack(conv, seq)
+                {
+                    self.shared.set_position(conv, seq);
                 }
             }
             ServerFrame::Reject { ref id, .. } => {
-                if let Some(pending) = self.submits.remove(id) {
-                    for waiter in pending.waiters {
-                        let _ = waiter.send(Ok(frame.clone()));
-                    }
-                }
+                self.in_flight.settle(id, &frame);
             }
             ServerFrame::Msg(msg) => {
                 let conv = msg.conv.clone();
                 let mut steps = Vec::new();
                 self.tracker.on_msg(msg, &mut steps);
-                self.shared.set_position(&conv, self.tracker.held(&conv));
+                self.shared
+                    .set_position(&conv, self.tracker.position(&conv));
                 self.apply(steps).await;
                 self.pump_fetches(conn)
                     .await
@@ -596,12 +506,12 @@ impl Driver {
                 ..
             } => reference.clone(),
             other => {
-                tracing::debug!(kind = frame_kind(other), "unexpected frame ignored");
+                tracing::debug!(kind = other.type_name(), "unexpected frame ignored");
                 return Ok(());
             }
         };
-        let Some(pending) = self.requests.remove(&reference) else {
-            tracing::debug!(%reference, kind = frame_kind(&answer), "answer for no pending request");
+        let Some(pending) = self.in_flight.take(&reference) else {
+            tracing::debug!(%reference, kind = answer.type_name(), "answer for no pending request");
             return Ok(());
         };
         match (pending, answer) {
@@ -619,12 +529,19 @@ impl Driver {
                         self.tracker.on_page(&conv, messages, more, &mut steps);
                     }
                     other => {
-                        tracing::warn!(%conv, kind = frame_kind(&other), "history fetch failed");
+                        tracing::warn!(%conv, kind = other.type_name(), "history fetch failed");
                         self.tracker.on_fetch_failed(&conv, &mut steps);
                     }
                 }
-                self.shared.set_position(&conv, self.tracker.held(&conv));
+                self.shared
+                    .set_position(&conv, self.tracker.position(&conv));
                 self.apply(steps).await;
+            }
+            (Pending::Baseline, ServerFrame::ConversationList { items, .. }) => {
+                for item in items {
+                    self.tracker.set_floor(&item.conv, item.last_seq);
+                }
+                self.shared.set_positions(self.tracker.positions());
             }
             (Pending::ConversationList, ServerFrame::ConversationList { items, .. }) => {
                 let mut steps = Vec::new();
@@ -634,11 +551,8 @@ impl Driver {
                 }
                 self.apply(steps).await;
             }
-            (Pending::ConversationList, other) => {
-                tracing::warn!(
-                    kind = frame_kind(&other),
-                    "resync: conversation list failed"
-                );
+            (Pending::ConversationList | Pending::Baseline, other) => {
+                tracing::warn!(kind = other.type_name(), "resync: conversation list failed");
             }
         }
         self.pump_fetches(conn).await
@@ -663,9 +577,9 @@ impl Driver {
                 break;
             };
             let reference = self.shared.next_ref();
-            let after = Some(self.tracker.held(&conv));
-            self.requests
-                .insert(reference.clone(), Pending::Fetch { conv: conv.clone() });
+            let after = Some(self.tracker.position(&conv));
+            self.in_flight
+                .expect(reference.clone(), Pending::Fetch { conv: conv.clone() });
             self.fetches_in_flight += 1;
             let frame = ClientFrame::History {
                 reference,
@@ -700,26 +614,7 @@ impl Driver {
 
     async fn on_lost(&mut self, reason: String) {
         self.emit(Event::Disconnected { reason }).await;
-        for (_, pending) in self.requests.drain() {
-            if let Pending::User(reply) = pending {
-                let _ = reply.send(Err(ClientError::ConnectionLost));
-            }
-        }
-        for ping in self.pings.drain(..) {
-            if let Some(reply) = ping.reply {
-                let _ = reply.send(Err(ClientError::ConnectionLost));
-            }
-        }
-        let keep_sends = self.cfg.reconnect;
-        self.submits.retain(|_, p| {
-            if keep_sends && p.retry {
-                return true;
-            }
-            for waiter in p.waiters.drain(..) {
-                let _ = waiter.send(Err(ClientError::ConnectionLost));
-            }
-            false
-        });
+        self.in_flight.connection_lost(self.cfg.reconnect);
         self.fetch_queue.clear();
         self.fetches_in_flight = 0;
         let mut steps = Vec::new();
@@ -774,21 +669,7 @@ impl Driver {
 
     /// Fails everything still pending; dropping `self` then ends the event stream.
     fn shutdown(&mut self) {
-        for (_, pending) in self.requests.drain() {
-            if let Pending::User(reply) = pending {
-                let _ = reply.send(Err(ClientError::Closed));
-            }
-        }
-        for (_, pending) in self.submits.drain() {
-            for waiter in pending.waiters {
-                let _ = waiter.send(Err(ClientError::Closed));
-            }
-        }
-        for ping in self.pings.drain(..) {
-            if let Some(reply) = ping.reply {
-                let _ = reply.send(Err(ClientError::Closed));
-            }
-        }
+        self.in_flight.close();
         self.commands.close();
     }
 }

@@ -13,7 +13,6 @@ pub(crate) const EVENT_QUEUE: usize = 4096;
 
 /// Something that happened on the client's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// A chat message, at most once per `(conv, seq)` and in `seq` order within its
     /// conversation (gaps are repaired from history before later messages).

@@ -21,19 +21,21 @@
 //!
 //! - [`config`]: [`ClientConfig`] and [`Transport`] — endpoints, timeouts, reconnect,
 //!   heartbeat, resume positions.
-//! - [`client`](crate::Client): the [`Client`] handle and every request with its typed
-//!   answer.
-//! - [`events`](crate::Events): the [`Event`] stream: messages (de-duplicated, in
-//!   order, gaps repaired), receipts, live batches, connection changes.
-//! - [`error`](crate::ClientError): [`ClientError`].
-//! - `connection` (internal): TCP and WebSocket framing, the `hello` handshake,
-//!   endpoint rotation and reconnect backoff.
-//! - `driver` (internal): the connection task — request matching, reconnects,
-//!   re-sends.
-//! - `resync` (internal): held seq per conversation, de-duplication, gap repair and
-//!   resync, as a pure state machine.
-//! - `heartbeat` (internal): ping scheduling and dead-connection detection behind a
-//!   policy trait, the seam for an adaptive heartbeat.
+//! - `client`: the [`Client`] handle and every request with its typed answer
+//!   ([`Ack`], [`HistoryPage`], [`Group`], [`LiveJoined`], [`Welcome`]).
+//! - `events`: [`Events`], the stream of [`Event`]s — messages (at most once per
+//!   conversation and seq, in order, gaps repaired), receipts, live batches,
+//!   connection changes, resyncs.
+//! - `error`: [`ClientError`].
+//! - `connection`: TCP and WebSocket framing, the `hello` handshake, endpoint
+//!   rotation and reconnect backoff.
+//! - `driver`: the connection task — the session loop, reconnects, resync.
+//! - `inflight`: the commands of the handles, and every answer the node owes:
+//!   requests by `ref`, sends by id (re-sent after a reconnect), pings.
+//! - `resync`: held seq per conversation, de-duplication, gap repair and resync, as a
+//!   pure state machine.
+//! - `heartbeat`: ping scheduling and dead-connection detection behind a policy
+//!   trait, the seam for an adaptive heartbeat.
 //!
 //! Frames and encodings come from `chorus-wire`; the wire types that appear in this
 //! API are re-exported here.
@@ -45,6 +47,7 @@ mod driver;
 mod error;
 mod events;
 mod heartbeat;
+mod inflight;
 mod resync;
 
 pub use chorus_wire::{

@@ -22,7 +22,15 @@
 //!
 //! A resync (after a re-connect, or a first connect with saved positions) is a fill
 //! without a triggering message, started for every conversation whose `last_seq` is
-//! past held, and announced with [`Step::Resynced`] when it completes.
+//! past its position, and announced with [`Step::Resynced`] when it completes.
+//!
+//! **Floor.** A client started without saved positions takes the conversation list
+//! once at its first connect as a *floor*: what was stored before the client existed
+//! is not "missed" when a later reconnect resyncs, and the sender's own acks can move
+//! the position from there. The floor never de-duplicates (a message stored just
+//! before the list may still arrive live after it): de-duplication and gap detection
+//! use held alone. A conversation's *position* is the larger of held and floor; it is
+//! where resyncs start and what the client reports for saving.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -44,7 +52,8 @@ pub(crate) enum Step {
     Fetch {
         /// Conversation id.
         conv: String,
-        /// The seq held when the page is requested.
+        /// The conversation's position when the step was made; the page is requested
+        /// after the position at the time it is sent.
         after: u64,
     },
     /// A resync of `conv` completed after emitting `count` messages from history.
@@ -76,7 +85,15 @@ struct Fill {
 struct ConvState {
     /// The last seq delivered (or acked to this client in order); 0 = none.
     held: u64,
+    /// `last_seq` when the client first connected without saved positions; 0 = none.
+    floor: u64,
     fill: Option<Fill>,
+}
+
+impl ConvState {
+    fn position(&self) -> u64 {
+        self.held.max(self.floor)
+    }
 }
 
 /// Held positions and fills of every conversation the client has seen.
@@ -90,23 +107,43 @@ impl SeqTracker {
     pub(crate) fn new(resume: &HashMap<String, u64>) -> Self {
         let convs = resume
             .iter()
-            .map(|(conv, &held)| (conv.clone(), ConvState { held, fill: None }))
+            .map(|(conv, &held)| {
+                (
+                    conv.clone(),
+                    ConvState {
+                        held,
+                        ..ConvState::default()
+                    },
+                )
+            })
             .collect();
         Self { convs }
     }
 
     /// The last seq held in `conv` (0 when none).
+    #[cfg(test)]
     pub(crate) fn held(&self, conv: &str) -> u64 {
         self.convs.get(conv).map_or(0, |s| s.held)
+    }
+
+    /// Where a resync or fetch of `conv` starts: the larger of held and floor.
+    pub(crate) fn position(&self, conv: &str) -> u64 {
+        self.convs.get(conv).map_or(0, ConvState::position)
     }
 
     /// Every conversation with a position.
     pub(crate) fn positions(&self) -> HashMap<String, u64> {
         self.convs
             .iter()
-            .filter(|(_, s)| s.held > 0)
-            .map(|(c, s)| (c.clone(), s.held))
+            .filter(|(_, s)| s.position() > 0)
+            .map(|(c, s)| (c.clone(), s.position()))
             .collect()
+    }
+
+    /// The first connect's conversation list said `conv` had messages up to `last_seq`.
+    pub(crate) fn set_floor(&mut self, conv: &str, last_seq: u64) {
+        let st = self.convs.entry(conv.to_string()).or_default();
+        st.floor = st.floor.max(last_seq);
     }
 
     /// A `msg` arrived.
@@ -127,7 +164,7 @@ impl SeqTracker {
             return;
         }
         if st.held > 0 && msg.seq > st.held + 1 {
-            let after = st.held;
+            let after = st.position();
             let conv = msg.conv.clone();
             st.fill = Some(Fill {
                 trigger: Some(msg.seq),
@@ -146,7 +183,7 @@ impl SeqTracker {
     /// is left to gap repair or resync. Returns whether the position moved.
     pub(crate) fn on_ack(&mut self, conv: &str, seq: u64) -> bool {
         let st = self.convs.entry(conv.to_string()).or_default();
-        if seq == st.held + 1 {
+        if seq == st.position() + 1 {
             st.held = seq;
             return true;
         }
@@ -156,7 +193,7 @@ impl SeqTracker {
     /// A resync learnt that `conv` has messages up to `last_seq`.
     pub(crate) fn start_resync(&mut self, conv: &str, last_seq: u64, out: &mut Vec<Step>) {
         let st = self.convs.entry(conv.to_string()).or_default();
-        if last_seq <= st.held {
+        if last_seq <= st.position() {
             return;
         }
         if let Some(fill) = st.fill.as_mut() {
@@ -170,7 +207,7 @@ impl SeqTracker {
         });
         out.push(Step::Fetch {
             conv: conv.to_string(),
-            after: st.held,
+            after: st.position(),
         });
     }
 
@@ -199,7 +236,7 @@ impl SeqTracker {
         if more && st.held > before {
             out.push(Step::Fetch {
                 conv: conv.to_string(),
-                after: st.held,
+                after: st.held.max(st.floor),
             });
             return;
         }
@@ -207,7 +244,7 @@ impl SeqTracker {
             fill.refetch = false;
             out.push(Step::Fetch {
                 conv: conv.to_string(),
-                after: st.held,
+                after: st.held.max(st.floor),
             });
             return;
         }
@@ -449,6 +486,42 @@ mod tests {
             conv: C.into(),
             count: 3
         }));
+    }
+
+    #[test]
+    fn the_floor_is_where_a_resync_starts_but_never_drops_a_message() {
+        let mut t = SeqTracker::default();
+        t.set_floor(C, 10);
+        assert_eq!(t.position(C), 10);
+        // A message stored before the list but delivered after it still passes.
+        assert_eq!(emitted(&feed(&mut t, C, &[9, 10])), [9, 10]);
+        let mut out = Vec::new();
+        t.start_resync(C, 10, &mut out);
+        assert!(out.is_empty());
+        t.start_resync(C, 12, &mut out);
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 10
+            }]
+        );
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 11), msg(C, 12)], false, &mut out);
+        assert_eq!(emitted(&out), [11, 12]);
+        assert_eq!(t.positions(), HashMap::from([(C.to_string(), 12)]));
+    }
+
+    #[test]
+    fn own_acks_move_the_position_from_the_floor() {
+        let mut t = SeqTracker::default();
+        t.set_floor(C, 7);
+        t.set_floor("group:g", 0);
+        assert!(t.on_ack(C, 8));
+        assert_eq!(t.positions(), HashMap::from([(C.to_string(), 8)]));
+        let mut out = Vec::new();
+        t.start_resync(C, 8, &mut out);
+        assert!(out.is_empty(), "nothing was missed");
     }
 
     #[test]

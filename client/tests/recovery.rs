@@ -13,17 +13,6 @@ use support::{Peer, PeerConn, msg, next_event, next_message, step};
 
 const DM: &str = "dm:alice:bob";
 
-/// Answers the resync's `conversations` request with `items`.
-async fn answer_conversations(node: &mut PeerConn, items: Vec<ConversationItem>) {
-    match node.recv_no_ping().await {
-        Some(ClientFrame::Conversations { reference }) => {
-            node.send(&ServerFrame::ConversationList { reference, items })
-                .await;
-        }
-        other => panic!("expected the resync's conversations, got {other:?}"),
-    }
-}
-
 /// Expects `history(conv, after, limit 200)` and answers it with `seqs`.
 async fn answer_history(node: &mut PeerConn, conv: &str, after: u64, seqs: &[u64], more: bool) {
     match node.recv_no_ping().await {
@@ -60,6 +49,7 @@ async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
     );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     let sending = tokio::spawn({
         let c = client.clone();
         async move { c.send_with_id("m-7", "group:g", "hello").await }
@@ -68,7 +58,7 @@ async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
     node.kill();
 
     let mut node = peer.accept_hello("alice", "s2").await;
-    answer_conversations(&mut node, vec![]).await;
+    node.answer_conversations(vec![]).await;
     match node.recv_no_ping().await {
         Some(ClientFrame::Send { id, to, body }) => {
             assert_eq!(
@@ -112,6 +102,7 @@ async fn without_reconnect_a_lost_connection_fails_the_send_and_ends_the_events(
     let (client, node) = tokio::join!(Client::connect(cfg), peer.accept_hello("alice", "s1"));
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     let sending = tokio::spawn({
         let c = client.clone();
         async move { c.send("user:bob", "hello").await }
@@ -146,6 +137,7 @@ async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
     );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
     node.send(&ServerFrame::Msg(msg(DM, 4))).await;
     assert_eq!(next_message(&mut events).await.seq, 1);
@@ -175,6 +167,7 @@ async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
     node.send(&ServerFrame::Msg(msg(DM, 2))).await;
     assert_eq!(next_message(&mut events).await.seq, 1);
@@ -182,21 +175,18 @@ async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     node.kill();
 
     let mut node = peer.accept_hello("alice", "s2").await;
-    answer_conversations(
-        &mut node,
-        vec![
-            ConversationItem {
-                conv: DM.into(),
-                last_seq: 5,
-                read_seq: 2,
-            },
-            ConversationItem {
-                conv: "group:quiet".into(),
-                last_seq: 0,
-                read_seq: 0,
-            },
-        ],
-    )
+    node.answer_conversations(vec![
+        ConversationItem {
+            conv: DM.into(),
+            last_seq: 5,
+            read_seq: 2,
+        },
+        ConversationItem {
+            conv: "group:quiet".into(),
+            last_seq: 0,
+            read_seq: 0,
+        },
+    ])
     .await;
     answer_history(&mut node, DM, 2, &[3, 4], true).await;
     answer_history(&mut node, DM, 4, &[5], false).await;
@@ -225,6 +215,62 @@ async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
 }
 
 #[tokio::test]
+async fn a_reconnect_catches_up_from_the_first_connects_floor_not_from_zero() {
+    let peer = Peer::bind(Transport::Tcp).await;
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
+    let (client, mut events) = client.expect("connect");
+    let mut node = node;
+    // The conversation had 7 messages before this client existed.
+    node.answer_conversations(vec![ConversationItem {
+        conv: DM.into(),
+        last_seq: 7,
+        read_seq: 0,
+    }])
+    .await;
+    let sending = tokio::spawn({
+        let c = client.clone();
+        async move { c.send("user:bob", "mine").await }
+    });
+    let Some(ClientFrame::Send { id, .. }) = node.recv_no_ping().await else {
+        panic!("expected send")
+    };
+    node.send(&ServerFrame::Ack {
+        id,
+        conv: DM.into(),
+        seq: 8,
+        ts_ms: 1,
+    })
+    .await;
+    assert_eq!(
+        step("send", sending).await.expect("task").expect("ack").seq,
+        8
+    );
+    assert_eq!(client.positions(), HashMap::from([(DM.to_string(), 8)]));
+    node.kill();
+
+    let mut node = peer.accept_hello("alice", "s2").await;
+    node.answer_conversations(vec![ConversationItem {
+        conv: DM.into(),
+        last_seq: 9,
+        read_seq: 0,
+    }])
+    .await;
+    answer_history(&mut node, DM, 8, &[9], false).await;
+    assert_eq!(next_message(&mut events).await.seq, 9);
+    assert_eq!(
+        next_event(&mut events).await,
+        Event::Resynced {
+            conv: DM.into(),
+            count: 1
+        }
+    );
+    client.close().await;
+}
+
+#[tokio::test]
 async fn a_client_resumed_from_saved_positions_catches_up_on_its_first_connect() {
     let peer = Peer::bind(Transport::Tcp).await;
     let mut cfg = peer.config("alice");
@@ -233,14 +279,11 @@ async fn a_client_resumed_from_saved_positions_catches_up_on_its_first_connect()
     let (client, mut events) = client.expect("connect");
     let mut node = node;
     assert_eq!(client.positions().get(DM), Some(&3));
-    answer_conversations(
-        &mut node,
-        vec![ConversationItem {
-            conv: DM.into(),
-            last_seq: 4,
-            read_seq: 3,
-        }],
-    )
+    node.answer_conversations(vec![ConversationItem {
+        conv: DM.into(),
+        last_seq: 4,
+        read_seq: 3,
+    }])
     .await;
     answer_history(&mut node, DM, 3, &[4], false).await;
     assert!(matches!(
@@ -266,6 +309,7 @@ async fn a_silent_node_is_detected_by_the_heartbeat_and_replaced() {
     let (client, node) = tokio::join!(Client::connect(cfg), peer.accept_hello("alice", "s1"));
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     // The first ping comes at once and announces the interval (rounded up to 1 s).
     assert_eq!(
         node.recv().await,
@@ -308,6 +352,7 @@ async fn goaway_moves_the_client_to_a_named_node() {
     );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     node.send(&ServerFrame::Goaway {
         reason: "drain".into(),
         reconnect_after_ms: 50,
@@ -315,7 +360,7 @@ async fn goaway_moves_the_client_to_a_named_node() {
     })
     .await;
     let mut node2 = other.accept_hello("alice", "s2").await;
-    answer_conversations(&mut node2, vec![]).await;
+    node2.answer_conversations(vec![]).await;
     assert!(matches!(
         next_event(&mut events).await,
         Event::Connected { .. }
@@ -348,6 +393,7 @@ async fn a_malformed_frame_closes_the_connection_and_the_client_reconnects() {
         );
         let (client, mut events) = client.expect("connect");
         let mut node = node;
+        node.answer_conversations(vec![]).await;
         node.send_raw(&[0xff, 0xff, 0xff]).await;
         assert!(matches!(
             next_event(&mut events).await,

@@ -13,6 +13,7 @@ async fn handshake_then_chat(transport: Transport) {
     let (client, node) = tokio::join!(Client::connect(cfg), peer.accept_hello("alice", "s1"));
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     assert_eq!(client.user(), "alice");
     assert_eq!(client.welcome().session, "s1");
     assert_eq!(
@@ -145,6 +146,7 @@ async fn answers_are_matched_by_ref_in_any_order() {
     );
     let (client, _events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
 
     let history = tokio::spawn({
         let c = client.clone();
@@ -253,6 +255,7 @@ async fn rejects_fail_the_send_with_their_code() {
     );
     let (client, _events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     let sending = tokio::spawn({
         let c = client.clone();
         async move { c.danmaku("room1", "so fast").await }
@@ -330,6 +333,7 @@ async fn ping_measures_the_round_trip_and_read_is_fire_and_forget() {
     );
     let (client, _events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     client.read("dm:alice:bob", 3).await.expect("queued");
     assert_eq!(
         node.recv().await,
@@ -358,6 +362,7 @@ async fn close_fails_pending_calls_and_ends_the_events() {
     );
     let (client, mut events) = client.expect("connect");
     let mut node = node;
+    node.answer_conversations(vec![]).await;
     assert!(matches!(
         next_event(&mut events).await,
         Event::Connected { .. }

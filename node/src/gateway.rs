@@ -58,6 +58,11 @@ pub enum ReadEvent {
 pub trait FrameReader: Send + 'static {
     /// The next event; must be cancel-safe (it is raced against timers).
     fn next(&mut self) -> impl Future<Output = ReadEvent> + Send;
+    /// The encoding of an `error` sent before any frame has chosen one: the client
+    /// was silent (no `hello` in time) or its first bytes were not a frame.
+    fn encoding_before_hello(&self) -> Encoding {
+        Encoding::Binary
+    }
 }
 
 /// The writing half of a transport.
@@ -127,6 +132,9 @@ impl GatewayContext {
 
 /// Frames written in one go by the writer.
 const WRITE_BATCH: usize = 64;
+
+/// Time the writer's polite close (flush, then FIN or a WebSocket Close) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs one connection from handshake to close.
 pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
@@ -232,7 +240,16 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     // 4. Offline; let the writer drain what is queued (a last `error`), then close.
     session.close();
     stop_writer.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    let abort = writer_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer_task)
+        .await
+        .is_err()
+    {
+        // A client that does not read can hold the writer in a write forever (stop
+        // is only looked at between writes). Dropping the task drops the socket;
+        // merely timing out would leak the task and the connection.
+        abort.abort();
+    }
 }
 
 async fn handshake<R: FrameReader>(
@@ -244,9 +261,18 @@ async fn handshake<R: FrameReader>(
         code,
         message: message.to_string(),
     };
-    let event = tokio::select! {
-        event = tokio::time::timeout(ctx.hello_timeout, reader.next()) => event,
-        () = ctx.shutdown.cancelled() => return Err((None, Encoding::Binary)),
+    let fallback = reader.encoding_before_hello();
+    let deadline = Instant::now() + ctx.hello_timeout;
+    let event = loop {
+        let event = tokio::select! {
+            event = tokio::time::timeout_at(deadline, reader.next()) => event,
+            () = ctx.shutdown.cancelled() => return Err((None, fallback)),
+        };
+        // A WebSocket ping is not a frame: some client libraries ping as soon as they
+        // connect. Keep waiting for `hello`, within the same limit.
+        if !matches!(event, Ok(ReadEvent::Activity)) {
+            break event;
+        }
     };
     let (bytes, encoding) = match event {
         Err(_) => {
@@ -256,16 +282,16 @@ async fn handshake<R: FrameReader>(
                     ErrorCode::Unauthenticated,
                     &format!("no hello within {secs} s"),
                 )),
-                Encoding::Binary,
+                fallback,
             ));
         }
         Ok(ReadEvent::Frame(bytes, encoding)) => (bytes, encoding),
         Ok(ReadEvent::Bad(e)) => {
             bad_frame_metric(&e);
-            return Err((Some(error_for(&e)), Encoding::Binary));
+            return Err((Some(error_for(&e)), fallback));
         }
         Ok(ReadEvent::Activity | ReadEvent::Eof | ReadEvent::Failed(_)) => {
-            return Err((None, Encoding::Binary));
+            return Err((None, fallback));
         }
     };
     match ClientFrame::decode(&bytes, encoding, ctx.max_frame) {
@@ -384,7 +410,9 @@ async fn run_writer<W: FrameWriter>(
     if handle.close_reason() == Some(CloseReason::Kicked) {
         // Nothing more to say: the kick itself is the message.
     }
-    writer.close().await;
+    // A polite close flushes first, which never completes if the client stopped
+    // reading (a slow consumer): bounded, after which dropping the socket closes it.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.close()).await;
 }
 
 /// Decrements the connection gauge when the connection task ends, however it ends.

@@ -92,8 +92,16 @@ pub struct LogFilterError {
 /// If a global subscriber is already set (a second node in the same process, a
 /// test harness), that one is kept and this call only checks the filter.
 pub fn init_logging(format: LogFormat, level: &str) -> Result<(), LogFilterError> {
+    // The storage engine narrates its housekeeping at info level; keep it to
+    // warnings unless the filter names it.
+    let mut directives = level.to_string();
+    for quiet in ["fjall", "lsm_tree"] {
+        if !level.contains(quiet) {
+            directives.push_str(&format!(",{quiet}=warn"));
+        }
+    }
     let filter = EnvFilter::builder()
-        .parse(level)
+        .parse(&directives)
         .map_err(|e| LogFilterError {
             filter: level.to_string(),
             reason: e.to_string(),

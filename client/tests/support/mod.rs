@@ -9,7 +9,8 @@ use std::time::Duration;
 use chorus_client::{ClientConfig, Event, Events, Transport};
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::{
-    ClientFrame, Encoding, HeartbeatInfo, LimitsInfo, Message, PROTOCOL_VERSION, ServerFrame,
+    ClientFrame, ConversationItem, Encoding, HeartbeatInfo, LimitsInfo, Message, PROTOCOL_VERSION,
+    ServerFrame,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -184,6 +185,18 @@ impl PeerConn {
                 encoding.get_or_insert(enc);
                 return Some(frame);
             },
+        }
+    }
+
+    /// Expects `conversations` (the first connect's floor, or a resync) and answers it
+    /// with `items`.
+    pub(crate) async fn answer_conversations(&mut self, items: Vec<ConversationItem>) {
+        match self.recv_no_ping().await {
+            Some(ClientFrame::Conversations { reference }) => {
+                self.send(&ServerFrame::ConversationList { reference, items })
+                    .await;
+            }
+            other => panic!("expected conversations, got {other:?}"),
         }
     }
 

@@ -58,6 +58,12 @@ impl FrameReader for WsReader {
             };
         }
     }
+
+    /// JSON: a text message is legible to every WebSocket client (a browser could
+    /// not read a binary bincode `error`), and JSON is the WebSocket default.
+    fn encoding_before_hello(&self) -> Encoding {
+        Encoding::Json
+    }
 }
 
 /// Writes frames as WebSocket messages, one flush per batch.

@@ -243,13 +243,10 @@ pub async fn send_msg(c: &mut impl RawClient, id: &str, to: &str, body: &str) {
 /// The `ack` or `reject` of the send `id`, skipping other frames.
 pub async fn send_answer(c: &mut impl RawClient, id: &str) -> ServerFrame {
     loop {
-        match next_frame(c).await {
-            f @ (ServerFrame::Ack { id: ref i, .. } | ServerFrame::Reject { id: ref i, .. })
-                if i == id =>
-            {
-                return f;
-            }
-            _ => {}
+        let f = next_frame(c).await;
+        if matches!(&f, ServerFrame::Ack { id: i, .. } | ServerFrame::Reject { id: i, .. } if i == id)
+        {
+            return f;
         }
     }
 }
