@@ -15,11 +15,16 @@
 //! - [`conversation`]: the Conversation entity: access, seqs, dedup, group commit,
 //!   fan-out, groups.
 //! - [`user`]: the User entity: a user's online sessions.
+//! - [`live`]: the LiveRoom entity and the per-node RoomFanout of danmaku.
+//! - [`ratelimit`]: per-user token buckets.
 //! - [`session`]: the protocol logic of one authenticated connection.
 //! - [`settings`]: the knobs these take from the node's configuration.
 
 pub mod conversation;
+pub mod live;
+pub mod moderation;
 pub mod outbound;
+pub mod ratelimit;
 pub mod region;
 pub mod session;
 pub mod sessions;

@@ -5,13 +5,15 @@
 //! A frame fanned out to many sessions is encoded at most once per encoding, and
 //! the same `Bytes` are written to every socket that uses that encoding.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chorus_wire::codec::Frame;
 use chorus_wire::{Encoding, ServerFrame};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// A server frame shared between sessions, with its encodings cached on first use.
@@ -60,6 +62,8 @@ pub type SessionId = u64;
 pub enum CloseReason {
     /// Its outbound queue overflowed: the client does not read fast enough.
     SlowConsumer,
+    /// It fell too far behind a live room.
+    SlowViewer,
     /// An operator kicked the user.
     Kicked,
     /// The node is shutting down or draining.
@@ -74,6 +78,47 @@ struct HandleInner {
     close: CancellationToken,
     close_reason: OnceLock<CloseReason>,
     slow: AtomicBool,
+    live: LiveLane,
+}
+
+/// One `live_batch` waiting for a viewer.
+#[derive(Debug)]
+pub struct LiveEntry {
+    /// The batch, encoded once for every viewer of the node.
+    pub frame: SharedFrame,
+    /// Room id.
+    pub room: String,
+    /// Items in the batch plus the room's `dropped` it reports: what a viewer
+    /// misses if this batch is dropped for it.
+    pub weight: u64,
+    /// False when the batch holds `paid`/`system` items: it is never dropped.
+    pub ordinary: bool,
+    /// When it was queued, for the lag limit.
+    pub queued: Instant,
+}
+
+/// A viewer's bounded queue of live batches, beside its main queue.
+///
+/// When full, the oldest ordinary batch is dropped and what it carried is owed
+/// to the viewer's next batch of that room (its `dropped` grows), so per viewer
+/// accepted = delivered + Σ dropped still holds. A viewer whose oldest batch is
+/// older than the lag limit, or whose queue is full of batches that may not be
+/// dropped, is disconnected.
+#[derive(Debug)]
+struct LiveLane {
+    state: Mutex<LaneState>,
+    notify: Notify,
+    capacity: usize,
+    max_lag: Duration,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    entries: VecDeque<LiveEntry>,
+    /// Items dropped for this viewer per room, not yet reported.
+    owed: HashMap<String, u64>,
+    /// Set at the first drop after the lane was last empty.
+    behind_since: Option<Instant>,
 }
 
 /// A cheap, cloneable address of one connected session: pushes never block.
@@ -86,6 +131,18 @@ pub type OutboundQueue = mpsc::Receiver<SharedFrame>;
 impl SessionHandle {
     /// A handle and its queue; `capacity` bounds the frames waiting for the socket.
     pub fn new(id: SessionId, user: String, capacity: usize) -> (Self, OutboundQueue) {
+        Self::with_live_limits(id, user, capacity, 64, Duration::from_secs(5))
+    }
+
+    /// A handle with explicit live-lane limits: `lane` batches at most, and a
+    /// viewer more than `max_lag` behind is disconnected.
+    pub fn with_live_limits(
+        id: SessionId,
+        user: String,
+        capacity: usize,
+        lane: usize,
+        max_lag: Duration,
+    ) -> (Self, OutboundQueue) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let inner = HandleInner {
             id,
@@ -94,6 +151,12 @@ impl SessionHandle {
             close: CancellationToken::new(),
             close_reason: OnceLock::new(),
             slow: AtomicBool::new(false),
+            live: LiveLane {
+                state: Mutex::new(LaneState::default()),
+                notify: Notify::new(),
+                capacity: lane.max(1),
+                max_lag,
+            },
         };
         (Self(Arc::new(inner)), rx)
     }
@@ -124,6 +187,89 @@ impl SessionHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Queues a live batch on the viewer's lane. Returns false if the viewer was
+    /// disconnected as too slow (or is closed).
+    pub fn push_live(&self, entry: LiveEntry) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let lane = &self.0.live;
+        let mut st = lane.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.entries.len() >= lane.capacity {
+            // Behind since the first drop after the lane was last empty: a viewer
+            // that never catches up within the lag limit is cut off.
+            let behind = *st.behind_since.get_or_insert_with(Instant::now);
+            let too_late = behind.elapsed() > lane.max_lag
+                || st
+                    .entries
+                    .front()
+                    .is_some_and(|e| e.queued.elapsed() > lane.max_lag);
+            let victim = if too_late {
+                None
+            } else {
+                st.entries.iter().position(|e| e.ordinary)
+            };
+            match victim {
+                Some(i) => {
+                    if let Some(old) = st.entries.remove(i) {
+                        *st.owed.entry(old.room).or_default() += old.weight;
+                        metrics::counter!("chorus_live_viewer_batches_dropped_total").increment(1);
+                    }
+                }
+                None => {
+                    drop(st);
+                    metrics::counter!("chorus_live_slow_viewer_disconnects_total").increment(1);
+                    tracing::info!(session = self.0.id, user = %self.0.user, "live viewer too far behind: disconnecting");
+                    self.close(CloseReason::SlowViewer);
+                    return false;
+                }
+            }
+        }
+        st.entries.push_back(entry);
+        drop(st);
+        lane.notify.notify_one();
+        true
+    }
+
+    /// The next live batch for the socket, with anything owed folded into its
+    /// `dropped` (re-encoded for this viewer only then).
+    pub fn pop_live(&self) -> Option<SharedFrame> {
+        let mut st = self.0.live.state.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = st.entries.pop_front()?;
+        if st.entries.is_empty() {
+            st.behind_since = None;
+        }
+        let owed = st.owed.remove(&entry.room).unwrap_or(0);
+        drop(st);
+        if owed == 0 {
+            return Some(entry.frame);
+        }
+        match entry.frame.frame().clone() {
+            ServerFrame::LiveBatch {
+                room,
+                items,
+                viewers,
+                dropped,
+            } => Some(OutFrame::new(ServerFrame::LiveBatch {
+                room,
+                items,
+                viewers,
+                dropped: dropped + owed,
+            })),
+            _ => Some(entry.frame),
+        }
+    }
+
+    /// Makes the next [`live_ready`](Self::live_ready) complete at once.
+    pub fn nudge_live(&self) {
+        self.0.live.notify.notify_one();
+    }
+
+    /// Completes when a live batch may be waiting (cancel-safe).
+    pub async fn live_ready(&self) {
+        self.0.live.notify.notified().await;
     }
 
     /// Wraps and queues a frame meant for this session alone.

@@ -32,6 +32,8 @@ use chorus_wire::ConvId;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::conversation::{Conversation, ConversationMsg};
+use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
+use crate::ratelimit::RateLimiter;
 use crate::sessions::LocalSessions;
 use crate::settings::Settings;
 use crate::user::{User, UserMsg};
@@ -43,6 +45,8 @@ pub enum EntityKind {
     User,
     /// A dm or group conversation.
     Conversation,
+    /// A live room.
+    LiveRoom,
 }
 
 impl EntityKind {
@@ -50,6 +54,7 @@ impl EntityKind {
         match self {
             Self::User => "user",
             Self::Conversation => "conversation",
+            Self::LiveRoom => "live_room",
         }
     }
 }
@@ -94,6 +99,9 @@ pub(crate) struct RegionInner {
     pub(crate) sessions: LocalSessions,
     users: Registry<UserMsg>,
     conversations: Registry<ConversationMsg>,
+    live_rooms: Registry<LiveRoomMsg>,
+    fanouts: LiveFanouts,
+    danmaku_rate: RateLimiter,
     /// Which key each live actor serves, for the supervisor.
     owners: Mutex<HashMap<ActorId, (EntityKind, String)>>,
     supervisor: ActorCell,
@@ -130,9 +138,13 @@ impl ShardRegion {
             },
         )
         .await?;
+        let danmaku_rate = RateLimiter::new(settings.live.rate_per_user, settings.live.rate_window);
         let inner = Arc::new(RegionInner {
             store,
             settings,
+            live_rooms: Registry::new(),
+            fanouts: LiveFanouts::default(),
+            danmaku_rate,
             sessions: LocalSessions::default(),
             users: Registry::new(),
             conversations: Registry::new(),
@@ -162,9 +174,71 @@ impl ShardRegion {
         &self.inner.sessions
     }
 
-    /// Running entities of each kind on this node: (users, conversations).
-    pub fn entity_counts(&self) -> (usize, usize) {
-        (self.inner.users.len(), self.inner.conversations.len())
+    /// Running entities of each kind on this node: (users, conversations, live rooms).
+    pub fn entity_counts(&self) -> (usize, usize, usize) {
+        (
+            self.inner.users.len(),
+            self.inner.conversations.len(),
+            self.inner.live_rooms.len(),
+        )
+    }
+
+    /// This node's live-room fanouts.
+    pub fn fanouts(&self) -> &LiveFanouts {
+        &self.inner.fanouts
+    }
+
+    /// The node's per-user danmaku rate limiter.
+    pub fn danmaku_rate(&self) -> &RateLimiter {
+        &self.inner.danmaku_rate
+    }
+
+    /// The supervisor node-local helper actors are linked to.
+    pub(crate) fn supervisor_cell(&self) -> ActorCell {
+        self.inner.supervisor.clone()
+    }
+
+    /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
+    pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
+        let ConvId::Live(id) = room else { return };
+        let key = room.to_string();
+        let mut msg = msg;
+        for _ in 0..2 {
+            let mut map = self.inner.live_rooms.lock();
+            let actor = match map.get(&key) {
+                Some(a) => a.clone(),
+                None => {
+                    let args = crate::live::LiveRoomArgs {
+                        room: id.clone(),
+                        region: self.clone(),
+                    };
+                    match ractor::ActorRuntime::<LiveRoom>::spawn_linked_instant(
+                        None,
+                        LiveRoom,
+                        args,
+                        self.inner.supervisor.clone(),
+                    ) {
+                        Ok((a, _)) => {
+                            self.record_owner(a.get_id(), EntityKind::LiveRoom, &key);
+                            map.insert(key.clone(), a.clone());
+                            a
+                        }
+                        Err(e) => {
+                            tracing::error!(room = %key, error = %e, "cannot spawn LiveRoom entity");
+                            return;
+                        }
+                    }
+                }
+            };
+            match actor.send_message(msg) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(back)) => {
+                    map.remove(&key);
+                    msg = back;
+                }
+                Err(_) => return,
+            }
+        }
     }
 
     /// Sends to the User entity of `user`, spawning it if needed.
@@ -291,6 +365,7 @@ impl ShardRegion {
         let removed = match kind {
             EntityKind::User => self.inner.users.remove_if(key, id),
             EntityKind::Conversation => self.inner.conversations.remove_if(key, id),
+            EntityKind::LiveRoom => self.inner.live_rooms.remove_if(key, id),
         };
         if removed {
             let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
@@ -308,6 +383,7 @@ impl ShardRegion {
         match entry.0 {
             EntityKind::User => self.inner.users.remove_if(&entry.1, id),
             EntityKind::Conversation => self.inner.conversations.remove_if(&entry.1, id),
+            EntityKind::LiveRoom => self.inner.live_rooms.remove_if(&entry.1, id),
         };
         Some(entry)
     }

@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use chorus_store::HistoryQuery;
 use chorus_wire::ids::validate_id;
-use chorus_wire::{ClientFrame, ConvId, ErrorCode, ServerFrame, Target};
+use chorus_wire::{ClientFrame, ConvId, ErrorCode, LiveItem, Prio, ServerFrame, Target};
 use tokio::sync::Semaphore;
 
 use crate::conversation::{ConversationMsg, Request, SendRequest};
+use crate::live::LiveRoomMsg;
 use crate::outbound::SessionHandle;
 use crate::region::ShardRegion;
 use crate::user::UserMsg;
@@ -26,6 +27,8 @@ use crate::user::UserMsg;
 const MAX_REF: usize = 128;
 /// Longest group name.
 const MAX_GROUP_NAME: usize = 256;
+/// Live rooms one session may watch at once.
+const MAX_ROOMS_PER_SESSION: usize = 16;
 
 /// Roles a token may carry (PROTOCOL.md §6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub struct Session {
     handle: SessionHandle,
     region: ShardRegion,
     inflight: Arc<Semaphore>,
+    /// Live rooms this session watches, to leave them when it closes.
+    rooms: Vec<String>,
 }
 
 impl Session {
@@ -77,6 +82,7 @@ impl Session {
             handle,
             region,
             inflight,
+            rooms: Vec::new(),
         }
     }
 
@@ -92,6 +98,9 @@ impl Session {
 
     /// Takes the session offline.
     pub fn close(&self) {
+        for room in &self.rooms {
+            self.leave_room(room, None);
+        }
         self.region
             .sessions()
             .unregister(&self.identity.user, self.handle.id());
@@ -200,18 +209,20 @@ impl Session {
                         .tell_conversation(&conv, ConversationMsg::GroupInfo(req));
                 }
             }
-            ClientFrame::LiveJoin { reference, .. } | ClientFrame::LiveLeave { reference, .. } => {
-                self.error(
-                    Some(&reference),
-                    ErrorCode::Invalid,
-                    "live rooms are not enabled on this node",
-                )
+            ClientFrame::LiveJoin { reference, room } => self.on_live_join(reference, room),
+            ClientFrame::LiveLeave { reference, room } => {
+                if reference.len() > MAX_REF {
+                    return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
+                }
+                if let Some(pos) = self.rooms.iter().position(|r| *r == room) {
+                    let room = self.rooms.swap_remove(pos);
+                    self.leave_room(&room, Some(reference));
+                } else {
+                    // Not watching it: leaving is already done.
+                    self.handle.send(ServerFrame::Ok { reference });
+                }
             }
-            ClientFrame::Danmaku { id, .. } => self.reject(
-                &id,
-                ErrorCode::Invalid,
-                "live rooms are not enabled on this node",
-            ),
+            ClientFrame::Danmaku { id, room, body } => self.on_danmaku(id, room, body),
         }
     }
 
@@ -245,6 +256,106 @@ impl Session {
         };
         self.region
             .tell_conversation(&conv, ConversationMsg::Send(req));
+    }
+
+    fn on_live_join(&mut self, reference: String, room: String) {
+        if reference.len() > MAX_REF {
+            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
+        }
+        if let Err(e) = validate_id("room id", &room) {
+            return self.error(Some(&reference), ErrorCode::Invalid, e.to_string());
+        }
+        if self.rooms.len() >= MAX_ROOMS_PER_SESSION && !self.rooms.contains(&room) {
+            return self.error(
+                Some(&reference),
+                ErrorCode::Invalid,
+                "watching too many rooms",
+            );
+        }
+        let Some(fanout) = self
+            .region
+            .fanouts()
+            .join(&self.region, &room, self.handle.clone())
+        else {
+            return self.error(
+                Some(&reference),
+                ErrorCode::Internal,
+                "cannot join the room now",
+            );
+        };
+        if !self.rooms.contains(&room) {
+            self.rooms.push(room.clone());
+        }
+        let msg = LiveRoomMsg::Join {
+            reference,
+            viewer: self.handle.clone(),
+            node: self.region.settings().node_id.clone(),
+            fanout,
+        };
+        self.region.tell_live_room(&ConvId::Live(room), msg);
+    }
+
+    fn leave_room(&self, room: &str, reference: Option<String>) {
+        self.region.fanouts().leave(room, self.handle.id());
+        let msg = LiveRoomMsg::Leave {
+            reply: reference.is_some().then(|| self.handle.clone()),
+            reference,
+            node: self.region.settings().node_id.clone(),
+        };
+        self.region
+            .tell_live_room(&ConvId::Live(room.to_string()), msg);
+    }
+
+    fn on_danmaku(&mut self, id: String, room: String, body: String) {
+        if let Err(e) = validate_id("id", &id) {
+            return self.reject(&id, ErrorCode::Invalid, e.to_string());
+        }
+        if let Err(e) = validate_id("room id", &room) {
+            return self.reject(&id, ErrorCode::Invalid, e.to_string());
+        }
+        let max_body = self.region.settings().max_body;
+        if body.len() > max_body {
+            return self.reject(
+                &id,
+                ErrorCode::TooLarge,
+                format!("body of {} bytes exceeds {max_body}", body.len()),
+            );
+        }
+        if let Err(wait) = self.region.danmaku_rate().check(self.user()) {
+            metrics::counter!("chorus_send_rejected_total", "code" => ErrorCode::RateLimited.as_str()).increment(1);
+            self.handle.send(ServerFrame::Reject {
+                id,
+                code: ErrorCode::RateLimited,
+                message: "too many danmaku; slow down".into(),
+                retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+            });
+            return;
+        }
+        let roles = self.identity.roles;
+        let prio = if roles.system {
+            Prio::System
+        } else if roles.paid {
+            Prio::Paid
+        } else if roles.vip {
+            Prio::Vip
+        } else {
+            Prio::Normal
+        };
+        let item = LiveItem {
+            seq: 0,
+            id,
+            from: self.user().to_string(),
+            body,
+            ts_ms: crate::now_ms(),
+            prio,
+        };
+        self.region.tell_live_room(
+            &ConvId::Live(room),
+            LiveRoomMsg::Danmaku {
+                item,
+                reply: self.handle.clone(),
+            },
+        );
     }
 
     fn on_history(

@@ -28,6 +28,8 @@ pub struct Settings {
     pub meltdown_restarts: usize,
     /// The window of the meltdown limit.
     pub meltdown_window: Duration,
+    /// Live rooms.
+    pub live: crate::live::LiveSettings,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             max_group_members: 2000,
             meltdown_restarts: 20,
             meltdown_window: Duration::from_secs(10),
+            live: crate::live::LiveSettings::default(),
         }
     }
 }

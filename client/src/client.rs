@@ -17,6 +17,7 @@ use crate::connection::{Endpoints, establish};
 use crate::driver::{COMMAND_QUEUE, Driver, Shared};
 use crate::error::ClientError;
 use crate::events::{EVENT_QUEUE, Events};
+use crate::heartbeat::{self, NetworkSwitch};
 use crate::inflight::Command;
 
 /// The node's `welcome` for the current connection.
@@ -102,6 +103,8 @@ struct Inner {
     done: watch::Receiver<()>,
     shared: Arc<Shared>,
     request_timeout: Duration,
+    /// The adaptive heartbeat's network name, when the heartbeat is adaptive.
+    network: Option<NetworkSwitch>,
 }
 
 impl Client {
@@ -137,7 +140,16 @@ impl Client {
         let (close, close_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(());
         let request_timeout = cfg.request_timeout;
-        let driver = Driver::new(cfg, shared.clone(), command_rx, close_rx, events, endpoints);
+        let (heartbeat, network) = heartbeat::from_config(&cfg, tokio::time::Instant::now());
+        let driver = Driver::new(
+            cfg,
+            heartbeat,
+            shared.clone(),
+            command_rx,
+            close_rx,
+            events,
+            endpoints,
+        );
         tokio::spawn(async move {
             driver.run((conn, welcome)).await;
             drop(done_tx);
@@ -148,6 +160,7 @@ impl Client {
             done,
             shared,
             request_timeout,
+            network,
         };
         Ok((
             Client {
@@ -359,6 +372,16 @@ impl Client {
             })
             .await?,
         )
+    }
+
+    /// Tells the adaptive heartbeat which network the device is on now (for example
+    /// `"wifi:<ssid>"`, `"cell:<carrier>"`): it continues with what it learned about
+    /// that network, or starts probing it. Takes effect at the next heartbeat; does
+    /// nothing unless [`ClientConfig::adaptive_heartbeat`] is set.
+    pub fn set_network(&self, network: &str) {
+        if let Some(switch) = &self.inner.network {
+            switch.set(network);
+        }
     }
 
     /// Sends a `ping` and returns the round trip to its `pong`.

@@ -8,6 +8,7 @@ use chorus_wire::Encoding;
 use chorus_wire::limits::MAX_FRAME_CEILING;
 
 use crate::error::ClientError;
+use crate::heartbeat::AdaptiveHeartbeat;
 
 /// Default for [`ClientConfig::request_timeout`].
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,8 +71,12 @@ pub struct ClientConfig {
     /// Ceiling of the reconnect delay.
     pub backoff_max: Duration,
     /// Heartbeat interval, announced to the node in `ping.interval_s`; `None` sends no
-    /// pings and never declares the connection dead for silence.
+    /// pings and never declares the connection dead for silence. Not used when
+    /// `adaptive_heartbeat` is set.
     pub ping_interval: Option<Duration>,
+    /// Learn the heartbeat interval per network, probing how long the NAT keeps an
+    /// idle connection, instead of pinging every `ping_interval`. `None` by default.
+    pub adaptive_heartbeat: Option<AdaptiveHeartbeat>,
     /// Whether every re-connect catches up with `conversations` + `history`, emitting
     /// what was missed before [`Event::Resynced`](crate::Event::Resynced). Without
     /// `resume`, the first connect takes the conversation list once as its starting
@@ -102,6 +107,7 @@ impl ClientConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
+            adaptive_heartbeat: None,
             resync: true,
             resume: HashMap::new(),
             max_frame: DEFAULT_MAX_FRAME,
@@ -122,6 +128,13 @@ impl ClientConfig {
         }
         if self.ping_interval.is_some_and(|i| i.is_zero()) {
             return bad("ping_interval must be positive (or None)");
+        }
+        if let Some(problem) = self
+            .adaptive_heartbeat
+            .as_ref()
+            .and_then(|a| a.params.problem())
+        {
+            return bad(problem);
         }
         if !(1024..=MAX_FRAME_CEILING).contains(&self.max_frame) {
             return Err(ClientError::Config(format!(
@@ -159,8 +172,13 @@ mod tests {
         let mut c = base.clone();
         c.backoff_max = Duration::from_millis(1);
         assert!(c.validate().is_err());
-        let mut c = base;
+        let mut c = base.clone();
         c.max_frame = MAX_FRAME_CEILING + 1;
+        assert!(c.validate().is_err());
+        let mut c = base;
+        let mut adaptive = AdaptiveHeartbeat::new("wifi:home");
+        adaptive.params.k = 0;
+        c.adaptive_heartbeat = Some(adaptive);
         assert!(c.validate().is_err());
     }
 

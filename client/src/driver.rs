@@ -33,7 +33,7 @@ use crate::config::ClientConfig;
 use crate::connection::{Connection, Endpoints, backoff_delay, establish};
 use crate::error::ClientError;
 use crate::events::Event;
-use crate::heartbeat::{FixedInterval, Heartbeat, Tick};
+use crate::heartbeat::{Heartbeat, Tick};
 use crate::inflight::{Command, InFlight, Pending, PongFor};
 use crate::resync::{PAGE_LIMIT, SeqTracker, Step};
 
@@ -158,15 +158,13 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         cfg: ClientConfig,
+        heartbeat: Option<Heartbeat>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         close: watch::Receiver<bool>,
         events: mpsc::Sender<Event>,
         endpoints: Endpoints,
     ) -> Self {
-        let heartbeat = cfg
-            .ping_interval
-            .map(|i| Heartbeat::new(Box::new(FixedInterval(i)), Instant::now()));
         Self {
             tracker: SeqTracker::new(&cfg.resume),
             cfg,

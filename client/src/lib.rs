@@ -34,8 +34,9 @@
 //!   requests by `ref`, sends by id (re-sent after a reconnect), pings.
 //! - `resync`: held seq per conversation, de-duplication, gap repair and resync, as a
 //!   pure state machine.
-//! - `heartbeat`: ping scheduling and dead-connection detection behind a policy
-//!   trait, the seam for an adaptive heartbeat.
+//! - [`heartbeat`]: ping scheduling and dead-connection detection behind a policy,
+//!   fixed or adaptive ([`AdaptiveHeartbeat`]: learns the NAT's idle timeout, one
+//!   [`Record`] per network, kept in a [`HeartbeatStore`]).
 //!
 //! Frames and encodings come from `chorus-wire`; the wire types that appear in this
 //! API are re-exported here.
@@ -46,7 +47,7 @@ mod connection;
 mod driver;
 mod error;
 mod events;
-mod heartbeat;
+pub mod heartbeat;
 mod inflight;
 mod resync;
 
@@ -57,3 +58,6 @@ pub use client::{Ack, Client, Group, HistoryPage, LiveJoined, Welcome};
 pub use config::{ClientConfig, Transport};
 pub use error::ClientError;
 pub use events::{Event, Events};
+pub use heartbeat::{
+    AdaptiveHeartbeat, AdaptiveParams, HeartbeatStore, MemoryStore, Phase, Record,
+};

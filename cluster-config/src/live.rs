@@ -23,6 +23,12 @@ pub struct LiveConfig {
     /// Batches queued per viewer before its oldest ordinary ones are dropped.
     /// Default 64.
     pub viewer_queue: u32,
+    /// Items per second a room delivers at most; beyond it `normal` items are
+    /// sampled away (`paid`/`system` never are). Default 200.
+    pub budget_per_s: u32,
+    /// A viewer whose oldest undelivered batch is older than this, in milliseconds,
+    /// is disconnected as too slow. Default 5000.
+    pub max_lag_ms: u64,
 }
 
 impl Default for LiveConfig {
@@ -34,6 +40,8 @@ impl Default for LiveConfig {
             rate_window_s: 10,
             recent: 20,
             viewer_queue: 64,
+            budget_per_s: 200,
+            max_lag_ms: 5_000,
         }
     }
 }
@@ -56,6 +64,8 @@ impl LiveConfig {
             ("live.rate_per_user", u64::from(self.rate_per_user)),
             ("live.rate_window_s", u64::from(self.rate_window_s)),
             ("live.viewer_queue", u64::from(self.viewer_queue)),
+            ("live.budget_per_s", u64::from(self.budget_per_s)),
+            ("live.max_lag_ms", self.max_lag_ms),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -1,1 +1,292 @@
-fn main() {}
+//! `chorus-loadtest`: the command line over the scenarios of the `chorus_loadtest`
+//! library. Parses flags, runs one scenario, writes the JSON report (stdout or
+//! `--report`) and the SVG plot (`--svg`), and exits 1 when the run's checks failed
+//! (2 when it could not run at all).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chorus_client::Transport;
+use chorus_loadtest::chat::{self, ChatConfig};
+use chorus_loadtest::connect::{self, ConnectConfig};
+use chorus_loadtest::storm::{self, DropMode, StormConfig};
+use chorus_loadtest::target::resolve_loopback;
+use chorus_loadtest::{LoadError, Plot, Target};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// Load scenarios against a Chorus node on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "chorus-loadtest", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// The node's TCP client listener.
+    #[arg(long, global = true, default_value = "127.0.0.1:7400")]
+    tcp: String,
+    /// The node's WebSocket listener (path /ws).
+    #[arg(long, global = true, default_value = "127.0.0.1:7401")]
+    ws: String,
+    /// The node's admin listener (/metrics, /admin/kick); "none" to skip it.
+    #[arg(long, global = true, default_value = "127.0.0.1:7402")]
+    admin: String,
+    /// Transport and encoding of every connection.
+    #[arg(long, global = true, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long, global = true)]
+    report: Option<PathBuf>,
+    /// Write an SVG latency plot here.
+    #[arg(long, global = true)]
+    svg: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    /// Length-prefixed binary frames over TCP.
+    Tcp,
+    /// WebSocket, JSON text frames.
+    WsJson,
+    /// WebSocket, binary frames.
+    WsBinary,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// 1:1 pairs (and groups) sending at a target total rate, open-loop; latency and
+    /// an exactly-once, in-order delivery check.
+    Chat {
+        /// Users, one connection each (even: users form 1:1 pairs).
+        #[arg(long, default_value_t = 100)]
+        users: u32,
+        /// Members per group; 0 for 1:1 only.
+        #[arg(long, default_value_t = 0)]
+        group_size: u32,
+        /// Share of a grouped user's sends that go to its group.
+        #[arg(long, default_value_t = 0.5)]
+        group_fraction: f64,
+        /// Target total send rate, msgs/s.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Sending time, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Message body size, bytes.
+        #[arg(long, default_value_t = 64)]
+        body_size: usize,
+        /// A send unanswered for this many seconds fails.
+        #[arg(long, default_value_t = 30.0)]
+        request_timeout: f64,
+        /// Sends awaiting an answer at most.
+        #[arg(long, default_value_t = 100_000)]
+        max_in_flight: usize,
+        /// Seconds to wait for answers, then deliveries, after the last send.
+        #[arg(long, default_value_t = 30.0)]
+        settle_timeout: f64,
+    },
+    /// Ramp idle connections at a rate and hold them; connect latency and the node's
+    /// memory per connection.
+    Connect {
+        /// Connections to open.
+        #[arg(long, default_value_t = 1000)]
+        connections: u32,
+        /// Connections started per second.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Seconds to hold them after the ramp.
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        /// Loopback source addresses to spread over (127.0.0.2, ...); 0: automatic.
+        #[arg(long, default_value_t = 0)]
+        source_ips: u32,
+        /// A connection slower than this many seconds to its welcome fails.
+        #[arg(long, default_value_t = 10.0)]
+        connect_timeout: f64,
+    },
+    /// Drop every connection at once and measure the reconnect and resync.
+    Storm {
+        /// Users, one connection each (even: users form 1:1 pairs).
+        #[arg(long, default_value_t = 100)]
+        users: u32,
+        /// Messages each user sends its peer before the measured traffic.
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+        /// Total send rate during the run, msgs/s.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Traffic time, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds into the traffic when every connection drops.
+        #[arg(long, default_value_t = 3.0)]
+        cut_after: f64,
+        /// Kick every user through the admin API with this token, instead of
+        /// relaying the connections and cutting the relay.
+        #[arg(long, env = "CHORUS_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+        /// Message body size, bytes.
+        #[arg(long, default_value_t = 64)]
+        body_size: usize,
+        /// A send unanswered for this many seconds fails.
+        #[arg(long, default_value_t = 30.0)]
+        request_timeout: f64,
+        /// Seconds to wait for answers, reconnects and deliveries after the traffic.
+        #[arg(long, default_value_t = 30.0)]
+        settle_timeout: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chorus-loadtest: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("chorus-loadtest: checks failed (see the report)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("chorus-loadtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenario and writes its outputs; `Ok(passed)`.
+async fn run(cli: Cli) -> Result<bool, LoadError> {
+    let common = &cli.common;
+    let target = target(common)?;
+    let progress = !common.quiet;
+    match cli.scenario {
+        Scenario::Chat {
+            users,
+            group_size,
+            group_fraction,
+            rate,
+            duration,
+            body_size,
+            request_timeout,
+            max_in_flight,
+            settle_timeout,
+        } => {
+            let cfg = ChatConfig {
+                users,
+                group_size,
+                group_fraction,
+                rate,
+                duration: seconds(duration, "duration")?,
+                body_size,
+                request_timeout: seconds(request_timeout, "request-timeout")?,
+                max_in_flight,
+                settle_timeout: seconds(settle_timeout, "settle-timeout")?,
+                progress,
+                ..ChatConfig::new(target)
+            };
+            let report = chat::run(cfg).await?;
+            output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+        Scenario::Connect {
+            connections,
+            rate,
+            hold,
+            source_ips,
+            connect_timeout,
+        } => {
+            let cfg = ConnectConfig {
+                connections,
+                rate,
+                hold: seconds(hold, "hold")?,
+                source_ips,
+                connect_timeout: seconds(connect_timeout, "connect-timeout")?,
+                progress,
+                ..ConnectConfig::new(target)
+            };
+            let report = connect::run(cfg).await?;
+            output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+        Scenario::Storm {
+            users,
+            history,
+            rate,
+            duration,
+            cut_after,
+            admin_token,
+            body_size,
+            request_timeout,
+            settle_timeout,
+        } => {
+            let cfg = StormConfig {
+                users,
+                history,
+                rate,
+                duration: seconds(duration, "duration")?,
+                cut_after: seconds(cut_after, "cut-after")?,
+                drop: admin_token.map_or(DropMode::Relay, |token| DropMode::Kick { token }),
+                body_size,
+                request_timeout: seconds(request_timeout, "request-timeout")?,
+                settle_timeout: seconds(settle_timeout, "settle-timeout")?,
+                progress,
+                ..StormConfig::new(target)
+            };
+            let report = storm::run(cfg).await?;
+            output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+    }
+}
+
+fn target(common: &Common) -> Result<Target, LoadError> {
+    let admin = match common.admin.as_str() {
+        "none" | "" => None,
+        addr => Some(resolve_loopback(addr)?),
+    };
+    let transport = match common.transport {
+        TransportArg::Tcp => Transport::Tcp,
+        TransportArg::WsJson => Transport::WsJson,
+        TransportArg::WsBinary => Transport::WsBinary,
+    };
+    Target::new(
+        resolve_loopback(&common.tcp)?,
+        resolve_loopback(&common.ws)?,
+        admin,
+        transport,
+    )
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, LoadError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| LoadError::Config(format!("--{flag} must be a number of seconds ≥ 0")))
+}
+
+/// Writes the report (pretty JSON) and, when asked, the plot.
+fn output(common: &Common, report: &impl Serialize, plot: &Plot) -> Result<(), LoadError> {
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+    match &common.report {
+        Some(path) => std::fs::write(path, json + "\n")?,
+        None => println!("{json}"),
+    }
+    if let Some(path) = &common.svg {
+        plot.write_svg(path)?;
+    }
+    Ok(())
+}

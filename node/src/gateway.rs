@@ -162,8 +162,14 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     };
 
     // 2. Online, then welcome.
-    let (handle, queue) =
-        SessionHandle::new(ctx.session_id(), identity.user.clone(), ctx.outbound_queue);
+    let live = &ctx.region.settings().live;
+    let (handle, queue) = SessionHandle::with_live_limits(
+        ctx.session_id(),
+        identity.user.clone(),
+        ctx.outbound_queue,
+        live.viewer_queue,
+        live.max_lag,
+    );
     let mut session = Session::open(ctx.region.clone(), identity, handle.clone()).await;
     handle.send(ServerFrame::Welcome {
         protocol: PROTOCOL_VERSION,
@@ -370,8 +376,13 @@ async fn run_writer<W: FrameWriter>(
     loop {
         let first = tokio::select! {
             biased;
-            frame = queue.recv() => frame,
-            () = handle.closed() => None,
+            frame = queue.recv() => match frame {
+                Some(f) => Some(f),
+                None => break,
+            },
+            // A live batch may be waiting on the viewer's lane.
+            () = handle.live_ready() => None,
+            () = handle.closed() => break,
             () = stop.cancelled() => {
                 // Drain what is already queued (e.g. the last `error`), then close.
                 while let Ok(f) = queue.try_recv() {
@@ -386,14 +397,26 @@ async fn run_writer<W: FrameWriter>(
                 break;
             }
         };
-        let Some(first) = first else { break };
         batch.clear();
-        batch.push(first);
+        batch.extend(first);
         while batch.len() < WRITE_BATCH {
             match queue.try_recv() {
                 Ok(f) => batch.push(f),
                 Err(_) => break,
             }
+        }
+        while batch.len() < WRITE_BATCH {
+            match handle.pop_live() {
+                Some(f) => batch.push(f),
+                None => break,
+            }
+        }
+        if batch.len() == WRITE_BATCH {
+            // More may wait on the lane: come back for it without a new push.
+            handle.nudge_live();
+        }
+        if batch.is_empty() {
+            continue;
         }
         let n = batch.len() as u64;
         let written = tokio::select! {

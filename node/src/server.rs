@@ -94,7 +94,8 @@ impl Node {
             .listen
             .addrs()
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let auth = Authenticator::from_config(&config.auth).map_err(|e| StartError::Config(e.to_string()))?;
+        let auth = Authenticator::from_config(&config.auth)
+            .map_err(|e| StartError::Config(e.to_string()))?;
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {
@@ -120,6 +121,16 @@ impl Node {
             node_id: config.cluster.node_id.clone(),
             max_body: config.limits.max_body as usize,
             history_max: config.limits.history_max,
+            live: chorus_actors::live::LiveSettings {
+                window: config.live.window(),
+                max_batch: config.live.max_batch as usize,
+                budget_per_s: config.live.budget_per_s,
+                recent: config.live.recent as usize,
+                rate_per_user: config.live.rate_per_user,
+                rate_window: config.live.rate_window(),
+                viewer_queue: config.live.viewer_queue as usize,
+                max_lag: std::time::Duration::from_millis(config.live.max_lag_ms),
+            },
             ..Settings::default()
         };
         let region = ShardRegion::start(store.clone(), settings)
@@ -237,13 +248,13 @@ struct NodeAdmin {
 
 impl AdminBackend for NodeAdmin {
     fn status(&self) -> AdminFuture<'_> {
-        let (users, conversations) = self.region.entity_counts();
+        let (users, conversations, live_rooms) = self.region.entity_counts();
         let body = json!({
             "node": self.region.settings().node_id,
             "status": "serving",
             "listen": { "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(), "admin": self.addrs.admin.to_string() },
             "sessions": self.region.sessions().count(),
-            "entities": { "user": users, "conversation": conversations },
+            "entities": { "user": users, "conversation": conversations, "live_room": live_rooms },
         });
         Box::pin(std::future::ready(Ok(body)))
     }

@@ -56,7 +56,7 @@ impl Bystanders {
             unreachable!()
         };
         assert_eq!(acked, id);
-        // Other tests' attackers may write to calm-b too; wait for this message.
+        // An attack may also have written to calm-b: wait for this message.
         let ServerFrame::Msg(m) = self
             .b
             .recv_until(|f| matches!(f, ServerFrame::Msg(m) if m.from == "calm-a" && m.id == id))

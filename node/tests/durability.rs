@@ -29,7 +29,16 @@ struct Proc {
 /// Starts `chorus serve` and waits for its "listening" line (its readiness signal).
 fn spawn_node(dir: &std::path::Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .args(["--log-level", "warn"])
         .stdout(Stdio::piped())
@@ -50,7 +59,16 @@ fn spawn_node(dir: &std::path::Path) -> Proc {
 
 async fn login(addr: SocketAddr, user: &str) -> (TcpStream, TcpDecoder) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&ClientFrame::Hello { protocol: 1, token: user.into(), device: None }.to_tcp()).await.unwrap();
+    s.write_all(
+        &ClientFrame::Hello {
+            protocol: 1,
+            token: user.into(),
+            device: None,
+        }
+        .to_tcp(),
+    )
+    .await
+    .unwrap();
     let mut d = TcpDecoder::new(1 << 20);
     match next(&mut s, &mut d).await {
         Some(ServerFrame::Welcome { .. }) => {}
@@ -89,7 +107,14 @@ async fn every_acked_message_survives_kill_9() {
                 let id = format!("{user}-{i}");
                 let to = format!("user:u{}", (c + 1 + i % 2) % CLIENTS);
                 let body = format!("message {i} from {user}");
-                out.extend_from_slice(&ClientFrame::Send { id: id.clone(), to, body: body.clone() }.to_tcp());
+                out.extend_from_slice(
+                    &ClientFrame::Send {
+                        id: id.clone(),
+                        to,
+                        body: body.clone(),
+                    }
+                    .to_tcp(),
+                );
                 bodies.insert(id, body);
             }
             s.write_all(&out).await.unwrap();
@@ -129,11 +154,19 @@ async fn every_acked_message_survives_kill_9() {
         let mut stored = HashMap::new();
         let mut after = 0;
         loop {
-            let req = ClientFrame::History { reference: "h".into(), conv: conv.clone(), after: Some(after), before: None, limit: Some(200) };
+            let req = ClientFrame::History {
+                reference: "h".into(),
+                conv: conv.clone(),
+                after: Some(after),
+                before: None,
+                limit: Some(200),
+            };
             ps.write_all(&req.to_tcp()).await.unwrap();
             let page = loop {
                 match next(&mut ps, &mut pd).await {
-                    Some(ServerFrame::HistoryPage { messages, more, .. }) => break (messages, more),
+                    Some(ServerFrame::HistoryPage { messages, more, .. }) => {
+                        break (messages, more);
+                    }
                     Some(ServerFrame::Msg(_)) => {}
                     other => panic!("expected history_page, got {other:?}"),
                 }
@@ -148,7 +181,11 @@ async fn every_acked_message_survives_kill_9() {
         }
         for (seq, id, body) in expected {
             let got = stored.get(seq);
-            assert_eq!(got, Some(&(id.clone(), body.clone())), "acked message {id} at {conv}#{seq} is missing or changed");
+            assert_eq!(
+                got,
+                Some(&(id.clone(), body.clone())),
+                "acked message {id} at {conv}#{seq} is missing or changed"
+            );
         }
     }
     let _ = node.child.kill();

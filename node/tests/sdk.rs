@@ -12,7 +12,9 @@ async fn connect(node: &TestNode, user: &str, transport: Transport) -> (Client, 
         Transport::Tcp => node.node.addrs().tcp,
         _ => node.node.addrs().ws,
     };
-    Client::connect(ClientConfig::new(addr.to_string(), transport, user)).await.expect("connects")
+    Client::connect(ClientConfig::new(addr.to_string(), transport, user))
+        .await
+        .expect("connects")
 }
 
 /// Collects `n` chat messages from `events`, skipping other events.
@@ -46,7 +48,12 @@ async fn an_app_restarted_from_saved_positions_catches_up_by_itself() {
 
     let mut acked = Vec::new();
     for i in 0..100 {
-        acked.push(alice.send("user:bob", &format!("offline {i}")).await.unwrap());
+        acked.push(
+            alice
+                .send("user:bob", &format!("offline {i}"))
+                .await
+                .unwrap(),
+        );
     }
 
     let mut cfg = ClientConfig::new(node.node.addrs().tcp.to_string(), Transport::Tcp, "bob");
@@ -87,7 +94,11 @@ async fn a_dropped_connection_reconnects_and_resyncs_exactly_once() {
     }
     let seqs = sender.await.unwrap();
     let got = messages(&mut bob_events, 100).await;
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs, "every message once, in order");
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        seqs,
+        "every message once, in order"
+    );
     bob.ping().await.unwrap();
     assert!(!matches!(bob_events.try_next(), Some(Event::Message(_))));
 }

@@ -18,6 +18,7 @@ pub use chorus_wire::{ConversationItem, Message};
 
 pub mod conformance;
 pub mod embedded;
+pub mod scylla;
 
 /// How long a client message id is remembered for idempotent retries.
 pub const DEDUP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;

@@ -28,6 +28,7 @@
 mod append;
 mod error;
 mod groups;
+mod lwt;
 mod read;
 mod schema;
 mod seqs;
@@ -42,6 +43,9 @@ use async_trait::async_trait;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 
 use self::error::{check_id, from_cql, query_error, to_cql};
@@ -198,11 +202,11 @@ impl ScyllaStore {
     async fn one_row<R>(
         &self,
         what: &str,
-        statement: &scylla::statement::prepared::PreparedStatement,
-        values: impl scylla::serialize::row::SerializeRow,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
     ) -> StoreResult<Option<R>>
     where
-        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
     {
         let result = self
             .session
@@ -288,7 +292,11 @@ impl MessageStore for ScyllaStore {
         check_id("user id", user)?;
         check_id("conversation id", conv)?;
         let row: Option<(Option<i64>,)> = self
-            .one_row("reading a read position", &self.st.select_read, (user, conv))
+            .one_row(
+                "reading a read position",
+                &self.st.select_read,
+                (user, conv),
+            )
             .await?;
         match row.and_then(|(seq,)| seq) {
             Some(seq) => from_cql(seq, "read position"),

@@ -127,6 +127,9 @@ pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>, path: String) 
                 let ctx = ctx.clone();
                 let path = path.clone();
                 tokio::spawn(async move {
+                    // The callback's signature is tungstenite's (`Callback::on_request`),
+                    // so its error cannot be boxed.
+                    #[allow(clippy::result_large_err)]
                     let check_path =
                         move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                             if req.uri().path() == &*path {

@@ -57,19 +57,6 @@ pub(super) fn is_transient(e: &ExecutionError) -> bool {
     }
 }
 
-/// Whether a failed request may have been applied anyway: the coordinator (or the
-/// driver) gave up waiting, but the write may still land.
-pub(super) fn outcome_unknown(e: &ExecutionError) -> bool {
-    match e {
-        ExecutionError::RequestTimeout(_) => true,
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => {
-            matches!(db, DbError::WriteTimeout { .. } | DbError::WriteFailure { .. })
-        }
-        ExecutionError::LastAttemptError(RequestAttemptError::BrokenConnectionError(_)) => true,
-        _ => false,
-    }
-}
-
 /// A failed request, with what the store was doing.
 pub(super) fn query_error(what: &str, e: ExecutionError) -> StoreError {
     if is_transient(&e) {
@@ -96,6 +83,7 @@ pub(super) fn next_row_error(what: &str, e: NextRowError) -> StoreError {
                 | RequestError::ConnectionPoolError(_)
                 | RequestError::RequestTimeout(_) => true,
                 RequestError::LastAttemptError(attempt) => attempt_is_transient(attempt),
+                _ => false,
             }
         }
         NextRowError::RowDeserializationError(_) => {
@@ -108,6 +96,12 @@ pub(super) fn next_row_error(what: &str, e: NextRowError) -> StoreError {
     } else {
         StoreError::Backend(format!("{what}: {e}"))
     }
+}
+
+/// Rows whose columns are not of the types the statement was written for: the
+/// schema differs from the one this store creates.
+pub(super) fn type_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{what}: unexpected column types: {e}"))
 }
 
 /// The first row of a result (`None` when there is none), decoded as `R`.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::error::{check_id, from_cql, next_row_error, pager_error};
+use super::error::{check_id, from_cql, next_row_error, pager_error, type_error};
 use super::{BUCKET_SIZE, ScyllaStore};
 use crate::{ConversationItem, HistoryQuery, HistorySlice, Message, StoreResult};
 
@@ -63,14 +63,11 @@ pub(super) async fn history(
     };
     let mut buckets = store
         .session
-        .execute_iter(
-            bucket_query.clone(),
-            (conv, bucket_of(lo), bucket_of(hi)),
-        )
+        .execute_iter(bucket_query.clone(), (conv, bucket_of(lo), bucket_of(hi)))
         .await
         .map_err(|e| pager_error(what, e))?
         .rows_stream::<(i64,)>()
-        .map_err(|e| crate::StoreError::Backend(format!("{what}: {e}")))?;
+        .map_err(|e| type_error(what, e))?;
 
     let message_query = if forward {
         &st.select_messages_asc
@@ -94,7 +91,7 @@ pub(super) async fn history(
             .await
             .map_err(|e| pager_error(what, e))?
             .rows_stream::<(i64, String, String, String, i64)>()
-            .map_err(|e| crate::StoreError::Backend(format!("{what}: {e}")))?;
+            .map_err(|e| type_error(what, e))?;
         while let Some((seq, id, from, body, ts_ms)) =
             rows.try_next().await.map_err(|e| next_row_error(what, e))?
         {
@@ -137,7 +134,7 @@ pub(super) async fn conversations(
         .await
         .map_err(|e| pager_error(what, e))?
         .rows_stream::<(String,)>()
-        .map_err(|e| crate::StoreError::Backend(format!("{what}: {e}")))?
+        .map_err(|e| type_error(what, e))?
         .map_ok(|(conv,)| conv)
         .try_collect()
         .await
@@ -155,7 +152,7 @@ pub(super) async fn conversations(
         .await
         .map_err(|e| pager_error(what, e))?
         .rows_stream::<(String, Option<i64>)>()
-        .map_err(|e| crate::StoreError::Backend(format!("{what}: {e}")))?
+        .map_err(|e| type_error(what, e))?
         .try_filter_map(|(conv, seq)| async move { Ok(seq.map(|seq| (conv, seq))) })
         .try_collect()
         .await

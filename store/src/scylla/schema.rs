@@ -68,7 +68,9 @@ fn ddl(options: &ScyllaOptions) -> Vec<String> {
              conv text, bucket bigint, PRIMARY KEY (conv, bucket)) \
              WITH CLUSTERING ORDER BY (bucket ASC)"
         ),
-        format!("CREATE TABLE IF NOT EXISTS {ks}.conv_meta (conv text PRIMARY KEY, last_seq bigint)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.conv_meta (conv text PRIMARY KEY, last_seq bigint)"
+        ),
         format!("CREATE TABLE IF NOT EXISTS {ks}.seq_alloc (conv text PRIMARY KEY, next bigint)"),
         // Rows only ever expire, so time-window compaction drops whole expired
         // sstables instead of rewriting them; the table default TTL covers a

@@ -1,0 +1,656 @@
+//! Live rooms: danmaku bursts to many viewers (PROTOCOL.md §4.9).
+//!
+//! ```text
+//! Session ──danmaku──► LiveRoom (one per room, sharded)
+//!                         │ window closes at max_batch items or window_ms
+//!                         │ budget: paid/system kept, vip preferred, normal sampled
+//!                         ▼ one batch per node
+//!                      RoomFanout (one per room per node) ──same bytes──► viewer lanes
+//! ```
+//!
+//! The LiveRoom sequences accepted items (room-local `seq`, from 1 for each
+//! incarnation of the room), closes batching windows, applies the per-room
+//! delivery budget, keeps the ring of recent items and the viewer count per node.
+//! A RoomFanout holds one node's viewers of one room and pushes every batch — one
+//! `Arc`, encoded at most once per encoding — onto each viewer's live lane, which
+//! drops the viewer's oldest ordinary batches when it falls behind (see
+//! [`SessionHandle::push_live`]). Nothing here waits on a viewer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chorus_wire::{ConvId, LiveItem, Prio, ServerFrame};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
+use crate::region::{EntityKind, ShardRegion};
+
+/// How often a RoomFanout reports its viewer count to its room (the cluster-wide
+/// count is at most this stale).
+const COUNT_REPORT: Duration = Duration::from_secs(1);
+
+/// Live-room settings, from `[live]`.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// A batch closes this long after its first item.
+    pub window: Duration,
+    /// A batch closes early at this many items.
+    pub max_batch: usize,
+    /// Items per second a room delivers at most.
+    pub budget_per_s: u32,
+    /// Items kept for `live_joined.recent`.
+    pub recent: usize,
+    /// Danmaku per user per `rate_window`.
+    pub rate_per_user: u32,
+    /// The rate-limit window.
+    pub rate_window: Duration,
+    /// Batches queued per viewer.
+    pub viewer_queue: usize,
+    /// A viewer further behind than this is disconnected.
+    pub max_lag: Duration,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(200),
+            max_batch: 50,
+            budget_per_s: 200,
+            recent: 20,
+            rate_per_user: 5,
+            rate_window: Duration::from_secs(10),
+            viewer_queue: 64,
+            max_lag: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Messages to a LiveRoom entity.
+#[derive(Debug)]
+pub enum LiveRoomMsg {
+    /// An item to accept (its `seq` is assigned here); the sender gets `ack`.
+    Danmaku {
+        /// The item, `seq` 0.
+        item: LiveItem,
+        /// The sending session.
+        reply: SessionHandle,
+    },
+    /// A viewer joined on `node`, already added to that node's fanout.
+    Join {
+        /// The request's `ref`.
+        reference: String,
+        /// The viewer.
+        viewer: SessionHandle,
+        /// The viewer's node.
+        node: String,
+        /// That node's fanout of this room.
+        fanout: ActorRef<FanoutMsg>,
+    },
+    /// A viewer left (`reply` gets `ok` when it asked).
+    Leave {
+        /// The request's `ref`, if the client asked.
+        reference: Option<String>,
+        /// Who asks for the answer.
+        reply: Option<SessionHandle>,
+        /// The viewer's node.
+        node: String,
+    },
+    /// A fanout's authoritative count of its viewers.
+    ViewerCount {
+        /// The fanout's node.
+        node: String,
+        /// The fanout.
+        fanout: ActorRef<FanoutMsg>,
+        /// Its viewers.
+        count: u64,
+    },
+    /// The window of generation `u64` is due.
+    Flush(u64),
+    /// Periodic idle check.
+    Tick,
+    /// Last message of a passivated entity.
+    Stop,
+}
+
+impl ractor::Message for LiveRoomMsg {}
+
+/// Messages to a RoomFanout.
+#[derive(Debug)]
+pub enum FanoutMsg {
+    /// A viewer on this node.
+    Add(SessionHandle),
+    /// A viewer left.
+    Remove(SessionId),
+    /// A batch for every viewer here.
+    Batch {
+        /// The `live_batch`, shared.
+        frame: SharedFrame,
+        /// Items plus the batch's `dropped`.
+        weight: u64,
+        /// False when it carries `paid`/`system` items.
+        ordinary: bool,
+    },
+    /// Periodic count report and idle check.
+    Tick,
+    /// Last message after retiring from the registry.
+    Stop,
+}
+
+impl ractor::Message for FanoutMsg {}
+
+/// The LiveRoom actor.
+#[derive(Debug)]
+pub struct LiveRoom;
+
+/// How a LiveRoom starts.
+#[derive(Debug)]
+pub struct LiveRoomArgs {
+    /// Room id (without `live:`).
+    pub room: String,
+    /// The region.
+    pub region: ShardRegion,
+}
+
+struct NodeViewers {
+    fanout: ActorRef<FanoutMsg>,
+    count: u64,
+}
+
+/// A LiveRoom's state.
+pub struct LiveRoomState {
+    room: String,
+    key: String,
+    region: ShardRegion,
+    settings: LiveSettings,
+    next_seq: u64,
+    pending: Vec<LiveItem>,
+    /// Generation of the open window; a `Flush` for an older one is ignored.
+    generation: u64,
+    window_open: bool,
+    /// The delivery budget's tokens (items), refilled at `budget_per_s`.
+    tokens: f64,
+    tokens_at: Instant,
+    recent: VecDeque<LiveItem>,
+    nodes: HashMap<String, NodeViewers>,
+    last_activity: Instant,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn spawn_ticker<M: ractor::Message>(
+    me: ActorRef<M>,
+    every: Duration,
+    make: fn() -> M,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if me.send_message(make()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+impl Actor for LiveRoom {
+    type Msg = LiveRoomMsg;
+    type State = LiveRoomState;
+    type Arguments = LiveRoomArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let settings = args.region.settings().live.clone();
+        let idle = args.region.settings().conversation_idle;
+        let ticker = spawn_ticker(myself, (idle / 2).max(Duration::from_millis(50)), || {
+            LiveRoomMsg::Tick
+        });
+        Ok(LiveRoomState {
+            key: format!("live:{}", args.room),
+            room: args.room,
+            region: args.region,
+            tokens: f64::from(settings.budget_per_s),
+            tokens_at: Instant::now(),
+            settings,
+            next_seq: 1,
+            pending: Vec::new(),
+            generation: 0,
+            window_open: false,
+            recent: VecDeque::new(),
+            nodes: HashMap::new(),
+            last_activity: Instant::now(),
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, LiveRoomMsg::Tick) {
+            state.last_activity = Instant::now();
+        }
+        match msg {
+            LiveRoomMsg::Danmaku { mut item, reply } => {
+                item.seq = state.next_seq;
+                state.next_seq += 1;
+                metrics::counter!("chorus_live_items_accepted_total").increment(1);
+                reply.send(ServerFrame::Ack {
+                    id: item.id.clone(),
+                    conv: state.key.clone(),
+                    seq: item.seq,
+                    ts_ms: item.ts_ms,
+                });
+                state.pending.push(item);
+                if state.pending.len() >= state.settings.max_batch {
+                    state.close_window();
+                } else if !state.window_open {
+                    state.window_open = true;
+                    let generation = state.generation;
+                    let me = myself.clone();
+                    let window = state.settings.window;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(window).await;
+                        let _ = me.send_message(LiveRoomMsg::Flush(generation));
+                    });
+                }
+            }
+            LiveRoomMsg::Flush(generation) => {
+                if generation == state.generation && state.window_open {
+                    state.close_window();
+                }
+            }
+            LiveRoomMsg::Join {
+                reference,
+                viewer,
+                node,
+                fanout,
+            } => {
+                let entry = state.nodes.entry(node).or_insert(NodeViewers {
+                    fanout: fanout.clone(),
+                    count: 0,
+                });
+                entry.fanout = fanout;
+                entry.count += 1;
+                viewer.send(ServerFrame::LiveJoined {
+                    reference,
+                    room: state.room.clone(),
+                    viewers: state.viewers(),
+                    recent: state.recent.iter().cloned().collect(),
+                });
+            }
+            LiveRoomMsg::Leave {
+                reference,
+                reply,
+                node,
+            } => {
+                if let Some(n) = state.nodes.get_mut(&node) {
+                    n.count = n.count.saturating_sub(1);
+                }
+                if let (Some(reference), Some(reply)) = (reference, reply) {
+                    reply.send(ServerFrame::Ok { reference });
+                }
+            }
+            LiveRoomMsg::ViewerCount {
+                node,
+                fanout,
+                count,
+            } => {
+                if count == 0 {
+                    state.nodes.remove(&node);
+                } else {
+                    state.nodes.insert(node, NodeViewers { fanout, count });
+                }
+            }
+            LiveRoomMsg::Tick => {
+                let idle = state.region.settings().conversation_idle;
+                if state.viewers() == 0
+                    && state.pending.is_empty()
+                    && state.last_activity.elapsed() >= idle
+                    && state
+                        .region
+                        .passivate(EntityKind::LiveRoom, &state.key, myself.get_id())
+                {
+                    let _ = myself.send_message(LiveRoomMsg::Stop);
+                }
+            }
+            LiveRoomMsg::Stop => {
+                if !state.pending.is_empty() {
+                    state.close_window();
+                }
+                myself.stop(Some("passivated".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LiveRoomState {
+    fn viewers(&self) -> u64 {
+        self.nodes.values().map(|n| n.count).sum()
+    }
+
+    /// Closes the window: applies the budget and sends one batch per node.
+    fn close_window(&mut self) {
+        self.generation += 1;
+        self.window_open = false;
+        let items = std::mem::take(&mut self.pending);
+        if items.is_empty() {
+            return;
+        }
+        let budget = f64::from(self.settings.budget_per_s.max(1));
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.tokens_at).as_secs_f64() * budget).min(budget);
+        self.tokens_at = now;
+        let total = items.len();
+        let kept = select_within_budget(items, self.tokens.floor().max(0.0) as usize);
+        self.tokens -= kept.len() as f64;
+        let dropped = (total - kept.len()) as u64;
+        if dropped > 0 {
+            metrics::counter!("chorus_live_items_dropped_total").increment(dropped);
+        }
+        for item in &kept {
+            if self.settings.recent > 0 {
+                if self.recent.len() == self.settings.recent {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(item.clone());
+            }
+        }
+        let ordinary = !kept
+            .iter()
+            .any(|i| matches!(i.prio, Prio::Paid | Prio::System));
+        let weight = kept.len() as u64 + dropped;
+        let frame = OutFrame::new(ServerFrame::LiveBatch {
+            room: self.room.clone(),
+            items: kept,
+            viewers: self.viewers(),
+            dropped,
+        });
+        metrics::counter!("chorus_live_batches_total").increment(1);
+        self.nodes.retain(|_, n| {
+            n.fanout
+                .send_message(FanoutMsg::Batch {
+                    frame: frame.clone(),
+                    weight,
+                    ordinary,
+                })
+                .is_ok()
+        });
+    }
+}
+
+/// Keeps every `paid`/`system` item, then `vip`, then a uniform sample of
+/// `normal` items, within `allowed` (the must-keep items may exceed it).
+/// The result is in seq order.
+pub fn select_within_budget(items: Vec<LiveItem>, allowed: usize) -> Vec<LiveItem> {
+    if items.len() <= allowed {
+        return items;
+    }
+    let (must, rest): (Vec<LiveItem>, Vec<LiveItem>) = items
+        .into_iter()
+        .partition(|i| matches!(i.prio, Prio::Paid | Prio::System));
+    let (vip, normal): (Vec<LiveItem>, Vec<LiveItem>) =
+        rest.into_iter().partition(|i| i.prio == Prio::Vip);
+    let mut room = allowed.saturating_sub(must.len());
+    let mut kept = must;
+    let mut rng = rand::rng();
+    for class in [vip, normal] {
+        let take = room.min(class.len());
+        room -= take;
+        if take == class.len() {
+            kept.extend(class);
+        } else if take > 0 {
+            let mut picks = rand::seq::index::sample(&mut rng, class.len(), take).into_vec();
+            picks.sort_unstable();
+            let mut class: Vec<Option<LiveItem>> = class.into_iter().map(Some).collect();
+            kept.extend(
+                picks
+                    .into_iter()
+                    .filter_map(|i| class.get_mut(i).and_then(Option::take)),
+            );
+        }
+    }
+    kept.sort_by_key(|i| i.seq);
+    kept
+}
+
+/// The RoomFanout actor: one node's viewers of one room.
+#[derive(Debug)]
+pub struct RoomFanout;
+
+/// How a RoomFanout starts.
+#[derive(Debug)]
+pub struct FanoutArgs {
+    /// Room id.
+    pub room: String,
+    /// The region (for count reports and retirement).
+    pub region: ShardRegion,
+}
+
+/// A RoomFanout's state.
+pub struct FanoutState {
+    room: String,
+    region: ShardRegion,
+    viewers: Vec<SessionHandle>,
+    empty_since: Option<Instant>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Actor for RoomFanout {
+    type Msg = FanoutMsg;
+    type State = FanoutState;
+    type Arguments = FanoutArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ticker = spawn_ticker(myself, COUNT_REPORT, || FanoutMsg::Tick);
+        metrics::gauge!("chorus_live_rooms_local").increment(1.0);
+        Ok(FanoutState {
+            room: args.room,
+            region: args.region,
+            viewers: Vec::new(),
+            empty_since: None,
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        metrics::gauge!("chorus_live_viewers").decrement(state.viewers.len() as f64);
+        metrics::gauge!("chorus_live_rooms_local").decrement(1.0);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FanoutMsg::Add(viewer) => {
+                if !state.viewers.iter().any(|v| v.id() == viewer.id()) {
+                    state.viewers.push(viewer);
+                    metrics::gauge!("chorus_live_viewers").increment(1.0);
+                }
+                state.empty_since = None;
+            }
+            FanoutMsg::Remove(id) => {
+                let before = state.viewers.len();
+                state.viewers.retain(|v| v.id() != id);
+                metrics::gauge!("chorus_live_viewers")
+                    .decrement((before - state.viewers.len()) as f64);
+                if state.viewers.is_empty() {
+                    state.empty_since = Some(Instant::now());
+                }
+            }
+            FanoutMsg::Batch {
+                frame,
+                weight,
+                ordinary,
+            } => {
+                let items = match frame.frame() {
+                    ServerFrame::LiveBatch { items, .. } => items.len() as u64,
+                    _ => 0,
+                };
+                let before = state.viewers.len();
+                state.viewers.retain(|v| {
+                    v.push_live(LiveEntry {
+                        frame: frame.clone(),
+                        room: state.room.clone(),
+                        weight,
+                        ordinary,
+                        queued: Instant::now(),
+                    })
+                });
+                let gone = before - state.viewers.len();
+                if gone > 0 {
+                    metrics::gauge!("chorus_live_viewers").decrement(gone as f64);
+                }
+                metrics::counter!("chorus_live_item_deliveries_total")
+                    .increment(items * state.viewers.len() as u64);
+            }
+            FanoutMsg::Tick => {
+                let before = state.viewers.len();
+                state.viewers.retain(|v| !v.is_closed());
+                let gone = before - state.viewers.len();
+                if gone > 0 {
+                    metrics::gauge!("chorus_live_viewers").decrement(gone as f64);
+                }
+                let node = state.region.settings().node_id.clone();
+                let room = ConvId::Live(state.room.clone());
+                let count = state.viewers.len() as u64;
+                state.region.tell_live_room(
+                    &room,
+                    LiveRoomMsg::ViewerCount {
+                        node,
+                        fanout: myself.clone(),
+                        count,
+                    },
+                );
+                if count == 0 {
+                    let since = *state.empty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= state.region.settings().conversation_idle
+                        && state.region.fanouts().retire(&state.room, &myself)
+                    {
+                        // Whatever was queued before the retirement is handled first.
+                        let _ = myself.send_message(FanoutMsg::Stop);
+                    }
+                }
+            }
+            FanoutMsg::Stop => {
+                // A viewer added just before the retirement moves to a new fanout,
+                // which reports itself to the room within a second.
+                for viewer in state.viewers.drain(..) {
+                    metrics::gauge!("chorus_live_viewers").decrement(1.0);
+                    state
+                        .region
+                        .fanouts()
+                        .join(&state.region, &state.room, viewer);
+                }
+                myself.stop(Some("no viewers".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// This node's fanouts, by room.
+#[derive(Debug, Default)]
+pub struct LiveFanouts {
+    by_room: Mutex<HashMap<String, ActorRef<FanoutMsg>>>,
+}
+
+impl LiveFanouts {
+    /// Adds `viewer` to this node's fanout of `room` (spawned if needed) and
+    /// returns the fanout. Under the registry lock, so a fanout never retires
+    /// between being found and being given its viewer.
+    pub fn join(
+        &self,
+        region: &ShardRegion,
+        room: &str,
+        viewer: SessionHandle,
+    ) -> Option<ActorRef<FanoutMsg>> {
+        let mut map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        let mut viewer = Some(viewer);
+        for _ in 0..2 {
+            let fanout = match map.get(room) {
+                Some(f) => f.clone(),
+                None => {
+                    let args = FanoutArgs {
+                        room: room.to_string(),
+                        region: region.clone(),
+                    };
+                    let (f, _) = ractor::ActorRuntime::<RoomFanout>::spawn_linked_instant(
+                        None,
+                        RoomFanout,
+                        args,
+                        region.supervisor_cell(),
+                    )
+                    .ok()?;
+                    map.insert(room.to_string(), f.clone());
+                    f
+                }
+            };
+            match fanout.send_message(FanoutMsg::Add(viewer.take()?)) {
+                Ok(()) => return Some(fanout),
+                Err(ractor::MessagingErr::SendErr(FanoutMsg::Add(v))) => {
+                    map.remove(room);
+                    viewer = Some(v);
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Removes a viewer from this node's fanout of `room`.
+    pub fn leave(&self, room: &str, viewer: SessionId) {
+        let map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = map.get(room) {
+            let _ = f.send_message(FanoutMsg::Remove(viewer));
+        }
+    }
+
+    /// Unregisters an empty fanout; false if it was replaced meanwhile.
+    fn retire(&self, room: &str, fanout: &ActorRef<FanoutMsg>) -> bool {
+        let mut map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(room).is_some_and(|f| f.get_id() == fanout.get_id()) {
+            map.remove(room);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! A lean protocol connection for holding many idle sessions: `hello`/`welcome`,
+//! then `ping`s, over TCP or WebSocket, from a chosen source address.
+//!
+//! The SDK connects from whatever address the kernel picks and keeps per-client
+//! tasks and queues; `connect` needs neither. Binding each socket to one of several
+//! loopback source addresses (127.0.0.2, 127.0.0.3, ...) spreads connections over
+//! more than one address's ephemeral ports.
+
+use std::net::{IpAddr, SocketAddr};
+
+use chorus_client::Transport;
+use chorus_wire::codec::{Frame, TcpDecoder};
+use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Largest frame accepted from the node (a `welcome`, a `pong`, an `error`).
+const MAX_FRAME: u32 = 64 * 1024;
+/// Per-connection WebSocket read buffer: idle sessions receive tiny frames, and the
+/// default (128 KiB) would make the tool, not the node, run out of memory.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// Why a raw connection failed, by class (the report counts failures per class).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RawError {
+    /// Socket-level failure; the `io::ErrorKind` name.
+    #[error("io_{0}")]
+    Io(String),
+    /// The WebSocket upgrade or a WebSocket read failed.
+    #[error("websocket")]
+    WebSocket,
+    /// The node answered `hello` with an `error` (its code).
+    #[error("refused_{0}")]
+    Refused(String),
+    /// The node closed the connection.
+    #[error("closed")]
+    Closed,
+    /// Undecodable or unexpected frame.
+    #[error("protocol")]
+    Protocol,
+}
+
+impl From<std::io::Error> for RawError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(format!("{:?}", e.kind()).to_lowercase())
+    }
+}
+
+/// An open, authenticated session.
+pub(crate) enum RawConn {
+    /// Length-prefixed binary frames.
+    Tcp {
+        stream: TcpStream,
+        /// Keeps a partial frame between reads, so `next_frame` is cancel-safe.
+        decoder: TcpDecoder,
+    },
+    /// One frame per WebSocket message.
+    Ws {
+        ws: Box<WebSocketStream<TcpStream>>,
+        encoding: Encoding,
+    },
+}
+
+impl RawConn {
+    /// Connects to `addr` (from `source` when given, port chosen by the kernel),
+    /// upgrades to WebSocket for the WebSocket transports, and says `hello` with
+    /// `token`. Returns the session and the welcome's idle timeout in seconds.
+    pub(crate) async fn open(
+        addr: SocketAddr,
+        transport: Transport,
+        source: Option<IpAddr>,
+        token: &str,
+    ) -> Result<(Self, u32), RawError> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = if transport.is_websocket() {
+            let config = WebSocketConfig::default()
+                .read_buffer_size(WS_READ_BUFFER)
+                .write_buffer_size(0)
+                .max_message_size(Some(MAX_FRAME as usize))
+                .max_frame_size(Some(MAX_FRAME as usize));
+            let (ws, _) = tokio_tungstenite::client_async_with_config(
+                format!("ws://{addr}/ws"),
+                stream,
+                Some(config),
+            )
+            .await
+            .map_err(|_| RawError::WebSocket)?;
+            Self::Ws {
+                ws: Box::new(ws),
+                encoding: transport.encoding(),
+            }
+        } else {
+            Self::Tcp {
+                stream,
+                decoder: TcpDecoder::new(MAX_FRAME),
+            }
+        };
+        conn.send(&ClientFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: token.into(),
+            device: Some("loadtest".into()),
+        })
+        .await?;
+        match conn.next_frame().await? {
+            Some(ServerFrame::Welcome { heartbeat, .. }) => Ok((conn, heartbeat.idle_timeout_s)),
+            Some(ServerFrame::Error { code, .. }) => Err(RawError::Refused(code.to_string())),
+            Some(_) => Err(RawError::Protocol),
+            None => Err(RawError::Closed),
+        }
+    }
+
+    /// Sends a `ping` (no interval announced: the node keeps its longest timeout).
+    pub(crate) async fn ping(&mut self) -> Result<(), RawError> {
+        self.send(&ClientFrame::Ping { interval_s: None }).await
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), RawError> {
+        match self {
+            Self::Tcp { stream, .. } => stream.write_all(&frame.to_tcp()).await?,
+            Self::Ws { ws, encoding } => {
+                let msg = match encoding {
+                    Encoding::Json => WsMessage::text(frame.to_json()),
+                    Encoding::Binary => WsMessage::binary(frame.to_binary()),
+                };
+                ws.send(msg).await.map_err(|_| RawError::WebSocket)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame; `None` once the node closed the connection. Cancel-safe.
+    pub(crate) async fn next_frame(&mut self) -> Result<Option<ServerFrame>, RawError> {
+        match self {
+            Self::Tcp { stream, decoder } => loop {
+                if let Some(frame) = decoder
+                    .next_frame::<ServerFrame>()
+                    .map_err(|_| RawError::Protocol)?
+                {
+                    return Ok(Some(frame));
+                }
+                if stream.read_buf(decoder.buffer()).await? == 0 {
+                    return Ok(None);
+                }
+            },
+            Self::Ws { ws, .. } => loop {
+                let (bytes, encoding) = match ws.next().await {
+                    None | Some(Ok(WsMessage::Close(_))) => return Ok(None),
+                    Some(Err(_)) => return Err(RawError::WebSocket),
+                    Some(Ok(WsMessage::Text(t))) => (t.as_bytes().to_vec(), Encoding::Json),
+                    Some(Ok(WsMessage::Binary(b))) => (b.to_vec(), Encoding::Binary),
+                    Some(Ok(_)) => continue,
+                };
+                return ServerFrame::decode(&bytes, encoding, MAX_FRAME)
+                    .map(Some)
+                    .map_err(|_| RawError::Protocol);
+            },
+        }
+    }
+}
