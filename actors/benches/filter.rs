@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p chorus-actors --bench filter`
 
+use std::collections::HashSet;
 use std::hint::black_box;
 
 use chorus_actors::moderation::{Filter, Policy, normalise};
@@ -56,16 +57,22 @@ fn dictionary(rng: &mut Rng) -> Vec<String> {
     const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "oo", "ai", "ou"];
     let chars: Vec<char> = HAN.chars().collect();
     let mut words = Vec::with_capacity(5_000);
+    let mut seen = HashSet::new();
     while words.len() < 2_500 {
         let syllables = 2 + rng.below(3);
         let word: String = (0..syllables)
             .map(|_| format!("{}{}", rng.pick(ONSETS), rng.pick(VOWELS)))
             .collect();
-        words.push(word);
+        if seen.insert(normalise(&word)) {
+            words.push(word);
+        }
     }
     while words.len() < 5_000 {
         let len = 2 + rng.below(3);
-        words.push((0..len).map(|_| han(rng, &chars)).collect());
+        let word: String = (0..len).map(|_| han(rng, &chars)).collect();
+        if seen.insert(normalise(&word)) {
+            words.push(word);
+        }
     }
     words
 }

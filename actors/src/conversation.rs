@@ -201,14 +201,23 @@ impl Drop for ConversationState {
             t.abort();
         }
         // Anything still waiting gets an answer rather than silence (only possible
-        // after a failure; a passivated entity has nothing pending).
-        let stuck: Vec<Pending> = self
-            .inflight
-            .take()
-            .into_iter()
-            .flatten()
-            .chain(self.pending.drain(..))
-            .collect();
+        // after a failure; a passivated entity has nothing pending). The write in
+        // flight is not ours to judge: its task answers its senders with the real
+        // outcome (see `flush`), so a client never retries a message that was in
+        // fact stored. Retries that waited on it are told to retry; the new
+        // incarnation finds the stored seq in the idempotency window.
+        for p in self.inflight.take().into_iter().flatten() {
+            let key = (p.message.from.clone(), p.message.id.clone());
+            for session in self.waiting.remove(&key).unwrap_or_default() {
+                reject(
+                    &session,
+                    &p.message.id,
+                    ErrorCode::Internal,
+                    "conversation restarted; retry",
+                );
+            }
+        }
+        let stuck: Vec<Pending> = self.pending.drain(..).collect();
         for p in stuck {
             let key = (p.message.from.clone(), p.message.id.clone());
             let retries = self.waiting.remove(&key).unwrap_or_default();
@@ -537,12 +546,45 @@ impl ConversationState {
                 .map(|u| (u, self.key.clone()))
                 .collect();
         }
+        // Who to answer if this entity dies before the write completes.
+        let senders: Vec<(SessionHandle, ServerFrame)> = batch
+            .iter()
+            .map(|p| {
+                let m = &p.message;
+                let ack = ServerFrame::Ack {
+                    id: m.id.clone(),
+                    conv: m.conv.clone(),
+                    seq: m.seq,
+                    ts_ms: m.ts_ms,
+                };
+                (p.session.clone(), ack)
+            })
+            .collect();
         self.inflight = Some(batch);
         let store = self.store.clone();
         let me = myself.clone();
         tokio::spawn(async move {
             let result = store.append(append).await.map_err(|e| e.to_string());
-            let _ = me.send_message(ConversationMsg::Persisted(result));
+            let stored = result.is_ok();
+            if me.send_message(ConversationMsg::Persisted(result)).is_err() {
+                // The entity failed meanwhile: the outcome is still ours to tell.
+                for (session, ack) in senders {
+                    match (stored, ack) {
+                        (true, ack) => {
+                            session.send(ack);
+                        }
+                        (false, ServerFrame::Ack { id, .. }) => {
+                            reject(
+                                &session,
+                                &id,
+                                ErrorCode::Internal,
+                                "message could not be stored; retry",
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
         });
     }
 

@@ -100,6 +100,8 @@ pub struct ReloadReport {
     pub words: usize,
     /// Distinct allow-list words.
     pub allowed: usize,
+    /// Heap bytes of the compiled automatons.
+    pub memory_bytes: usize,
     /// Time spent reading and compiling the lists.
     pub build_time: Duration,
 }
@@ -204,12 +206,12 @@ impl Moderation {
     /// `chorus_filter_reload_failures_total` counts it.
     pub fn reload_from_files(
         &self,
-        words: &Path,
-        allow: Option<&Path>,
+        words_path: &Path,
+        allow_path: Option<&Path>,
     ) -> Result<ReloadReport, FilterError> {
         let started = Instant::now();
-        let built = WordList::read(words).and_then(|words| {
-            let allow = match allow {
+        let built = WordList::read(words_path).and_then(|words| {
+            let allow = match allow_path {
                 Some(path) => WordList::read(path)?,
                 None => WordList::empty(ListKind::Allow),
             };
@@ -217,17 +219,32 @@ impl Moderation {
         });
         match built {
             Ok(filter) => {
-                let (words, allowed) = (filter.size(), filter.allowed());
+                let (words, allowed, memory_bytes) =
+                    (filter.size(), filter.allowed(), filter.memory_usage());
                 let version = self.install(filter);
+                tracing::info!(
+                    version,
+                    words,
+                    allowed,
+                    memory_bytes,
+                    path = %words_path.display(),
+                    "sensitive-word filter reloaded"
+                );
                 Ok(ReloadReport {
                     version,
                     words,
                     allowed,
+                    memory_bytes,
                     build_time: started.elapsed(),
                 })
             }
             Err(error) => {
                 metrics::counter!(metric::RELOAD_FAILURES).increment(1);
+                tracing::warn!(
+                    %error,
+                    kept_version = self.version(),
+                    "sensitive-word filter reload refused"
+                );
                 Err(error)
             }
         }

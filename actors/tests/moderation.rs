@@ -97,8 +97,8 @@ impl Dice {
         ((self.0 >> 33) % n.max(1) as u64) as usize
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.roll(items.len())]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.roll(items.len())]
     }
 }
 
@@ -115,7 +115,7 @@ fn disguise_english(word: &str, dice: &mut Dice) -> String {
         if i > 0 {
             let inserts = if spaced { INSERTS } else { INVISIBLE };
             for _ in 0..dice.roll(3) {
-                out.push_str(*dice.pick(inserts));
+                out.push_str(dice.pick(inserts));
             }
         }
         match dice.roll(6) {
@@ -125,9 +125,9 @@ fn disguise_english(word: &str, dice: &mut Dice) -> String {
                 // `!` and `|` are letters only inside a word.
                 let inside = i > 0 && i + 1 < letters.len();
                 let choices = if inside { choices } else { &choices[..1] };
-                out.push_str(*dice.pick(choices));
+                out.push_str(dice.pick(choices));
             }
-            1 | 2 => out.push(*dice.pick(&look_alikes(letter))),
+            1 | 2 => out.push(dice.pick(&look_alikes(letter))),
             3 => out.extend(letter.to_uppercase()),
             _ => out.push(letter),
         }
@@ -142,7 +142,7 @@ fn disguise_chinese(word: &str, dice: &mut Dice) -> String {
     for (i, c) in word.chars().enumerate() {
         if i > 0 {
             for _ in 0..dice.roll(3) {
-                out.push_str(*dice.pick(INSERTS));
+                out.push_str(dice.pick(INSERTS));
             }
         }
         out.push(c);
@@ -188,8 +188,8 @@ fn disguised_in_context(word: &str, seed: u64) -> Case {
     } else {
         (disguise_english(word, &mut dice), EN_PREFIXES, EN_SUFFIXES)
     };
-    let prefix = *dice.pick(prefixes);
-    let suffix = *dice.pick(suffixes);
+    let prefix = dice.pick(prefixes);
+    let suffix = dice.pick(suffixes);
     Case {
         text: format!("{prefix}{disguised}{suffix}"),
         span: prefix.len()..prefix.len() + disguised.len(),

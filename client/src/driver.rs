@@ -310,7 +310,7 @@ impl Driver {
             .as_mut()
             .map_or(Tick::Wait, |hb| hb.tick(now));
         match tick {
-            Tick::Dead => return Some(lost("no frame from the node for two heartbeat intervals")),
+            Tick::Dead => return Some(lost("heartbeat: the node went silent")),
             Tick::Ping { interval_s } => {
                 self.in_flight.ping(now, None);
                 if let Err(e) = conn

@@ -115,7 +115,7 @@ pub(crate) struct ConnLog {
 }
 
 /// Everything one user's event task collected.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct UserLog {
     pub(crate) inbox: Inbox,
     pub(crate) conn: ConnLog,
@@ -186,7 +186,8 @@ impl Fleet {
                 continue;
             };
             clients.push(client);
-            tasks.push(tokio::spawn(take_events(shared.clone(), events)));
+            let me = tasks.len() as u32;
+            tasks.push(tokio::spawn(take_events(shared.clone(), me, events)));
         }
         let fleet = Self { clients, tasks };
         if let Some(e) = first_error {
@@ -204,16 +205,23 @@ impl Fleet {
         }
         while closing.join_next().await.is_some() {}
         let mut logs = Vec::with_capacity(self.tasks.len());
-        for task in self.tasks {
-            logs.push(task.await.unwrap_or_default());
+        for (me, task) in self.tasks.into_iter().enumerate() {
+            // A task that panicked leaves an empty inbox: its deliveries show as missing.
+            logs.push(task.await.unwrap_or_else(|_| UserLog {
+                inbox: Inbox::new(me as u32),
+                conn: ConnLog::default(),
+            }));
         }
         logs
     }
 }
 
 /// A user's event task: until the client closes, files every event.
-async fn take_events(shared: Arc<Shared>, mut events: Events) -> UserLog {
-    let mut log = UserLog::default();
+async fn take_events(shared: Arc<Shared>, me: u32, mut events: Events) -> UserLog {
+    let mut log = UserLog {
+        inbox: Inbox::new(me),
+        conn: ConnLog::default(),
+    };
     let stats = &shared.stats;
     let mut online = false;
     while let Some(event) = events.next().await {
@@ -233,7 +241,7 @@ async fn take_events(shared: Arc<Shared>, mut events: Events) -> UserLog {
                 Arrival::Duplicate => {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
-                Arrival::Foreign => {}
+                Arrival::Foreign | Arrival::Own => {}
             },
             Event::Connected { .. } => {
                 if !online {

@@ -73,6 +73,8 @@ pub struct Seen {
 /// What one user received, kept by its event task alone.
 #[derive(Debug, Default)]
 pub struct Inbox {
+    /// The user's own index: its own messages are not deliveries.
+    me: u32,
     /// Every load message of this run that arrived, by key.
     pub seen: HashMap<MsgKey, Seen>,
     /// The last seq received per conversation, for the order check.
@@ -81,6 +83,9 @@ pub struct Inbox {
     pub out_of_order: u64,
     /// Messages that are not this run's (another run's traffic to the same users).
     pub foreign: u64,
+    /// The user's own messages coming back (history pages of a gap repair or resync
+    /// hold every message of the conversation, the user's own included).
+    pub own: u64,
 }
 
 /// What [`Inbox::on_message`] learnt about a message.
@@ -92,15 +97,29 @@ pub enum Arrival {
     Duplicate,
     /// Not a message of this run.
     Foreign,
+    /// The user's own message.
+    Own,
 }
 
 impl Inbox {
+    /// The inbox of user `me`.
+    pub fn new(me: u32) -> Self {
+        Self {
+            me,
+            ..Self::default()
+        }
+    }
+
     /// Records `msg`, received at `now_us`.
     pub fn on_message(&mut self, tag: &str, msg: &Message, now_us: u64) -> Arrival {
         let Some(key) = parse_message_id(tag, &msg.id) else {
             self.foreign += 1;
             return Arrival::Foreign;
         };
+        if key.sender == self.me {
+            self.own += 1;
+            return Arrival::Own;
+        }
         if let Some(seen) = self.seen.get_mut(&key) {
             // Counted as a duplicate only, not also as out of order.
             seen.count += 1;
@@ -159,6 +178,8 @@ pub struct DeliveryCheck {
     pub out_of_order: u64,
     /// Receipts of an acked message by a user who is not a member of its conversation.
     pub misdelivered: u64,
+    /// Users' own messages coming back to them from history (not a failure).
+    pub own_echoes: u64,
     /// Receipts of a message whose send did not get an ack (a timed-out send that
     /// was stored all the same). Not a failure.
     pub delivered_unacked: u64,
@@ -193,7 +214,7 @@ impl DeliveryCheck {
             failed,
             ..Self::default()
         };
-        let mut owed: HashMap<MsgKey, (u32, u32)> = HashMap::with_capacity(acks.len());
+        let mut owed: HashMap<MsgKey, u32> = HashMap::with_capacity(acks.len());
         let mut seqs: HashMap<(&str, u64), MsgKey> = HashMap::with_capacity(acks.len());
         for ack in acks {
             if let Some(other) = seqs.insert((ack.conv.as_str(), ack.seq), ack.key)
@@ -201,7 +222,7 @@ impl DeliveryCheck {
             {
                 check.seq_collisions += 1;
             }
-            owed.insert(ack.key, (ack.dest, ack.key.sender));
+            owed.insert(ack.key, ack.dest);
             for &member in members(ack.dest) {
                 if member == ack.key.sender {
                     continue;
@@ -219,13 +240,13 @@ impl DeliveryCheck {
         for (user, inbox) in inboxes.iter().enumerate() {
             check.out_of_order += inbox.out_of_order;
             check.foreign += inbox.foreign;
+            check.own_echoes += inbox.own;
             for (key, seen) in &inbox.seen {
                 check.duplicates += u64::from(seen.count.saturating_sub(1));
                 match owed.get(key) {
                     None => check.delivered_unacked += 1,
-                    Some(&(dest, sender)) => {
-                        let user = user as u32;
-                        if user == sender || !members(dest).contains(&user) {
+                    Some(&dest) => {
+                        if !members(dest).contains(&(user as u32)) {
                             check.misdelivered += 1;
                         }
                     }
@@ -271,7 +292,7 @@ mod tests {
 
     #[test]
     fn inboxes_flag_duplicates_order_and_foreign_messages() {
-        let mut inbox = Inbox::default();
+        let mut inbox = Inbox::new(7);
         let k = |k| MsgKey { sender: 0, k };
         let first = inbox.on_message("t", &msg("t", k(0), "dm:a:b", 1, "t5;"), 10);
         assert_eq!(first, Arrival::First(Some(5)));
@@ -285,7 +306,13 @@ mod tests {
             inbox.on_message("t", &msg("u", k(9), "dm:a:b", 9, "h;"), 14),
             Arrival::Foreign
         );
+        let own = MsgKey { sender: 7, k: 0 };
+        assert_eq!(
+            inbox.on_message("t", &msg("t", own, "dm:a:b", 4, "h;"), 15),
+            Arrival::Own
+        );
         assert_eq!(inbox.out_of_order, 1, "seq 2 after seq 3");
+        assert_eq!(inbox.own, 1);
         assert_eq!(inbox.foreign, 1);
         assert_eq!(inbox.seen[&k(0)].first_us, 10);
     }
@@ -307,7 +334,7 @@ mod tests {
             ack(1, 0, 0, "dm", 2),
             ack(0, 1, 1, "g", 1),
         ];
-        let mut inboxes: Vec<Inbox> = (0..3).map(|_| Inbox::default()).collect();
+        let mut inboxes: Vec<Inbox> = (0..3).map(Inbox::new).collect();
         let m = |s, k, conv, seq| msg(tag, MsgKey { sender: s, k }, conv, seq, "h;");
         inboxes[1].on_message(tag, &m(0, 0, "dm", 1), 0);
         inboxes[0].on_message(tag, &m(1, 0, "dm", 2), 0);
@@ -321,11 +348,13 @@ mod tests {
         inboxes[2].on_message(tag, &m(0, 1, "g", 1), 0);
         inboxes[2].on_message(tag, &m(0, 0, "dm", 1), 0);
         inboxes[2].on_message(tag, &m(1, 7, "dm", 3), 0);
+        inboxes[0].on_message(tag, &m(0, 0, "dm", 1), 0);
         let c = DeliveryCheck::compute(4, 1, &acks, &inboxes, |d| &members[d as usize]);
         assert_eq!(c.missing, 0);
         assert_eq!(c.duplicates, 1);
         assert_eq!(c.misdelivered, 1, "user 2 is not in the dm");
         assert_eq!(c.delivered_unacked, 1);
+        assert_eq!(c.own_echoes, 1);
         assert_eq!(c.out_of_order, 0, "a duplicate is not also out of order");
         assert!(!c.passed());
     }

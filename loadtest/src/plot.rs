@@ -129,52 +129,76 @@ where
     } else {
         (y_min * 0.8).max(0.001)
     };
+    let linear_max = (y_max * 1.1).max(0.01);
     let y_max = (y_max * 1.25).max(y_min * 10.0);
     let x_max = match chart.x {
         Axis::Percentile => x_max.ceil().max(2.0),
         Axis::Seconds => x_max.ceil().max(1.0),
     };
-    let mut ctx = ChartBuilder::on(area)
-        .caption(&chart.caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
-        .map_err(plot_error)?;
     let x_desc = match chart.x {
         Axis::Percentile => "percentile",
         Axis::Seconds => "seconds since start",
     };
     let percentile = |x: &f64| percentile_label(*x);
-    let seconds = |x: &f64| format!("{x:.0}");
-    let mut mesh = ctx.configure_mesh();
-    mesh.x_desc(x_desc)
-        .y_desc("latency (ms)")
-        .y_label_formatter(&|y| format_ms(*y));
-    match chart.x {
-        Axis::Percentile => mesh
-            .x_labels(x_max as usize + 1)
-            .x_label_formatter(&percentile),
-        Axis::Seconds => mesh.x_labels(10).x_label_formatter(&seconds),
-    };
-    mesh.draw().map_err(plot_error)?;
-    for (i, series) in chart.series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points = series.points.iter().map(|&(x, y)| (x, y.max(y_min)));
-        ctx.draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(series.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+    let seconds = |x: &f64| format_number(*x);
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&chart.caption, ("sans-serif", 18))
+        .margin(12)
+        .margin_right(40)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    // The two y axes have different types, so the drawing is spelled out for each.
+    macro_rules! draw {
+        ($ctx:expr, $floor:expr, $x_labels:expr, $x_format:expr) => {{
+            let mut ctx = $ctx;
+            ctx.configure_mesh()
+                .x_desc(x_desc)
+                .y_desc("latency (ms)")
+                .y_label_formatter(&|y| format_ms(*y))
+                .x_labels($x_labels)
+                .x_label_formatter($x_format)
+                .draw()
+                .map_err(plot_error)?;
+            for (i, series) in chart.series.iter().enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                let points = series.points.iter().map(|&(x, y)| (x, y.max($floor)));
+                ctx.draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(plot_error)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            if !chart.series.is_empty() {
+                ctx.configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(plot_error)?;
+            }
+        }};
     }
-    if !chart.series.is_empty() {
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
+    match chart.x {
+        // Percentile curves span decades of latency: a log axis.
+        Axis::Percentile => draw!(
+            builder
+                .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
+                .map_err(plot_error)?,
+            y_min,
+            x_max as usize + 1,
+            &percentile
+        ),
+        // Over time, a linear axis from zero shows stalls as they are.
+        Axis::Seconds => draw!(
+            builder
+                .build_cartesian_2d(0f64..x_max, 0f64..linear_max)
+                .map_err(plot_error)?,
+            0.0,
+            (x_max as usize + 1).min(11),
+            &seconds
+        ),
     }
     Ok(())
 }
@@ -190,8 +214,14 @@ fn format_ms(y: f64) -> String {
     if y >= 1.0 {
         format!("{y:.0}")
     } else {
-        format!("{y:.3}").trim_end_matches('0').to_string()
+        format_number(y)
     }
+}
+
+/// Up to three decimals, without trailing zeros: 2 → "2", 0.25 → "0.25".
+fn format_number(v: f64) -> String {
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn plot_error(e: impl std::fmt::Display) -> LoadError {
@@ -211,6 +241,9 @@ mod tests {
         assert_eq!(percentile_label(4.0), "99.99%");
         assert_eq!(format_ms(12.4), "12");
         assert_eq!(format_ms(0.25), "0.25");
+        assert_eq!(format_ms(0.0), "0");
+        assert_eq!(format_number(2.5), "2.5");
+        assert_eq!(format_number(3.0), "3");
     }
 
     #[test]

@@ -86,8 +86,9 @@ async fn chat_with_groups_over_websocket_json_reaches_every_member() {
     assert_eq!(report.conversations, 4 + 2, "4 pairs and 2 groups");
     assert_eq!(d.acked, d.sent);
     assert_eq!(d.sent, 200);
-    // Half of the sends go to a group of 4 (3 receivers), half to a pair (1).
-    assert_eq!(d.expected, 100 * 3 + 100);
+    // Each user sends 25: its odd-numbered 12 to its group of 4 (3 receivers each),
+    // the other 13 to its pair (1 receiver).
+    assert_eq!(d.expected, 8 * (12 * 3 + 13));
     assert_eq!(d.delivered, d.expected);
     assert!(report.passed, "{d:?}");
     node.node.shutdown().await;

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod gateway;
 pub mod server;
 pub mod telemetry;

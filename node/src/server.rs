@@ -21,6 +21,7 @@ use chorus_actors::{CloseReason, Settings, ShardRegion};
 use chorus_config::{Config, StorageBackend};
 use chorus_store::MessageStore;
 use chorus_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use chorus_store::scylla::{Consistency as ScyllaConsistency, ScyllaOptions, ScyllaStore};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -111,9 +112,21 @@ impl Node {
                 Arc::new(opened.map_err(|e| StartError::Store(e.to_string()))?)
             }
             StorageBackend::Scylla => {
-                return Err(StartError::Config(
-                    "storage.backend = \"scylla\" is not available in this build yet".into(),
-                ));
+                let options = ScyllaOptions {
+                    contact_points: config.storage.contact_points.clone(),
+                    keyspace: config.storage.keyspace.clone(),
+                    replication_factor: config.storage.replication_factor,
+                    consistency: match config.storage.consistency {
+                        chorus_config::Consistency::One => ScyllaConsistency::One,
+                        chorus_config::Consistency::LocalQuorum => ScyllaConsistency::LocalQuorum,
+                        chorus_config::Consistency::Quorum => ScyllaConsistency::Quorum,
+                    },
+                    request_timeout: config.storage.request_timeout(),
+                };
+                let store = ScyllaStore::connect(options)
+                    .await
+                    .map_err(|e| StartError::Store(e.to_string()))?;
+                Arc::new(store)
             }
         };
 

@@ -28,18 +28,34 @@ struct Proc {
 
 /// Starts `chorus serve` and waits for its "listening" line (its readiness signal).
 fn spawn_node(dir: &std::path::Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args([
-            "serve",
-            "--tcp",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.args([
+        "serve",
+        "--tcp",
+        "127.0.0.1:0",
+        "--ws",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir);
+    // On the scylla backend the node's keyspace lives in a config file beside
+    // the data dir, written once, so the restarted node finds the same data.
+    let file = dir.join("chorus-test.toml");
+    let mut config = chorus_config::Config::default();
+    common::use_backend_under_test(&mut config);
+    if config.storage.backend == chorus_config::StorageBackend::Scylla {
+        if !file.exists() {
+            let text = format!(
+                "[storage]\nbackend = \"scylla\"\ncontact_points = [\"{}\"]\nkeyspace = \"{}\"\nconsistency = \"one\"\n",
+                config.storage.contact_points[0], config.storage.keyspace
+            );
+            std::fs::write(&file, text).unwrap();
+        }
+        cmd.arg("--config").arg(&file);
+    }
+    let mut child = cmd
         .args(["--log-level", "warn"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -187,6 +203,61 @@ async fn every_acked_message_survives_kill_9() {
                 "acked message {id} at {conv}#{seq} is missing or changed"
             );
         }
+    }
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_connections_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = spawn_node(dir.path());
+    let (mut s, mut d) = login(node.tcp, "alice").await;
+    s.write_all(
+        &ClientFrame::Send {
+            id: "m1".into(),
+            to: "user:bob".into(),
+            body: "kept".into(),
+        }
+        .to_tcp(),
+    )
+    .await
+    .unwrap();
+    let seq = match next(&mut s, &mut d).await {
+        Some(ServerFrame::Ack { seq, .. }) => seq,
+        other => panic!("expected ack, got {other:?}"),
+    };
+
+    let pid = node.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    // The node closes the connection: the client reads EOF.
+    let eof = tokio::time::timeout(common::WAIT, next(&mut s, &mut d))
+        .await
+        .expect("closed within the wait");
+    assert!(eof.is_none(), "no frame after shutdown, got {eof:?}");
+    let exit = tokio::task::spawn_blocking(move || node.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+
+    let mut node = spawn_node(dir.path());
+    let (mut s, mut d) = login(node.tcp, "bob").await;
+    let req = ClientFrame::History {
+        reference: "h".into(),
+        conv: "dm:alice:bob".into(),
+        after: None,
+        before: None,
+        limit: None,
+    };
+    s.write_all(&req.to_tcp()).await.unwrap();
+    match next(&mut s, &mut d).await {
+        Some(ServerFrame::HistoryPage { messages, .. }) => {
+            assert_eq!(messages.len(), 1);
+            assert_eq!((messages[0].seq, messages[0].body.as_str()), (seq, "kept"));
+        }
+        other => panic!("expected history_page, got {other:?}"),
     }
     let _ = node.child.kill();
     let _ = node.child.wait();

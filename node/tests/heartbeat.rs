@@ -82,11 +82,9 @@ async fn ping(c: &mut RawTcp, interval_s: Option<u32>) {
 /// when it did. Nothing else is expected on the socket.
 async fn closed_at(stream: &mut TcpStream) -> Instant {
     let mut buf = [0u8; 256];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return Instant::now(),
-            Ok(n) => panic!("unexpected {n} bytes before the close"),
-        }
+    match stream.read(&mut buf).await {
+        Ok(0) | Err(_) => Instant::now(),
+        Ok(n) => panic!("unexpected {n} bytes before the close"),
     }
 }
 
@@ -377,7 +375,10 @@ async fn the_adaptive_heartbeat_learns_the_nat_timeout_and_relearns_when_it_shri
         assert!(Instant::now() < deadline, "{:?}", store.load("wifi:home"));
         tokio::time::sleep(MIN).await;
     }
-    assert_eq!(store.load("wifi:home").map(|r| r.interval), Some(params.min));
+    assert_eq!(
+        store.load("wifi:home").map(|r| r.interval),
+        Some(params.min)
+    );
     assert_eq!(nat.expired(), 1 + 3);
     let relearned = settle(&store, "wifi:home", 4 * HOUR).await;
     assert!(in_range(t, &relearned), "{relearned:?}");
@@ -389,5 +390,54 @@ async fn the_adaptive_heartbeat_learns_the_nat_timeout_and_relearns_when_it_shri
 
     // Every blackholed connection was closed by the node's idle deadline.
     assert_eq!(nat.reaped(), nat.expired());
+    client.close().await;
+}
+
+/// The same in real time, scaled down to sub-second intervals: the SDK pings more
+/// often than the node's `min_s` (30 s), which the protocol allows (the node merely
+/// assumes 30 s, so its idle deadline never interferes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_real_time_a_scaled_down_heartbeat_settles_below_the_nat_timeout() {
+    let ms = Duration::from_millis;
+    let node = start_node().await;
+    let t = ms(1_350);
+    let nat = Nat::start(node.node.addrs().tcp, t).await;
+    let store = MemoryStore::new();
+    let mut cfg = ClientConfig::new(nat.addr.to_string(), Transport::Tcp, "alice");
+    cfg.resync = false;
+    cfg.backoff_initial = ms(20);
+    cfg.backoff_max = ms(100);
+    let mut adaptive = AdaptiveHeartbeat::new("lab");
+    adaptive.store = Arc::new(store.clone());
+    adaptive.params = chorus_client::AdaptiveParams {
+        min: ms(300),
+        max: secs(10),
+        step: ms(300),
+        margin: ms(90),
+        k: 3,
+        reprobe_after: HOUR,
+        pong_timeout: ms(500),
+    };
+    cfg.adaptive_heartbeat = Some(adaptive);
+    let (client, events) = Client::connect(cfg).await.unwrap();
+    let lost = count_disconnects(events);
+
+    // 300, 600, 900, 1200 ms survive; 1500 ms dies; stable at 1200 − 90 = 1110 ms.
+    let started = std::time::Instant::now();
+    let learned = loop {
+        tokio::time::sleep(ms(100)).await;
+        if let Some(r) = store.load("lab").filter(Record::is_stable) {
+            break r;
+        }
+        assert!(started.elapsed() < secs(30), "{:?}", store.load("lab"));
+    };
+    assert!(
+        t - ms(300 + 90) < learned.interval && learned.interval < t,
+        "{learned:?}"
+    );
+    let expired = nat.expired();
+    tokio::time::sleep(secs(4)).await;
+    assert_eq!(nat.expired(), expired, "nothing lost after settling");
+    assert_eq!(lost.load(Ordering::Relaxed), expired);
     client.close().await;
 }

@@ -7,7 +7,8 @@
 //! - `statements`: every statement, prepared once at connect.
 //! - `append`: messages, dedup entries and links as logged batches.
 //! - `read`: history pages across buckets, conversation lists.
-//! - `seqs`: seq blocks fenced by a lightweight transaction.
+//! - `seqs`: seq blocks fenced by a lightweight transaction; `lwt` reads the
+//!   answers of lightweight transactions.
 //! - `groups`: group records and their members' links.
 //! - `error`: driver errors as [`StoreError`]s.
 //!

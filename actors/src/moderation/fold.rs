@@ -56,11 +56,28 @@ const fn ascii_table() -> [Ascii; 128] {
             b'4' => Ascii::Digit(b'a'),
             b'5' => Ascii::Digit(b's'),
             b'7' => Ascii::Digit(b't'),
-            b'0'..=b'9' => Ascii::Digit(0),
+            b'2' | b'6' | b'8' | b'9' => Ascii::Digit(0),
             b'@' => Ascii::Symbol(b'a', false),
             b'$' => Ascii::Symbol(b's', false),
             b'!' | b'|' => Ascii::Symbol(b'i', true),
             _ => Ascii::Separator,
+        };
+        b += 1;
+    }
+    table
+}
+
+/// ASCII letters lowercased, with `l` read as `i`; other bytes unchanged.
+pub(super) static LOWER: [u8; 128] = lower_table();
+
+const fn lower_table() -> [u8; 128] {
+    let ascii = ascii_table();
+    let mut table = [0; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match ascii[b] {
+            Ascii::Letter(letter) => letter,
+            _ => b as u8,
         };
         b += 1;
     }

@@ -1,8 +1,9 @@
 //! The normalised text that words are matched in, with a map back to the original.
 //!
-//! Every normalised byte records the byte offset of the original character it came
-//! from, so a match maps back to whole original characters however many bytes the
-//! fold added or removed. The top bit of that offset ([`GAP`]) marks the first byte
+//! Every normalised byte records the original byte offset it came from (the start
+//! of the original character for folded characters, the same byte for runs copied
+//! as is), so a match maps back to whole original characters however many bytes
+//! the fold added or removed. The top bit of that offset ([`GAP`]) marks the first byte
 //! after something that separates words (a space, punctuation, a symbol): matching
 //! ignores separators, but the filter uses the marks to tell `s h i t` (one word,
 //! spaced out) from `this hit` (two words that happen to join up).
@@ -23,13 +24,15 @@ pub(super) const GAP: u32 = 1 << 31;
 pub(super) struct Normalised {
     /// The normalised text.
     pub(super) bytes: Vec<u8>,
-    /// Per normalised byte: the original byte offset, with [`GAP`] on the first byte
-    /// after a separator.
+    /// Per normalised byte: the original byte offset (of the byte itself when copied
+    /// as is, else of the folded character), with [`GAP`] on the first byte after a
+    /// separator.
     pub(super) origin: Vec<u32>,
 }
 
 impl Normalised {
-    /// The original byte offset of the character normalised byte `at` came from.
+    /// The original byte offset normalised byte `at` came from (possibly inside a
+    /// multi-byte character copied as is).
     pub(super) fn origin_of(&self, at: usize) -> usize {
         self.origin.get(at).map_or(0, |o| (o & !GAP) as usize)
     }
@@ -107,7 +110,7 @@ pub(super) fn normalise(text: &str, symbols: Symbols, out: &mut Normalised) -> b
     out.origin.reserve(text.len());
     let mut writer = Writer {
         out,
-        gap: false,
+        gap: 0,
         token: Token::default(),
         symbols,
         symbol_read_as_letter: false,
@@ -115,30 +118,69 @@ pub(super) fn normalise(text: &str, symbols: Symbols, out: &mut Normalised) -> b
     let bytes = text.as_bytes();
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
-        // Offsets fit: the caller splits longer texts.
-        let origin = at as u32;
         if byte < 0x80 {
-            writer.ascii(byte, origin);
+            // Letters and spaces, most of a Latin text, take the shortest way.
+            if byte.is_ascii_alphabetic() {
+                writer.letter(fold::LOWER[usize::from(byte)], at as u32);
+            } else if byte == b' ' {
+                writer.separator();
+            } else {
+                writer.ascii(byte, at as u32);
+            }
             at += 1;
             continue;
         }
         let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
             break;
         };
-        let len = c.len_utf8();
         if is_kept_as_is(c) {
-            writer.wide(bytes.get(at..at + len).unwrap_or_default(), origin);
-        } else {
-            match fold::fold(c).as_ref() {
-                Fold::Invisible => {}
-                Fold::One(folded) => writer.char(*folded, origin),
-                Fold::Many(folded) => folded.chars().for_each(|f| writer.char(f, origin)),
-            }
+            // Most of a Chinese or Korean text: the whole run is copied at once.
+            let run = bytes.get(at..).map_or(0, kept_run_len);
+            writer.kept(bytes.get(at..at + run).unwrap_or_default(), at);
+            at += run;
+            continue;
         }
-        at += len;
+        // Offsets fit: the caller splits longer texts.
+        let origin = at as u32;
+        match fold::fold(c).as_ref() {
+            Fold::Invisible => {}
+            Fold::One(folded) => writer.char(*folded, origin),
+            Fold::Many(folded) => folded.chars().for_each(|f| writer.char(f, origin)),
+        }
+        at += c.len_utf8();
     }
     writer.close_token();
     writer.symbol_read_as_letter
+}
+
+/// Length in bytes of the run of characters kept as is at the start of `text`
+/// (valid UTF-8 starting with such a character).
+fn kept_run_len(text: &[u8]) -> usize {
+    let mut len = 0;
+    loop {
+        let rest = text.get(len..).unwrap_or_default();
+        let step = match *rest {
+            // U+3400..=U+9FFF minus U+4DC0..=U+4DFF (hexagram symbols), decided from
+            // the bytes: most of a Chinese text.
+            [0xE5..=0xE9, ..] => 3,
+            [0xE4, second, ..] if second != 0xB7 => 3,
+            [0xE3, second, ..] if second >= 0x90 => 3,
+            [first, ..] if first >= 0xE0 => {
+                let width = utf8_len(first);
+                let kept = rest
+                    .get(..width)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .and_then(|c| c.chars().next())
+                    .is_some_and(is_kept_as_is);
+                if kept { width } else { 0 }
+            }
+            _ => 0,
+        };
+        if step == 0 {
+            return len;
+        }
+        len += step;
+    }
 }
 
 /// The token being written: a run of ASCII letters, digits and symbols.
@@ -158,24 +200,36 @@ struct Token {
 
 struct Writer<'a> {
     out: &'a mut Normalised,
-    /// A separator came since the last normalised byte.
-    gap: bool,
+    /// [`GAP`] when a separator came since the last normalised byte, else 0.
+    gap: u32,
     token: Token,
     symbols: Symbols,
     symbol_read_as_letter: bool,
 }
 
 impl Writer<'_> {
+    #[inline(always)]
     fn push(&mut self, byte: u8, origin: u32) {
-        let gap = if std::mem::take(&mut self.gap) {
-            GAP
-        } else {
-            0
-        };
         self.out.bytes.push(byte);
-        self.out.origin.push(origin | gap);
+        self.out.origin.push(origin | std::mem::take(&mut self.gap));
     }
 
+    /// An ASCII letter, already folded.
+    #[inline(always)]
+    fn letter(&mut self, letter: u8, origin: u32) {
+        self.open_token();
+        self.token.letters += 1;
+        self.push(letter, origin);
+    }
+
+    /// A separator: ends the token.
+    #[inline(always)]
+    fn separator(&mut self) {
+        self.close_token();
+        self.gap = GAP;
+    }
+
+    #[inline(always)]
     fn open_token(&mut self) {
         if !self.token.open {
             self.token = Token {
@@ -186,17 +240,14 @@ impl Writer<'_> {
         }
     }
 
+    #[inline]
     fn ascii(&mut self, byte: u8, origin: u32) {
         let class = fold::ASCII
             .get(usize::from(byte))
             .copied()
             .unwrap_or(Ascii::Separator);
         match class {
-            Ascii::Letter(letter) => {
-                self.open_token();
-                self.token.letters += 1;
-                self.push(letter, origin);
-            }
+            Ascii::Letter(letter) => self.letter(letter, origin),
             Ascii::Digit(leet) => {
                 self.open_token();
                 if leet != 0 {
@@ -210,10 +261,7 @@ impl Writer<'_> {
                 self.token.symbols = true;
                 self.push(byte, origin);
             }
-            Ascii::Symbol(..) | Ascii::Separator => {
-                self.close_token();
-                self.gap = true;
-            }
+            Ascii::Symbol(..) | Ascii::Separator => self.separator(),
             Ascii::Invisible => {}
         }
     }
@@ -227,14 +275,28 @@ impl Writer<'_> {
         }
     }
 
-    /// A non-ASCII character, kept as is; it ends the token.
+    /// Records the origins of `len` bytes just copied from `origin` on: each byte
+    /// its own offset (a match's last byte is walked back to its character's start).
+    fn copied(&mut self, start: usize, origin: usize, len: usize) {
+        let first = origin as u32;
+        self.out.origin.extend(first..first + len as u32);
+        if let Some(o) = self.out.origin.get_mut(start) {
+            *o |= std::mem::take(&mut self.gap);
+        }
+    }
+
+    /// A run of characters kept as is; it ends the token.
+    fn kept(&mut self, run: &[u8], origin: usize) {
+        self.close_token();
+        let start = self.out.bytes.len();
+        self.out.bytes.extend_from_slice(run);
+        self.copied(start, origin, run.len());
+    }
+
+    /// A non-ASCII character from the fold table; it ends the token.
     fn wide(&mut self, bytes: &[u8], origin: u32) {
         self.close_token();
-        let gap = if std::mem::take(&mut self.gap) {
-            GAP
-        } else {
-            0
-        };
+        let gap = std::mem::take(&mut self.gap);
         self.out.bytes.extend_from_slice(bytes);
         for i in 0..bytes.len() {
             self.out
@@ -244,11 +306,18 @@ impl Writer<'_> {
     }
 
     /// Ends the token and decides its leetspeak.
+    #[inline]
     fn close_token(&mut self) {
-        let token = std::mem::take(&mut self.token);
-        if !token.open || token.candidates == 0 {
-            return;
+        let open = std::mem::replace(&mut self.token.open, false);
+        if open && self.token.candidates > 0 {
+            self.resolve_leet();
         }
+    }
+
+    /// Decides the leetspeak of the token just closed.
+    #[cold]
+    fn resolve_leet(&mut self) {
+        let token = std::mem::take(&mut self.token);
         let leet = token.letters > 0 && token.letters >= token.candidates;
         let Normalised { bytes, origin } = &mut *self.out;
         let Some(span) = bytes.get_mut(token.start..) else {
@@ -312,7 +381,7 @@ impl Writer<'_> {
         bytes.truncate(write);
         origin.truncate(write);
         if dropped {
-            self.gap = true;
+            self.gap = GAP;
         }
     }
 }

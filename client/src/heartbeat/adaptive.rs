@@ -23,13 +23,15 @@ use super::store::{HeartbeatStore, MemoryStore};
 /// [`ClientConfig::adaptive_heartbeat`](crate::ClientConfig::adaptive_heartbeat)).
 #[derive(Clone)]
 pub struct AdaptiveHeartbeat {
-    /// Tuning; the defaults are Mars's.
+    /// Tuning; see [`AdaptiveParams`] for the defaults.
     pub params: AdaptiveParams,
     /// The network the client starts on, as the application names it (for example
     /// `"wifi:<ssid>"` or `"cell:<carrier>"`); change it with
     /// [`Client::set_network`](crate::Client::set_network).
     pub network: String,
-    /// Where the learned records are kept; [`MemoryStore`] by default.
+    /// Where the learned records are kept; [`MemoryStore`] by default. Clients that
+    /// share a store share its records, so give each client of a device its own
+    /// (or let only one of them learn).
     pub store: Arc<dyn HeartbeatStore>,
 }
 

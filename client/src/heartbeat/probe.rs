@@ -3,18 +3,16 @@
 //! as an outcome and when to persist.
 //!
 //! ```text
-//!            k successes: +step (last good := interval)
-//!            ┌───┐
-//!            ▼   │       failure: interval := last good − margin
-//!   ──► 1. Probing ─────────────────────────────────────────► 2. Stable ◄──┐
-//!        ▲   │ k successes at the ceiling ─────────────────────────▲ │ │    │
-//!        │   │                                                     │ │ │    │ failure
-//!        │   └─────────────── k failures in a row: back to min ────┼─┘ │    │
-//!        │                                                         │   │    │
-//!        │  k successes: +step               held ≥ reprobe_after: │   ▼    │
-//!        └─────────────────── 3. Reprobing ◄───── one step up ─────┘        │
-//!                                 │                                         │
-//!                                 └──────── back to the stable interval ────┘
+//!                 k successes: interval += step
+//!                 ┌──────┐
+//!                 ▼      │         failure: interval := last good − margin,
+//!   new ──► 1. Probing ──┴───────  or k successes at the ceiling ──────► 2. Stable
+//!             ▲      ▲                                                 │   │   ▲
+//!             │      └─────── k failures in a row: interval := min ─────┘   │   │
+//!             │                                                             │   │ failure:
+//!             │ k successes: interval += step      held ≥ reprobe_after:    │   │ back to the
+//!             └──────────────────── 3. Reprobing ◄── interval += step ──────┘   │ stable value
+//!                                        └──────────────────────────────────────┘
 //! ```
 //!
 //! Decisions (see `docs/heartbeat.md`):
@@ -32,7 +30,8 @@ use std::time::Duration;
 /// 4.5 min, step 1 min, keep 20 s below the last interval that survived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdaptiveParams {
-    /// The first interval tried, and the floor: never ping more often than this.
+    /// The first interval tried, and the floor: never ping more often than this
+    /// (unless the node's `max_s` is lower still).
     pub min: Duration,
     /// The ceiling; the node's `welcome.heartbeat.max_s` lowers it further.
     pub max: Duration,
@@ -105,7 +104,8 @@ pub enum Phase {
 }
 
 /// What has been learned about one network: everything the learner needs to carry
-/// on where it left off, so that an application can persist it across restarts.
+/// on where it left off, so that an application can persist it across restarts
+/// (the fields are public: store them in any format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     /// Where the learner is.

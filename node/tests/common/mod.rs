@@ -31,7 +31,23 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.listen.ws = "127.0.0.1:0".into();
     config.listen.admin = "127.0.0.1:0".into();
     config.storage.path = dir.to_path_buf();
+    use_backend_under_test(&mut config);
     config
+}
+
+/// The store the suite runs against: `embedded` by default; with
+/// `CHORUS_TEST_BACKEND=scylla` a real Cassandra/ScyllaDB at `CHORUS_CASSANDRA`
+/// (default `127.0.0.1:9042`), in a fresh keyspace per node so tests never share
+/// conversations. `scripts/test` runs the end-to-end tests once per backend.
+pub fn use_backend_under_test(config: &mut Config) {
+    if std::env::var("CHORUS_TEST_BACKEND").as_deref() == Ok("scylla") {
+        let contact = std::env::var("CHORUS_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".into());
+        config.storage.backend = chorus_config::StorageBackend::Scylla;
+        config.storage.contact_points = vec![contact];
+        config.storage.keyspace = format!("chorus_test_{:016x}", rand::random::<u64>());
+        config.storage.consistency = chorus_config::Consistency::One;
+        config.storage.replication_factor = 1;
+    }
 }
 
 pub async fn start_node() -> TestNode {
