@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) tag: String,
     /// Time zero of the run: every `*_us` is measured from here.
     pub(crate) base: Instant,
+    /// When the measured traffic started, µs since `base`: timelines count from here.
+    traffic_start_us: AtomicU64,
     pub(crate) stats: Stats,
     pub(crate) recorder: Mutex<Recorder>,
 }
@@ -75,6 +77,7 @@ impl Shared {
         Arc::new(Self {
             tag: format!("{:08x}", rand::random::<u32>()),
             base: Instant::now(),
+            traffic_start_us: AtomicU64::new(0),
             stats: Stats::default(),
             recorder: Mutex::new(Recorder::default()),
         })
@@ -83,6 +86,16 @@ impl Shared {
     /// µs since the run's start.
     pub(crate) fn now_us(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Marks `us` as the start of the measured traffic.
+    pub(crate) fn set_traffic_start(&self, us: u64) {
+        self.traffic_start_us.store(us, Ordering::Relaxed);
+    }
+
+    /// The second of the measured traffic that `intended_us` falls in.
+    pub(crate) fn traffic_second(&self, intended_us: u64) -> u64 {
+        intended_us.saturating_sub(self.traffic_start_us.load(Ordering::Relaxed)) / 1_000_000
     }
 
     /// The instant `us` after the run's start.
@@ -234,7 +247,8 @@ async fn take_events(shared: Arc<Shared>, me: u32, mut events: Events) -> UserLo
                         let latency = now.saturating_sub(intended);
                         shared.record(|r| {
                             r.delivery.record(latency);
-                            r.delivery_timeline.record(intended / 1_000_000, latency);
+                            r.delivery_timeline
+                                .record(shared.traffic_second(intended), latency);
                         });
                     }
                 }

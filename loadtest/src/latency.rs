@@ -166,7 +166,7 @@ impl Timeline {
 /// One second of a [`Timeline`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TimelinePoint {
-    /// Seconds since the start of the run.
+    /// Seconds since the measured traffic started.
     pub second: u64,
     /// Samples meant for this second.
     pub count: u64,

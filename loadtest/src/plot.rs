@@ -22,7 +22,7 @@ pub struct Series {
 pub enum Axis {
     /// Percentile, as `-log10(1 - p)`: 0 = 0 %, 1 = 90 %, 2 = 99 %, ...
     Percentile,
-    /// Seconds since the start of the run.
+    /// Seconds since the measured traffic (or the ramp) started.
     Seconds,
 }
 
@@ -50,7 +50,7 @@ impl Chart {
     /// A latency-over-time chart.
     pub fn timeline(series: Vec<Series>) -> Self {
         Self {
-            caption: "latency over time (by intended second)".into(),
+            caption: "latency over time (by intended send second)".into(),
             x: Axis::Seconds,
             series,
         }
@@ -137,7 +137,7 @@ where
     };
     let x_desc = match chart.x {
         Axis::Percentile => "percentile",
-        Axis::Seconds => "seconds since start",
+        Axis::Seconds => "seconds since the traffic started",
     };
     let percentile = |x: &f64| percentile_label(*x);
     let seconds = |x: &f64| format_number(*x);
@@ -266,7 +266,7 @@ mod tests {
             "test run",
             "percentile",
             "latency (ms)",
-            "seconds since start",
+            "seconds since the traffic started",
             "99%",
             "send→ack",
         ] {

@@ -159,6 +159,7 @@ pub(crate) async fn open_loop(
     if users == 0 {
         return;
     }
+    shared.set_traffic_start(offset_us);
     let gate = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut next = 0;
     while next < schedule.total() {
@@ -187,7 +188,8 @@ pub(crate) async fn open_loop(
                         let latency = now.saturating_sub(intended);
                         shared.record(|r| {
                             r.ack.record(latency);
-                            r.ack_timeline.record(intended / 1_000_000, latency);
+                            r.ack_timeline
+                                .record(shared.traffic_second(intended), latency);
                             r.acks.push(Acked {
                                 key,
                                 dest,

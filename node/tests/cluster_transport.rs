@@ -356,15 +356,19 @@ fn three_nodes_connect_exchange_and_shrug_off_bad_peers() {
     // The silent client was closed by b's handshake timeout (5 s).
     idle.set_read_timeout(Some(SOON)).unwrap();
     let mut buf = [0u8; 64];
-    let closed = matches!(idle.read(&mut buf), Ok(0) | Err(_));
+    let closed = match idle.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
     assert!(closed, "the silent client is still connected");
     eprintln!(
         "a silent cluster client was closed after {:?}",
         idle_since.elapsed()
     );
 
-    eprintln!("{}", b.diagnostics());
-    eprintln!("{}", intruder.diagnostics());
     intruder.quit();
     a.quit();
     b.quit();
@@ -395,8 +399,8 @@ fn a_killed_node_is_detected_and_reconnects_when_restarted() {
 
     // node-2 is dialed by node-1 and dials node-3: both directions lose it.
     let marks = (n1.mark(), n3.mark());
-    n2.kill();
     let killed = Instant::now();
+    n2.kill();
     let (gone1, _) = n1.wait_for_at(marks.0, "disconnected node-2", SOON);
     let (gone3, _) = n3.wait_for_at(marks.1, "disconnected node-2", SOON);
     let (dead1, _) = n1.wait_for_at(marks.0, "dead node-2", SOON);
@@ -435,8 +439,8 @@ fn a_killed_node_is_detected_and_reconnects_when_restarted() {
     // node-1's redials to it are refused until the new one listens.
     let old_generation = n2.generation;
     let marks = (n1.mark(), n3.mark());
-    n2.kill();
     let killed = Instant::now();
+    n2.kill();
     let n2 = Probe::start("node-2", p2, &[p1], "secret-2");
     assert!(n2.generation > old_generation);
     let (back1, _) = n1.wait_for_at(marks.0, "connected node-2", SOON);

@@ -13,7 +13,7 @@
 //! at least half of the token, so `sh1t` and `@ss` fold while `455`, `2024` or
 //! `A$5` stay numbers and prices.
 
-use super::fold::{self, Ascii, Fold, is_kept_as_is};
+use super::fold::{self, Ascii, Fold};
 
 /// Marks the first normalised byte after a separator.
 pub(super) const GAP: u32 = 1 << 31;
@@ -121,7 +121,14 @@ pub(super) fn normalise(text: &str, symbols: Symbols, out: &mut Normalised) -> b
         if byte < 0x80 {
             // Letters and spaces, most of a Latin text, take the shortest way.
             if byte.is_ascii_alphabetic() {
-                writer.letter(fold::LOWER[usize::from(byte)], at as u32);
+                let rest = bytes.get(at..).unwrap_or_default();
+                let run = rest
+                    .iter()
+                    .position(|b| !b.is_ascii_alphabetic())
+                    .unwrap_or(rest.len());
+                writer.letters(rest.get(..run).unwrap_or_default(), at);
+                at += run;
+                continue;
             } else if byte == b' ' {
                 writer.separator();
             } else {
@@ -130,16 +137,16 @@ pub(super) fn normalise(text: &str, symbols: Symbols, out: &mut Normalised) -> b
             at += 1;
             continue;
         }
-        let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
-            break;
-        };
-        if is_kept_as_is(c) {
-            // Most of a Chinese or Korean text: the whole run is copied at once.
-            let run = bytes.get(at..).map_or(0, kept_run_len);
+        // Most of a Chinese or Korean text: the whole run is copied at once.
+        let run = bytes.get(at..).map_or(0, kept_run_len);
+        if run > 0 {
             writer.kept(bytes.get(at..at + run).unwrap_or_default(), at);
             at += run;
             continue;
         }
+        let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
         // Offsets fit: the caller splits longer texts.
         let origin = at as u32;
         match fold::fold(c).as_ref() {
@@ -153,34 +160,36 @@ pub(super) fn normalise(text: &str, symbols: Symbols, out: &mut Normalised) -> b
     writer.symbol_read_as_letter
 }
 
-/// Length in bytes of the run of characters kept as is at the start of `text`
-/// (valid UTF-8 starting with such a character).
-fn kept_run_len(text: &[u8]) -> usize {
+/// Length in bytes of the run of characters kept as is ([`fold::is_kept_as_is`]) at the
+/// start of `text`, valid UTF-8; decided from the bytes, without decoding.
+pub(super) fn kept_run_len(text: &[u8]) -> usize {
     let mut len = 0;
-    loop {
-        let rest = text.get(len..).unwrap_or_default();
-        let step = match *rest {
-            // U+3400..=U+9FFF minus U+4DC0..=U+4DFF (hexagram symbols), decided from
-            // the bytes: most of a Chinese text.
-            [0xE5..=0xE9, ..] => 3,
-            [0xE4, second, ..] if second != 0xB7 => 3,
-            [0xE3, second, ..] if second >= 0x90 => 3,
-            [first, ..] if first >= 0xE0 => {
-                let width = utf8_len(first);
-                let kept = rest
-                    .get(..width)
-                    .and_then(|c| std::str::from_utf8(c).ok())
-                    .and_then(|c| c.chars().next())
-                    .is_some_and(is_kept_as_is);
-                if kept { width } else { 0 }
+    while let Some(&first) = text.get(len) {
+        let second = text.get(len + 1).copied().unwrap_or(0);
+        let kept = match first {
+            // U+5000..=U+9FFF; U+4000..=U+4DBF and U+4E00..=U+4FFF (not U+4DC0..=U+4DFF,
+            // hexagram symbols); U+3400..=U+3FFF.
+            0xE5..=0xE9 => true,
+            0xE4 => second != 0xB7,
+            0xE3 => second >= 0x90,
+            // Hangul syllables U+AC00..=U+D7A3.
+            0xEA..=0xED => {
+                let third = text.get(len + 2).copied().unwrap_or(0);
+                let code = (u32::from(first & 0x0F) << 12)
+                    | (u32::from(second & 0x3F) << 6)
+                    | u32::from(third & 0x3F);
+                (0xAC00..=0xD7A3).contains(&code)
             }
-            _ => 0,
+            // U+20000..=U+3FFFF.
+            0xF0 => second >= 0xA0,
+            _ => false,
         };
-        if step == 0 {
-            return len;
+        if !kept {
+            break;
         }
-        len += step;
+        len += utf8_len(first);
     }
+    len
 }
 
 /// The token being written: a run of ASCII letters, digits and symbols.
@@ -220,6 +229,18 @@ impl Writer<'_> {
         self.open_token();
         self.token.letters += 1;
         self.push(letter, origin);
+    }
+
+    /// A run of ASCII letters.
+    #[inline(always)]
+    fn letters(&mut self, run: &[u8], origin: usize) {
+        self.open_token();
+        self.token.letters += run.len() as u32;
+        let start = self.out.bytes.len();
+        self.out
+            .bytes
+            .extend(run.iter().map(|&b| fold::LOWER[usize::from(b & 0x7F)]));
+        self.copied(start, origin, run.len());
     }
 
     /// A separator: ends the token.

@@ -47,6 +47,9 @@ fn keeps_cjk_and_other_writing_systems() {
     assert_eq!(normalise("שלום"), "שלום");
     assert_eq!(normalise("สวัสดี"), normalise("สวัสดี"));
     assert_eq!(normalise("⼈"), "人");
+    // Half-width katakana and voicing marks fold like their full-width forms.
+    assert_eq!(normalise("ｶﾞｰﾑ"), normalise("ガーム"));
+    assert_eq!(normalise("１２３\u{3000}ＡＢＣ"), "123abc");
 }
 
 #[test]
@@ -224,4 +227,24 @@ fn moderation_versions_and_reload_failures() {
     // The last good filter is still in use.
     assert_eq!((moderation.version(), moderation.size()), (2, 2));
     assert!(!moderation.check("banana split").is_clean());
+}
+
+#[test]
+fn byte_level_run_detection_agrees_with_the_character_ranges() {
+    let samples = (0x80..0x1_0000).chain((0x1_0000..0x4_0000).step_by(97));
+    for c in samples.filter_map(char::from_u32) {
+        let mut buf = [0; 4];
+        let encoded = c.encode_utf8(&mut buf).as_bytes();
+        let expected = if fold::is_kept_as_is(c) {
+            encoded.len()
+        } else {
+            0
+        };
+        assert_eq!(
+            normalise::kept_run_len(encoded),
+            expected,
+            "U+{:04X}",
+            c as u32
+        );
+    }
 }

@@ -32,6 +32,9 @@ use chorus_config::{ClusterConfig, ListenAddrs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[cfg(test)]
+mod tests;
+
 /// Key: `host:port` of the node's actor transport.
 pub const KEY_CLUSTER_ADDR: &str = "cluster_addr";
 /// Key: `host:port` of the node's client TCP listener.
@@ -129,10 +132,12 @@ pub struct Member {
 /// per gossip round.
 ///
 /// With the defaults (250 ms rounds, threshold 12), a node of a 3-node cluster
-/// observes a heartbeat of each peer about every 150–200 ms, so a killed node is
-/// declared dead about 2–2.5 s after its last heartbeat; larger clusters observe
-/// heartbeats more often and detect a little sooner. `node/tests/cluster_transport.rs`
-/// measures it on loopback.
+/// observes a heartbeat of each peer about every 150–170 ms (a timeout of about
+/// 1.8–2 s), so a killed node is declared dead 1.7–2.7 s after it died, measured on
+/// loopback by `node/tests/cluster_transport.rs`, also with both cores busy. Larger
+/// clusters observe heartbeats more often and detect a little sooner. A node
+/// silent for that long (a long pause, a saturated host) is declared dead too,
+/// and its sessions are closed: that is the price of detecting in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GossipTiming {
     /// How often this node gossips with (up to 3) random peers. Default 250 ms.
@@ -363,9 +368,15 @@ impl Membership {
             .with_chitchat(|chitchat| chitchat.live_nodes_watcher())
             .await;
         let (live_tx, live) = watch::channel(live_members(&watcher.borrow_and_update()));
+        let me = handle.chitchat_id().clone();
         let forwarder = tokio::spawn(async move {
+            let mut reported = HashSet::new();
             while watcher.changed().await.is_ok() {
-                let members = live_members(&watcher.borrow_and_update());
+                let members = {
+                    let nodes = watcher.borrow_and_update();
+                    warn_of_duplicate_ids(&me, &nodes, &mut reported);
+                    live_members(&nodes)
+                };
                 live_tx.send_if_modified(|current| {
                     let changed = *current != members;
                     if changed {
@@ -468,6 +479,31 @@ impl Membership {
     pub fn shutdown(&self) {
         let _ = self.inner.handle.initiate_shutdown();
         self.inner.forwarder.abort();
+    }
+}
+
+/// Logs, once per address, another live node that uses this node's id: the two
+/// hide each other (only the newest generation of an id is a member) and neither
+/// can connect to the other.
+fn warn_of_duplicate_ids(
+    me: &ChitchatId,
+    nodes: &BTreeMap<ChitchatId, NodeState>,
+    reported: &mut HashSet<SocketAddr>,
+) {
+    for id in nodes.keys() {
+        // An older generation elsewhere may be this node before it moved; the
+        // older of two nodes sharing an id reports the newer one.
+        if id.node_id == me.node_id
+            && id.gossip_advertise_addr != me.gossip_advertise_addr
+            && id.generation_id >= me.generation_id
+            && reported.insert(id.gossip_advertise_addr)
+        {
+            tracing::error!(
+                node = %me.node_id,
+                other = %id.gossip_advertise_addr,
+                "another node gossips with this node's id: every cluster.node_id must be unique"
+            );
+        }
     }
 }
 

@@ -8,17 +8,17 @@
 //!                                  (cookie auth)
 //! ```
 //!
-//! - One [`Peers`](peers) actor per node supervises the ractor_cluster
+//! - One `Peers` actor (`transport/peers.rs`) per node supervises the ractor_cluster
 //!   `NodeServer` (listening on `listen.cluster`, [`NodeConnectionMode::Isolated`]
 //!   so ractor never dials on its own) and the `Endpoint`. It dials live members
 //!   and keeps the routing table.
-//! - The `Endpoint` ([`endpoint`]) is the only actor other nodes can reach. It joins
+//! - The `Endpoint` (`transport/endpoint.rs`) is the only actor other nodes can reach. It joins
 //!   the process group [`ENDPOINT_GROUP`], which ractor_cluster mirrors to every
 //!   peer at the end of the handshake; the peer's stand-in for it carries the
 //!   session's number in its `ActorId`, which Peers maps to the node id from the
 //!   session's authenticated ractor name, `node_id~generation@host`.
-//! - Each message is one [`frame`]: a small header naming the sender, then the
-//!   payload. Delivery is at most once and in order per session; a payload in
+//! - Each message is one frame (`transport/frame.rs`): a small header naming the
+//!   sender, then the payload. Delivery is at most once and in order per session; a payload in
 //!   flight when a session drops is lost, and nothing is retried here.
 //!
 //! [`NodeConnectionMode::Isolated`]: ractor_cluster::node::NodeConnectionMode::Isolated
@@ -119,6 +119,9 @@ pub enum TransportError {
 }
 
 /// A running transport. Cheap to clone.
+///
+/// Its actors are not tied to this handle: dropping every clone leaves the
+/// listener and the sessions up. Stop it with [`Transport::shutdown`].
 #[derive(Clone)]
 pub struct Transport {
     inner: Arc<Inner>,
