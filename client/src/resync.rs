@@ -32,7 +32,7 @@
 //! use held alone. A conversation's *position* is the larger of held and floor; it is
 //! where resyncs start and what the client reports for saving.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use chorus_wire::Message;
 
@@ -88,11 +88,30 @@ struct ConvState {
     /// `last_seq` when the client first connected without saved positions; 0 = none.
     floor: u64,
     fill: Option<Fill>,
+    /// Seqs of this client's own acked messages above the position. The server
+    /// queues an ack straight to the sending session while other members' `msg`s
+    /// travel through User entities, so an ack may overtake the `msg` before it;
+    /// these fill such holes without asking history.
+    own: BTreeSet<u64>,
 }
+
+/// Own acked seqs remembered per conversation; beyond it gap repair takes over.
+const MAX_OWN: usize = 4096;
 
 impl ConvState {
     fn position(&self) -> u64 {
         self.held.max(self.floor)
+    }
+
+    /// Moves the position over own acked seqs that directly follow it.
+    fn absorb_own(&mut self) {
+        let mut p = self.position();
+        while self.own.remove(&(p + 1)) {
+            p += 1;
+            self.held = p;
+        }
+        let held = self.position();
+        self.own.retain(|&s| s > held);
     }
 }
 
@@ -160,6 +179,7 @@ impl SeqTracker {
             }
             return;
         }
+        st.absorb_own();
         if msg.seq <= st.held {
             return;
         }
@@ -175,6 +195,7 @@ impl SeqTracker {
             return;
         }
         st.held = msg.seq;
+        st.absorb_own();
         out.push(Step::Emit(msg));
     }
 
@@ -185,7 +206,14 @@ impl SeqTracker {
         let st = self.convs.entry(conv.to_string()).or_default();
         if seq == st.position() + 1 {
             st.held = seq;
+            st.absorb_own();
             return true;
+        }
+        if seq > st.position() && st.fill.is_none() {
+            if st.own.len() >= MAX_OWN {
+                st.own.clear();
+            }
+            st.own.insert(seq);
         }
         false
     }
@@ -441,8 +469,25 @@ mod tests {
         assert!(t.on_ack(C, 1));
         assert!(!t.on_ack(C, 3));
         assert_eq!(t.held(C), 1);
+        // 3 was this client's own: the position passes over it once 2 is in.
         assert!(t.on_ack(C, 2));
-        assert_eq!(emitted(&feed(&mut t, C, &[2, 3])), [3]);
+        assert_eq!(t.held(C), 3);
+        assert!(emitted(&feed(&mut t, C, &[2, 3])).is_empty());
+    }
+
+    #[test]
+    fn an_ack_that_overtakes_the_msg_before_it_causes_no_fetch() {
+        let mut t = SeqTracker::default();
+        assert_eq!(emitted(&feed(&mut t, C, &[7])), [7]);
+        // Our message 9 is acked before the other member's 8 reaches us.
+        assert!(!t.on_ack(C, 9));
+        let out = feed(&mut t, C, &[8, 10]);
+        assert!(
+            !out.iter().any(|s| matches!(s, Step::Fetch { .. })),
+            "{out:?}"
+        );
+        assert_eq!(emitted(&out), [8, 10]);
+        assert_eq!(t.held(C), 10);
     }
 
     #[test]

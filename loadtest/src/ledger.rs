@@ -187,7 +187,13 @@ pub struct DeliveryCheck {
     pub seq_collisions: u64,
     /// Messages of other runs received (not a failure).
     pub foreign: u64,
+    /// Up to [`SAMPLE`] missing deliveries, as `"<conv> seq <seq> (<sender>.<k>) to user <index>"`,
+    /// for finding them in the node's logs and history.
+    pub missing_sample: Vec<String>,
 }
+
+/// How many missing deliveries [`DeliveryCheck::missing_sample`] lists.
+pub const SAMPLE: usize = 10;
 
 impl DeliveryCheck {
     /// Whether every acked message arrived exactly once, in order, where it belongs.
@@ -233,7 +239,15 @@ impl DeliveryCheck {
                     .and_then(|i| i.seen.get(&ack.key))
                 {
                     Some(_) => check.delivered += 1,
-                    None => check.missing += 1,
+                    None => {
+                        check.missing += 1;
+                        if check.missing_sample.len() < SAMPLE {
+                            check.missing_sample.push(format!(
+                                "{} seq {} ({}.{}) to user {member}",
+                                ack.conv, ack.seq, ack.key.sender, ack.key.k
+                            ));
+                        }
+                    }
                 }
             }
         }
