@@ -247,17 +247,11 @@ impl Actor for Conversation {
         // store outage turns into `internal` answers, not a dead entity.
         let idle = args.region.settings().conversation_idle;
         let me = myself.clone();
-        let ticker = tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval(idle.max(std::time::Duration::from_millis(100)) / 2);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if me.send_message(ConversationMsg::Tick).is_err() {
-                    break;
-                }
-            }
-        });
+        let ticker = crate::spawn_ticker(
+            me,
+            (idle / 2).max(std::time::Duration::from_millis(50)),
+            || ConversationMsg::Tick,
+        );
         let group = match args.conv {
             ConvId::Group(_) => GroupState::Unknown,
             _ => GroupState::Absent,

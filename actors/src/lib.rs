@@ -43,3 +43,22 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// Sends `make()` to `actor` every `every` until the actor is gone: the idle
+/// checks of entities. The caller aborts the task when the actor stops.
+pub(crate) fn spawn_ticker<M: ractor::Message>(
+    actor: ractor::ActorRef<M>,
+    every: std::time::Duration,
+    make: fn() -> M,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if actor.send_message(make()).is_err() {
+                break;
+            }
+        }
+    })
+}

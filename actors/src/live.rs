@@ -177,23 +177,6 @@ pub struct LiveRoomState {
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn spawn_ticker<M: ractor::Message>(
-    me: ActorRef<M>,
-    every: Duration,
-    make: fn() -> M,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            if me.send_message(make()).is_err() {
-                break;
-            }
-        }
-    })
-}
-
 impl Actor for LiveRoom {
     type Msg = LiveRoomMsg;
     type State = LiveRoomState;
@@ -206,7 +189,7 @@ impl Actor for LiveRoom {
     ) -> Result<Self::State, ActorProcessingErr> {
         let settings = args.region.settings().live.clone();
         let idle = args.region.settings().conversation_idle;
-        let ticker = spawn_ticker(myself, (idle / 2).max(Duration::from_millis(50)), || {
+        let ticker = crate::spawn_ticker(myself, (idle / 2).max(Duration::from_millis(50)), || {
             LiveRoomMsg::Tick
         });
         Ok(LiveRoomState {
@@ -465,7 +448,7 @@ impl Actor for RoomFanout {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let ticker = spawn_ticker(myself, COUNT_REPORT, || FanoutMsg::Tick);
+        let ticker = crate::spawn_ticker(myself, COUNT_REPORT, || FanoutMsg::Tick);
         metrics::gauge!("chorus_live_rooms_local").increment(1.0);
         Ok(FanoutState {
             room: args.room,

@@ -201,96 +201,67 @@ impl ShardRegion {
     /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
     pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
         let ConvId::Live(id) = room else { return };
-        let key = room.to_string();
-        let mut msg = msg;
-        for _ in 0..2 {
-            let mut map = self.inner.live_rooms.lock();
-            let actor = match map.get(&key) {
-                Some(a) => a.clone(),
-                None => {
-                    let args = crate::live::LiveRoomArgs {
-                        room: id.clone(),
-                        region: self.clone(),
-                    };
-                    match ractor::ActorRuntime::<LiveRoom>::spawn_linked_instant(
-                        None,
-                        LiveRoom,
-                        args,
-                        self.inner.supervisor.clone(),
-                    ) {
-                        Ok((a, _)) => {
-                            self.record_owner(a.get_id(), EntityKind::LiveRoom, &key);
-                            map.insert(key.clone(), a.clone());
-                            a
-                        }
-                        Err(e) => {
-                            tracing::error!(room = %key, error = %e, "cannot spawn LiveRoom entity");
-                            return;
-                        }
-                    }
-                }
+        let spawn = || {
+            let args = crate::live::LiveRoomArgs {
+                room: id.clone(),
+                region: self.clone(),
             };
-            match actor.send_message(msg) {
-                Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(back)) => {
-                    map.remove(&key);
-                    msg = back;
-                }
-                Err(_) => return,
-            }
-        }
+            self.spawn_entity(EntityKind::LiveRoom, &room.to_string(), LiveRoom, args)
+        };
+        deliver(&self.inner.live_rooms, &room.to_string(), spawn, msg);
     }
 
     /// Sends to the User entity of `user`, spawning it if needed.
     pub fn tell_user(&self, user: &str, msg: UserMsg) {
-        let mut msg = msg;
-        for _ in 0..2 {
-            let mut map = self.inner.users.lock();
-            let actor = match map.get(user) {
-                Some(a) => a.clone(),
-                None => match self.spawn_user(user) {
-                    Some(a) => {
-                        map.insert(user.to_string(), a.clone());
-                        a
-                    }
-                    None => return,
-                },
+        let spawn = || {
+            let args = crate::user::UserArgs {
+                user: user.to_string(),
+                region: self.clone(),
             };
-            match actor.send_message(msg) {
-                Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(back)) => {
-                    // The actor died between its failure and the supervisor's cleanup.
-                    map.remove(user);
-                    msg = back;
-                }
-                Err(_) => return,
-            }
-        }
+            self.spawn_entity(EntityKind::User, user, User, args)
+        };
+        deliver(&self.inner.users, user, spawn, msg);
     }
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.
     pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
-        let key = conv.to_string();
-        let mut msg = msg;
-        for _ in 0..2 {
-            let mut map = self.inner.conversations.lock();
-            let actor = match map.get(&key) {
-                Some(a) => a.clone(),
-                None => match self.spawn_conversation(conv) {
-                    Some(a) => {
-                        map.insert(key.clone(), a.clone());
-                        a
-                    }
-                    None => return,
-                },
+        let spawn = || {
+            let args = crate::conversation::ConversationArgs {
+                conv: conv.clone(),
+                region: self.clone(),
             };
-            match actor.send_message(msg) {
-                Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(back)) => {
-                    map.remove(&key);
-                    msg = back;
-                }
-                Err(_) => return,
+            self.spawn_entity(
+                EntityKind::Conversation,
+                &conv.to_string(),
+                Conversation,
+                args,
+            )
+        };
+        deliver(&self.inner.conversations, &conv.to_string(), spawn, msg);
+    }
+
+    /// Spawns an entity under the supervisor, without waiting for its start (its
+    /// mailbox takes messages at once; its `pre_start` cannot fail).
+    fn spawn_entity<A: Actor>(
+        &self,
+        kind: EntityKind,
+        key: &str,
+        actor: A,
+        args: A::Arguments,
+    ) -> Option<ActorRef<A::Msg>> {
+        match ractor::ActorRuntime::<A>::spawn_linked_instant(
+            None,
+            actor,
+            args,
+            self.inner.supervisor.clone(),
+        ) {
+            Ok((a, _)) => {
+                self.record_owner(a.get_id(), kind, key);
+                Some(a)
+            }
+            Err(e) => {
+                tracing::error!(kind = kind.label(), key, error = %e, "cannot spawn entity");
+                None
             }
         }
     }
@@ -307,50 +278,6 @@ impl ShardRegion {
             .lock()
             .get(&conv.to_string())
             .cloned()
-    }
-
-    fn spawn_user(&self, user: &str) -> Option<ActorRef<UserMsg>> {
-        let args = crate::user::UserArgs {
-            user: user.to_string(),
-            region: self.clone(),
-        };
-        match ractor::ActorRuntime::<User>::spawn_linked_instant(
-            None,
-            User,
-            args,
-            self.inner.supervisor.clone(),
-        ) {
-            Ok((actor, _)) => {
-                self.record_owner(actor.get_id(), EntityKind::User, user);
-                Some(actor)
-            }
-            Err(e) => {
-                tracing::error!(user, error = %e, "cannot spawn User entity");
-                None
-            }
-        }
-    }
-
-    fn spawn_conversation(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
-        let args = crate::conversation::ConversationArgs {
-            conv: conv.clone(),
-            region: self.clone(),
-        };
-        match ractor::ActorRuntime::<Conversation>::spawn_linked_instant(
-            None,
-            Conversation,
-            args,
-            self.inner.supervisor.clone(),
-        ) {
-            Ok((actor, _)) => {
-                self.record_owner(actor.get_id(), EntityKind::Conversation, &conv.to_string());
-                Some(actor)
-            }
-            Err(e) => {
-                tracing::error!(conv = %conv, error = %e, "cannot spawn Conversation entity");
-                None
-            }
-        }
     }
 
     fn record_owner(&self, id: ActorId, kind: EntityKind, key: &str) {
@@ -478,5 +405,38 @@ impl Actor for EntitySupervisor {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Sends `msg` to the registered actor of `key`, spawning it if absent, all under
+/// the registry lock (see "Passivation without losing messages"). An actor that
+/// died before the supervisor forgot it is replaced once.
+fn deliver<M: ractor::Message>(
+    registry: &Registry<M>,
+    key: &str,
+    spawn: impl Fn() -> Option<ActorRef<M>>,
+    msg: M,
+) {
+    let mut msg = msg;
+    for _ in 0..2 {
+        let mut map = registry.lock();
+        let actor = match map.get(key) {
+            Some(a) => a.clone(),
+            None => match spawn() {
+                Some(a) => {
+                    map.insert(key.to_string(), a.clone());
+                    a
+                }
+                None => return,
+            },
+        };
+        match actor.send_message(msg) {
+            Ok(()) => return,
+            Err(ractor::MessagingErr::SendErr(back)) => {
+                map.remove(key);
+                msg = back;
+            }
+            Err(_) => return,
+        }
     }
 }

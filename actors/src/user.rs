@@ -81,17 +81,11 @@ impl Actor for User {
             .collect();
         let idle = args.region.settings().user_idle;
         let me = myself.clone();
-        let ticker = tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval(idle.max(std::time::Duration::from_millis(100)) / 2);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if me.send_message(UserMsg::Tick).is_err() {
-                    break;
-                }
-            }
-        });
+        let ticker = crate::spawn_ticker(
+            me,
+            (idle / 2).max(std::time::Duration::from_millis(50)),
+            || UserMsg::Tick,
+        );
         let empty_since = sessions.is_empty().then(Instant::now);
         Ok(UserState {
             user: args.user,

@@ -149,6 +149,14 @@ enum Scenario {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The SDK reports what it repairs (failed history fetches, lost connections) as
+    // `tracing` events: warnings by default, more with RUST_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
