@@ -12,8 +12,8 @@
 //!
 //! - `fold`: what each character becomes (tables, confusables).
 //! - `normalise`: the normalised text and its map back to the original.
-//! - [`filter`]: [`Filter`], one compiled dictionary and allow-list.
-//! - [`words`]: word lists, their file format, [`FilterError`].
+//! - `filter`: [`Filter`], one compiled dictionary and allow-list; [`Verdict`].
+//! - `words`: [`WordList`], the list file format; [`FilterError`].
 //! - [`Moderation`] (here): the filter in use, swapped atomically on reload while
 //!   readers keep checking; [`Policy`] and [`Outcome`].
 //!

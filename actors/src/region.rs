@@ -33,6 +33,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 
 use crate::conversation::{Conversation, ConversationMsg};
 use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
+use crate::moderation::Moderation;
 use crate::ratelimit::RateLimiter;
 use crate::sessions::LocalSessions;
 use crate::settings::Settings;
@@ -102,6 +103,7 @@ pub(crate) struct RegionInner {
     live_rooms: Registry<LiveRoomMsg>,
     fanouts: LiveFanouts,
     danmaku_rate: RateLimiter,
+    moderation: Arc<Moderation>,
     /// Which key each live actor serves, for the supervisor.
     owners: Mutex<HashMap<ActorId, (EntityKind, String)>>,
     supervisor: ActorCell,
@@ -128,6 +130,15 @@ impl ShardRegion {
         store: Arc<dyn MessageStore>,
         settings: Settings,
     ) -> Result<Self, ractor::SpawnErr> {
+        Self::start_with(store, settings, Arc::new(Moderation::disabled())).await
+    }
+
+    /// Starts the region with a word filter applied to `send` and `danmaku`.
+    pub async fn start_with(
+        store: Arc<dyn MessageStore>,
+        settings: Settings,
+        moderation: Arc<Moderation>,
+    ) -> Result<Self, ractor::SpawnErr> {
         let slot: Arc<OnceLock<Weak<RegionInner>>> = Arc::new(OnceLock::new());
         let (supervisor, _) = Actor::spawn(
             None,
@@ -145,6 +156,7 @@ impl ShardRegion {
             live_rooms: Registry::new(),
             fanouts: LiveFanouts::default(),
             danmaku_rate,
+            moderation,
             sessions: LocalSessions::default(),
             users: Registry::new(),
             conversations: Registry::new(),
@@ -186,6 +198,11 @@ impl ShardRegion {
     /// This node's live-room fanouts.
     pub fn fanouts(&self) -> &LiveFanouts {
         &self.inner.fanouts
+    }
+
+    /// The word filter.
+    pub fn moderation(&self) -> &Arc<Moderation> {
+        &self.inner.moderation
     }
 
     /// The node's per-user danmaku rate limiter.

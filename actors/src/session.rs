@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::conversation::{ConversationMsg, Request, SendRequest};
 use crate::live::LiveRoomMsg;
+use crate::moderation::Outcome;
 use crate::outbound::SessionHandle;
 use crate::region::ShardRegion;
 use crate::user::UserMsg;
@@ -242,6 +243,9 @@ impl Session {
                 format!("body of {} bytes exceeds {max_body}", body.len()),
             );
         }
+        let Some(body) = self.moderate(&id, body) else {
+            return;
+        };
         // Wait for an in-flight slot: this is where a flooding client is slowed down.
         let Ok(permit) = self.inflight.clone().acquire_owned().await else {
             return;
@@ -256,6 +260,27 @@ impl Session {
         };
         self.region
             .tell_conversation(&conv, ConversationMsg::Send(req));
+    }
+
+    /// Applies the word filter (PROTOCOL.md §4.10): the body to use, or None
+    /// after answering `reject` `filtered`.
+    fn moderate(&self, id: &str, body: String) -> Option<String> {
+        match self
+            .region
+            .moderation()
+            .apply(self.region.settings().moderation, &body)
+        {
+            Outcome::Clean => Some(body),
+            Outcome::Masked(masked) => Some(masked),
+            Outcome::Rejected => {
+                self.reject(
+                    id,
+                    ErrorCode::Filtered,
+                    "the message contains a filtered word",
+                );
+                None
+            }
+        }
     }
 
     fn on_live_join(&mut self, reference: String, room: String) {
@@ -321,6 +346,9 @@ impl Session {
                 format!("body of {} bytes exceeds {max_body}", body.len()),
             );
         }
+        let Some(body) = self.moderate(&id, body) else {
+            return;
+        };
         if let Err(wait) = self.region.danmaku_rate().check(self.user()) {
             metrics::counter!("chorus_send_rejected_total", "code" => ErrorCode::RateLimited.as_str()).increment(1);
             self.handle.send(ServerFrame::Reject {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub meltdown_window: Duration,
     /// Live rooms.
     pub live: crate::live::LiveSettings,
+    /// What the word filter does with a hit (`[moderation] mode`).
+    pub moderation: crate::moderation::Policy,
 }
 
 impl Default for Settings {
@@ -47,6 +49,7 @@ impl Default for Settings {
             meltdown_restarts: 20,
             meltdown_window: Duration::from_secs(10),
             live: crate::live::LiveSettings::default(),
+            moderation: crate::moderation::Policy::Mask,
         }
     }
 }

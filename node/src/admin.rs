@@ -81,6 +81,19 @@ pub trait AdminBackend: Send + Sync + 'static {
         let _ = user;
         unsupported("kick")
     }
+
+    /// `POST /admin/filter/reload`: rebuilds the word filter from its files off the
+    /// hot path and swaps it in; a bad file keeps the old filter and says why.
+    fn filter_reload(&self) -> AdminFuture<'_> {
+        unsupported("filter reload")
+    }
+
+    /// `POST /admin/filter/test` with the text as the body: what the filter finds
+    /// and what mask mode would deliver.
+    fn filter_test(&self, text: String) -> AdminFuture<'_> {
+        let _ = text;
+        unsupported("filter test")
+    }
 }
 
 /// The answer of an operation the node does not implement yet.
@@ -182,6 +195,8 @@ pub fn router(state: AdminState) -> Router {
     let admin = Router::new()
         .route("/status", get(admin_status))
         .route("/kick/{user}", post(admin_kick))
+        .route("/filter/reload", post(admin_filter_reload))
+        .route("/filter/test", post(admin_filter_test))
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -286,6 +301,19 @@ async fn admin_kick(
     chorus_wire::ids::validate_id("user id", &user)
         .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     state.backend.kick(user).await.map(axum::Json)
+}
+
+async fn admin_filter_reload(
+    State(state): State<AdminState>,
+) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.filter_reload().await.map(axum::Json)
+}
+
+async fn admin_filter_test(
+    State(state): State<AdminState>,
+    body: String,
+) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.filter_test(body).await.map(axum::Json)
 }
 
 async fn admin_not_found() -> AdminError {

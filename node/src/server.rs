@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_actors::moderation::{Moderation, Policy};
 use chorus_actors::{CloseReason, Settings, ShardRegion};
 use chorus_config::{Config, StorageBackend};
 use chorus_store::MessageStore;
@@ -130,6 +131,7 @@ impl Node {
             }
         };
 
+        let moderation = Arc::new(load_moderation(&config.moderation).await?);
         let settings = Settings {
             node_id: config.cluster.node_id.clone(),
             max_body: config.limits.max_body as usize,
@@ -144,9 +146,13 @@ impl Node {
                 viewer_queue: config.live.viewer_queue as usize,
                 max_lag: std::time::Duration::from_millis(config.live.max_lag_ms),
             },
+            moderation: match config.moderation.mode {
+                chorus_config::ModerationMode::Mask => Policy::Mask,
+                chorus_config::ModerationMode::Reject => Policy::Reject,
+            },
             ..Settings::default()
         };
-        let region = ShardRegion::start(store.clone(), settings)
+        let region = ShardRegion::start_with(store.clone(), settings, moderation)
             .await
             .map_err(|e| StartError::Actors(e.to_string()))?;
 
@@ -182,6 +188,7 @@ impl Node {
         let backend = Arc::new(NodeAdmin {
             region: region.clone(),
             addrs,
+            moderation: config.moderation.clone(),
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -257,6 +264,22 @@ impl Node {
 struct NodeAdmin {
     region: ShardRegion,
     addrs: BoundAddrs,
+    moderation: chorus_config::ModerationConfig,
+}
+
+/// The word filter of `[moderation]`: none without a word list; a list that does
+/// not load stops the node from starting, with the reason.
+async fn load_moderation(
+    config: &chorus_config::ModerationConfig,
+) -> Result<Moderation, StartError> {
+    let Some(words) = config.words.clone() else {
+        return Ok(Moderation::disabled());
+    };
+    let allow = config.allow.clone();
+    tokio::task::spawn_blocking(move || Moderation::from_files(&words, allow.as_deref()))
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .map_err(|e| StartError::Config(format!("moderation: {e}")))
 }
 
 impl AdminBackend for NodeAdmin {
@@ -268,6 +291,49 @@ impl AdminBackend for NodeAdmin {
             "listen": { "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(), "admin": self.addrs.admin.to_string() },
             "sessions": self.region.sessions().count(),
             "entities": { "user": users, "conversation": conversations, "live_room": live_rooms },
+        });
+        Box::pin(std::future::ready(Ok(body)))
+    }
+
+    fn filter_reload(&self) -> AdminFuture<'_> {
+        let moderation = self.region.moderation().clone();
+        let words = self.moderation.words.clone();
+        let allow = self.moderation.allow.clone();
+        Box::pin(async move {
+            let Some(words) = words else {
+                return Err(AdminError::BadRequest(
+                    "no [moderation] words file is configured".into(),
+                ));
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                moderation.reload_from_files(&words, allow.as_deref())
+            })
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?
+            .map_err(|e| AdminError::BadRequest(format!("the filter was not replaced: {e}")))?;
+            Ok(json!({
+                "version": report.version,
+                "words": report.words,
+                "allowed": report.allowed,
+                "memory_bytes": report.memory_bytes,
+                "build_ms": report.build_time.as_millis() as u64,
+            }))
+        })
+    }
+
+    fn filter_test(&self, text: String) -> AdminFuture<'_> {
+        let moderation = self.region.moderation();
+        let verdict = moderation.check(&text);
+        let hits: Vec<serde_json::Value> = verdict
+            .hits
+            .iter()
+            .map(|h| json!({ "word": &*h.word, "start": h.range.start, "end": h.range.end, "text": text.get(h.range.clone()) }))
+            .collect();
+        let body = json!({
+            "version": verdict.version,
+            "hits": hits,
+            "masked": moderation.mask(&text).unwrap_or_else(|| text.clone()),
+            "normalised": chorus_actors::moderation::normalise(&text),
         });
         Box::pin(std::future::ready(Ok(body)))
     }

@@ -59,6 +59,8 @@ fn leetspeak_only_in_tokens_that_are_mostly_letters() {
     assert_eq!(normalise("$h!t"), "shit");
     assert_eq!(normalise("h4x0r"), "haxor");
     assert_eq!(normalise("455"), "455");
+    assert_eq!(normalise("1337"), "1337");
+    assert_eq!(normalise("5h1t"), "shit");
     assert_eq!(normalise("A$5"), "a5");
     assert_eq!(normalise("2024年"), "2024年");
     assert_eq!(normalise("价格455元"), "价格455元");
