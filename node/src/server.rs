@@ -157,9 +157,7 @@ impl Node {
             .map_err(|e| StartError::Actors(e.to_string()))?;
 
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { what, addr, source })
+            listen_on(addr).map_err(|source| StartError::Bind { what, addr, source })
         };
         let tcp = bind("listen.tcp", listen.tcp).await?;
         let ws = bind("listen.ws", listen.ws).await?;
@@ -258,6 +256,21 @@ impl Node {
         }
         tracing::info!("node stopped");
     }
+}
+
+/// Connections the kernel queues before `accept`: a reconnect storm of thousands
+/// of clients must not meet the default backlog of 128 and its SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The admin API's view of this node.
