@@ -190,16 +190,14 @@ pub struct ConversationState {
     last_activity: Instant,
     /// Passivated while a write was in flight: stop once it completes.
     stopping: bool,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    /// The idle check; stops with the state.
+    _ticker: crate::Ticker,
 }
 
 impl Drop for ConversationState {
     /// Runs however the entity ends: ractor calls `post_stop` only on a clean stop,
     /// not after a failure, which is when sends can still be pending.
     fn drop(&mut self) {
-        if let Some(t) = self.ticker.take() {
-            t.abort();
-        }
         // Anything still waiting gets an answer rather than silence (only possible
         // after a failure; a passivated entity has nothing pending). The write in
         // flight is not ours to judge: its task answers its senders with the real
@@ -272,7 +270,7 @@ impl Actor for Conversation {
             linked: false,
             last_activity: Instant::now(),
             stopping: false,
-            ticker: Some(ticker),
+            _ticker: ticker,
         })
     }
 

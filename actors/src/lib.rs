@@ -45,13 +45,14 @@ pub fn now_ms() -> u64 {
 }
 
 /// Sends `make()` to `actor` every `every` until the actor is gone: the idle
-/// checks of entities. The caller aborts the task when the actor stops.
+/// checks of entities. The task stops when the returned [`Ticker`] is dropped
+/// with the actor's state, however the actor ends.
 pub(crate) fn spawn_ticker<M: ractor::Message>(
     actor: ractor::ActorRef<M>,
     every: std::time::Duration,
     make: fn() -> M,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Ticker {
+    Ticker(tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
         interval.tick().await;
         loop {
@@ -60,5 +61,15 @@ pub(crate) fn spawn_ticker<M: ractor::Message>(
                 break;
             }
         }
-    })
+    }))
+}
+
+/// A periodic task owned by an actor's state; aborted when dropped.
+#[derive(Debug)]
+pub(crate) struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

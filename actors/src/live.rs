@@ -174,7 +174,8 @@ pub struct LiveRoomState {
     recent: VecDeque<LiveItem>,
     nodes: HashMap<String, NodeViewers>,
     last_activity: Instant,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    /// The idle check; stops with the state.
+    _ticker: crate::Ticker,
 }
 
 impl Actor for LiveRoom {
@@ -206,19 +207,8 @@ impl Actor for LiveRoom {
             recent: VecDeque::new(),
             nodes: HashMap::new(),
             last_activity: Instant::now(),
-            ticker: Some(ticker),
+            _ticker: ticker,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.ticker.take() {
-            t.abort();
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -435,7 +425,8 @@ pub struct FanoutState {
     region: ShardRegion,
     viewers: Vec<SessionHandle>,
     empty_since: Option<Instant>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    /// The idle check; stops with the state.
+    _ticker: crate::Ticker,
 }
 
 impl Actor for RoomFanout {
@@ -455,7 +446,7 @@ impl Actor for RoomFanout {
             region: args.region,
             viewers: Vec::new(),
             empty_since: None,
-            ticker: Some(ticker),
+            _ticker: ticker,
         })
     }
 
@@ -464,9 +455,6 @@ impl Actor for RoomFanout {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.ticker.take() {
-            t.abort();
-        }
         metrics::gauge!("chorus_live_viewers").decrement(state.viewers.len() as f64);
         metrics::gauge!("chorus_live_rooms_local").decrement(1.0);
         Ok(())

@@ -59,7 +59,8 @@ pub struct UserState {
     sessions: Vec<SessionHandle>,
     /// When the last session left (None while any is attached).
     empty_since: Option<Instant>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    /// The idle check; stops with the state.
+    _ticker: crate::Ticker,
 }
 
 impl Actor for User {
@@ -92,19 +93,8 @@ impl Actor for User {
             region: args.region,
             sessions,
             empty_since,
-            ticker: Some(ticker),
+            _ticker: ticker,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.ticker.take() {
-            t.abort();
-        }
-        Ok(())
     }
 
     async fn handle(
