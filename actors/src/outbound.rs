@@ -22,6 +22,10 @@ pub struct OutFrame {
     frame: ServerFrame,
     json: OnceLock<Bytes>,
     binary: OnceLock<Bytes>,
+    /// One transport-specific wrapping of an encoding, made once and shared by every
+    /// session (the WebSocket gateway keeps its validated text message here, so a
+    /// frame fanned out to many viewers is checked as UTF-8 once, not per viewer).
+    transport: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A shared, immutable frame on its way to one or more sessions.
@@ -34,7 +38,20 @@ impl OutFrame {
             frame,
             json: OnceLock::new(),
             binary: OnceLock::new(),
+            transport: OnceLock::new(),
         })
+    }
+
+    /// The transport's own form of this frame, made by `make` on first use and
+    /// shared afterwards; `None` if a different type was cached first.
+    pub fn transport_form<T: Clone + Send + Sync + 'static>(
+        &self,
+        make: impl FnOnce(&Self) -> T,
+    ) -> Option<T> {
+        self.transport
+            .get_or_init(|| Box::new(make(self)))
+            .downcast_ref::<T>()
+            .cloned()
     }
 
     /// The frame itself.

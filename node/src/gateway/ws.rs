@@ -78,13 +78,15 @@ impl FrameWriter for WsWriter {
         encoding: Encoding,
     ) -> std::io::Result<()> {
         for f in frames {
-            let bytes = f.bytes(encoding).clone();
             let message = match encoding {
-                Encoding::Binary => Message::Binary(bytes),
-                Encoding::Json => match Utf8Bytes::try_from(bytes) {
-                    Ok(text) => Message::Text(text),
+                Encoding::Binary => Message::Binary(f.bytes(encoding).clone()),
+                // Validated as UTF-8 once per frame, then shared by every viewer.
+                Encoding::Json => match f
+                    .transport_form(|f| Utf8Bytes::try_from(f.bytes(Encoding::Json).clone()).ok())
+                {
+                    Some(Some(text)) => Message::Text(text),
                     // Our own JSON encoder only produces UTF-8; skip rather than panic.
-                    Err(_) => continue,
+                    _ => continue,
                 },
             };
             self.sink
