@@ -331,13 +331,7 @@ impl Actor for Conversation {
 }
 
 fn reject(session: &SessionHandle, id: &str, code: ErrorCode, message: &str) {
-    metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
-    session.send(ServerFrame::Reject {
-        id: id.to_string(),
-        code,
-        message: message.to_string(),
-        retry_after_ms: None,
-    });
+    session.reject(id, code, message, None);
 }
 
 fn error(req: &Request, code: ErrorCode, message: impl Into<String>) {

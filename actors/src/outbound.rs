@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chorus_wire::codec::Frame;
-use chorus_wire::{Encoding, ServerFrame};
+use chorus_wire::{Encoding, ErrorCode, ServerFrame};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -287,6 +287,25 @@ impl SessionHandle {
     /// Completes when a live batch may be waiting (cancel-safe).
     pub async fn live_ready(&self) {
         self.0.live.notify.notified().await;
+    }
+
+    /// Answers a `send` or `danmaku` with `reject` (counted in
+    /// `chorus_send_rejected_total{code}`); the echoed id is cut to 128 characters,
+    /// since it may be hostile input.
+    pub fn reject(
+        &self,
+        id: &str,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after_ms: Option<u64>,
+    ) {
+        metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
+        self.send(ServerFrame::Reject {
+            id: id.chars().take(128).collect(),
+            code,
+            message: message.into(),
+            retry_after_ms,
+        });
     }
 
     /// Wraps and queues a frame meant for this session alone.

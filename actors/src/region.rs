@@ -283,11 +283,6 @@ impl ShardRegion {
         }
     }
 
-    /// Asks for the running actor of a user, if any (for tests and operators).
-    pub fn user_actor(&self, user: &str) -> Option<ActorRef<UserMsg>> {
-        self.inner.users.lock().get(user).cloned()
-    }
-
     /// The running actor of a conversation, if any (for tests and operators).
     pub fn conversation_actor(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
         self.inner

@@ -122,13 +122,7 @@ impl Session {
     }
 
     fn reject(&self, id: &str, code: ErrorCode, message: impl Into<String>) {
-        metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
-        self.handle.send(ServerFrame::Reject {
-            id: id.chars().take(MAX_REF).collect(),
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        });
+        self.handle.reject(id, code, message, None);
     }
 
     fn request(&self, reference: String) -> Request {
@@ -350,13 +344,13 @@ impl Session {
             return;
         };
         if let Err(wait) = self.region.danmaku_rate().check(self.user()) {
-            metrics::counter!("chorus_send_rejected_total", "code" => ErrorCode::RateLimited.as_str()).increment(1);
-            self.handle.send(ServerFrame::Reject {
-                id,
-                code: ErrorCode::RateLimited,
-                message: "too many danmaku; slow down".into(),
-                retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
-            });
+            let retry = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            self.handle.reject(
+                &id,
+                ErrorCode::RateLimited,
+                "too many danmaku; slow down",
+                retry,
+            );
             return;
         }
         let roles = self.identity.roles;

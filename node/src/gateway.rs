@@ -430,9 +430,6 @@ async fn run_writer<W: FrameWriter>(
         metrics::counter!("chorus_frames_out_total").increment(n);
         batch.clear();
     }
-    if handle.close_reason() == Some(CloseReason::Kicked) {
-        // Nothing more to say: the kick itself is the message.
-    }
     // A polite close flushes first, which never completes if the client stopped
     // reading (a slow consumer): bounded, after which dropping the socket closes it.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.close()).await;
