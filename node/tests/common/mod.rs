@@ -119,14 +119,8 @@ impl RawTcp {
     }
 
     /// Frames until one matches, skipping others.
-    pub async fn recv_until(&mut self, mut want: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
-        loop {
-            match self.recv().await {
-                Some(f) if want(&f) => return f,
-                Some(_) => {}
-                None => panic!("connection closed while waiting"),
-            }
-        }
+    pub async fn recv_until(&mut self, want: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
+        recv_until(self, want).await
     }
 }
 
@@ -188,14 +182,8 @@ impl RawWs {
         Some(ServerFrame::from_json(&v.to_string()).expect("server JSON decodes"))
     }
 
-    pub async fn recv_until(&mut self, mut want: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
-        loop {
-            match self.recv().await {
-                Some(f) if want(&f) => return f,
-                Some(_) => {}
-                None => panic!("connection closed while waiting"),
-            }
-        }
+    pub async fn recv_until(&mut self, want: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
+        recv_until(self, want).await
     }
 }
 
@@ -224,6 +212,20 @@ impl RawClient for RawWs {
     }
     async fn next(&mut self) -> Option<ServerFrame> {
         self.recv().await
+    }
+}
+
+/// Frames until one matches `want`, skipping others; the connection must stay open.
+pub async fn recv_until(
+    c: &mut impl RawClient,
+    mut want: impl FnMut(&ServerFrame) -> bool,
+) -> ServerFrame {
+    loop {
+        match c.next().await {
+            Some(f) if want(&f) => return f,
+            Some(_) => {}
+            None => panic!("connection closed while waiting"),
+        }
     }
 }
 
