@@ -24,8 +24,9 @@ use chorus_wire::{ConvId, ErrorCode, Message, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::outbound::{OutFrame, SessionHandle};
+use crate::outbound::OutFrame;
 use crate::region::{EntityKind, ShardRegion};
+use crate::remote::SessionRef;
 use crate::user::UserMsg;
 
 /// Client message ids remembered in memory per conversation (the store remembers
@@ -38,7 +39,7 @@ pub struct SendRequest {
     /// Sender's user id.
     pub sender: String,
     /// The sending session: gets the `ack` or `reject`, not the `msg`.
-    pub session: SessionHandle,
+    pub session: SessionRef,
     /// The client's message id.
     pub client_id: String,
     /// Text, already validated.
@@ -50,13 +51,28 @@ pub struct SendRequest {
 /// A [`SendRequest`] taken over by its Conversation, which now owes it an answer.
 struct Accepted {
     sender: String,
-    session: SessionHandle,
+    session: SessionRef,
     client_id: String,
     body: String,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl SendRequest {
+    /// Takes the request apart to forward it to another node: (sender, session,
+    /// client id, body, permit). The request left behind has nothing to answer.
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        String,
+        SessionRef,
+        String,
+        String,
+        Option<OwnedSemaphorePermit>,
+    ) {
+        let a = self.accept();
+        (a.sender, a.session, a.client_id, a.body, a.permit)
+    }
+
     /// Takes the request over; the request left behind has nothing to answer.
     fn accept(mut self) -> Accepted {
         Accepted {
@@ -95,10 +111,11 @@ pub struct Request {
     /// The request's `ref`.
     pub reference: String,
     /// Where the answer goes.
-    pub reply: SessionHandle,
+    pub reply: SessionRef,
 }
 
-/// Messages to a Conversation entity. None crosses nodes yet.
+/// Messages to a Conversation entity. Those that may cross nodes have an envelope
+/// in `chorus_wire::cluster::EntityEnvelope`.
 #[derive(Debug)]
 pub enum ConversationMsg {
     /// A chat message to store and deliver.
@@ -150,7 +167,7 @@ pub struct ConversationArgs {
 #[derive(Debug)]
 struct Pending {
     message: Message,
-    session: SessionHandle,
+    session: SessionRef,
     permit: Option<OwnedSemaphorePermit>,
     started: Instant,
 }
@@ -182,7 +199,7 @@ pub struct ConversationState {
     dedup: HashMap<(String, String), (u64, u64)>,
     dedup_order: VecDeque<(String, String)>,
     /// Sessions waiting on a message that is pending or in flight, by its key.
-    waiting: HashMap<(String, String), Vec<SessionHandle>>,
+    waiting: HashMap<(String, String), Vec<SessionRef>>,
     pending: Vec<Pending>,
     inflight: Option<Vec<Pending>>,
     /// Whether the dm has been linked into both users' conversation lists.
@@ -330,7 +347,7 @@ impl Actor for Conversation {
     }
 }
 
-fn reject(session: &SessionHandle, id: &str, code: ErrorCode, message: &str) {
+fn reject(session: &SessionRef, id: &str, code: ErrorCode, message: &str) {
     session.reject(id, code, message, None);
 }
 
@@ -533,7 +550,7 @@ impl ConversationState {
                 .collect();
         }
         // Who to answer if this entity dies before the write completes.
-        let senders: Vec<(SessionHandle, ServerFrame)> = batch
+        let senders: Vec<(SessionRef, ServerFrame)> = batch
             .iter()
             .map(|p| {
                 let m = &p.message;

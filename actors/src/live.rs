@@ -25,6 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
 use crate::region::{EntityKind, ShardRegion};
+use crate::remote::SessionRef;
 
 /// How often a RoomFanout reports its viewer count to its room (the cluster-wide
 /// count is at most this stale).
@@ -74,34 +75,30 @@ pub enum LiveRoomMsg {
         /// The item, `seq` 0.
         item: LiveItem,
         /// The sending session.
-        reply: SessionHandle,
+        reply: SessionRef,
     },
     /// A viewer joined on `node`, already added to that node's fanout.
     Join {
         /// The request's `ref`.
         reference: String,
         /// The viewer.
-        viewer: SessionHandle,
+        viewer: SessionRef,
         /// The viewer's node.
         node: String,
-        /// That node's fanout of this room.
-        fanout: ActorRef<FanoutMsg>,
     },
     /// A viewer left (`reply` gets `ok` when it asked).
     Leave {
         /// The request's `ref`, if the client asked.
         reference: Option<String>,
         /// Who asks for the answer.
-        reply: Option<SessionHandle>,
+        reply: Option<SessionRef>,
         /// The viewer's node.
         node: String,
     },
-    /// A fanout's authoritative count of its viewers.
+    /// A node's fanout's authoritative count of its viewers.
     ViewerCount {
         /// The fanout's node.
         node: String,
-        /// The fanout.
-        fanout: ActorRef<FanoutMsg>,
         /// Its viewers.
         count: u64,
     },
@@ -153,7 +150,6 @@ pub struct LiveRoomArgs {
 }
 
 struct NodeViewers {
-    fanout: ActorRef<FanoutMsg>,
     count: u64,
 }
 
@@ -254,14 +250,12 @@ impl Actor for LiveRoom {
                 reference,
                 viewer,
                 node,
-                fanout,
             } => {
-                let entry = state.nodes.entry(node).or_insert(NodeViewers {
-                    fanout: fanout.clone(),
-                    count: 0,
-                });
-                entry.fanout = fanout;
-                entry.count += 1;
+                state
+                    .nodes
+                    .entry(node)
+                    .or_insert(NodeViewers { count: 0 })
+                    .count += 1;
                 viewer.send(ServerFrame::LiveJoined {
                     reference,
                     room: state.room.clone(),
@@ -281,15 +275,11 @@ impl Actor for LiveRoom {
                     reply.send(ServerFrame::Ok { reference });
                 }
             }
-            LiveRoomMsg::ViewerCount {
-                node,
-                fanout,
-                count,
-            } => {
+            LiveRoomMsg::ViewerCount { node, count } => {
                 if count == 0 {
                     state.nodes.remove(&node);
                 } else {
-                    state.nodes.insert(node, NodeViewers { fanout, count });
+                    state.nodes.insert(node, NodeViewers { count });
                 }
             }
             LiveRoomMsg::Tick => {
@@ -359,15 +349,10 @@ impl LiveRoomState {
             dropped,
         });
         metrics::counter!("chorus_live_batches_total").increment(1);
-        self.nodes.retain(|_, n| {
-            n.fanout
-                .send_message(FanoutMsg::Batch {
-                    frame: frame.clone(),
-                    weight,
-                    ordinary,
-                })
-                .is_ok()
-        });
+        let region = &self.region;
+        let room = &self.room;
+        self.nodes
+            .retain(|node, _| region.live_batch(node, room, &frame, weight, ordinary));
     }
 }
 
@@ -519,14 +504,9 @@ impl Actor for RoomFanout {
                 let node = state.region.settings().node_id.clone();
                 let room = ConvId::Live(state.room.clone());
                 let count = state.viewers.len() as u64;
-                state.region.tell_live_room(
-                    &room,
-                    LiveRoomMsg::ViewerCount {
-                        node,
-                        fanout: myself.clone(),
-                        count,
-                    },
-                );
+                state
+                    .region
+                    .tell_live_room(&room, LiveRoomMsg::ViewerCount { node, count });
                 if count == 0 {
                     let since = *state.empty_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= state.region.settings().conversation_idle
@@ -601,6 +581,19 @@ impl LiveFanouts {
             }
         }
         None
+    }
+
+    /// Hands a batch to this node's fanout of `room`; false if there is none.
+    pub fn batch(&self, room: &str, frame: SharedFrame, weight: u64, ordinary: bool) -> bool {
+        let map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(room).is_some_and(|f| {
+            f.send_message(FanoutMsg::Batch {
+                frame,
+                weight,
+                ordinary,
+            })
+            .is_ok()
+        })
     }
 
     /// Removes a viewer from this node's fanout of `room`.

@@ -34,10 +34,18 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use crate::conversation::{Conversation, ConversationMsg};
 use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
 use crate::moderation::Moderation;
+use crate::outbound::SharedFrame;
+use crate::placement::{Placement, Table};
 use crate::ratelimit::RateLimiter;
+use crate::remote::{Link, Outbox, SessionRef};
 use crate::sessions::LocalSessions;
 use crate::settings::Settings;
-use crate::user::{User, UserMsg};
+use crate::user::{Attached, User, UserMsg};
+
+/// Forwards a message may take before the node holding it runs the entity
+/// itself: two nodes whose tables disagree for a moment cannot bounce a message
+/// forever. (Sequence blocks keep two owners of a conversation from colliding.)
+pub(crate) const MAX_HOPS: u8 = 2;
 
 /// The kinds of sharded entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,12 +100,26 @@ impl<M: ractor::Message> Registry<M> {
     fn len(&self) -> usize {
         self.lock().len()
     }
+
+    fn contains(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// Removes every entity whose key `leaves` and returns them, under the lock:
+    /// no message reaches them afterwards.
+    fn remove_where(&self, leaves: impl Fn(&str) -> bool) -> Vec<ActorRef<M>> {
+        let mut map = self.lock();
+        let keys: Vec<String> = map.keys().filter(|k| leaves(k)).cloned().collect();
+        keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+    }
 }
 
 pub(crate) struct RegionInner {
     pub(crate) store: Arc<dyn MessageStore>,
     pub(crate) settings: Settings,
     pub(crate) sessions: LocalSessions,
+    placement: Placement,
+    link: Arc<Link>,
     users: Registry<UserMsg>,
     conversations: Registry<ConversationMsg>,
     live_rooms: Registry<LiveRoomMsg>,
@@ -151,6 +173,8 @@ impl ShardRegion {
         .await?;
         let danmaku_rate = RateLimiter::new(settings.live.rate_per_user, settings.live.rate_window);
         let inner = Arc::new(RegionInner {
+            placement: Placement::single(&settings.node_id, settings.shards),
+            link: Arc::new(Link::new(&settings.node_id)),
             store,
             settings,
             live_rooms: Registry::new(),
@@ -215,9 +239,136 @@ impl ShardRegion {
         self.inner.supervisor.clone()
     }
 
+    /// Where entities run.
+    pub fn placement(&self) -> &Placement {
+        &self.inner.placement
+    }
+
+    /// This node's end of the cluster.
+    pub fn link(&self) -> &Arc<Link> {
+        &self.inner.link
+    }
+
+    /// Joins the cluster: envelopes for other nodes go to `outbox`. Until then
+    /// (and on a single node) every entity runs here.
+    pub fn connect_cluster(&self, generation: u64, outbox: Arc<dyn Outbox>) {
+        self.inner.link.connect(generation, outbox);
+    }
+
+    /// Handles the bytes of one envelope from node `from`; garbage is counted
+    /// and dropped.
+    pub fn receive(&self, from: &str, bytes: &[u8]) {
+        crate::routing::receive(self, from, bytes);
+    }
+
+    /// The owner of `key` if it is another node and `hops` allows one more forward.
+    fn remote_owner(&self, key: &str, hops: u8) -> Option<Arc<str>> {
+        if hops >= MAX_HOPS {
+            return None;
+        }
+        let owner = self.inner.placement.owner(key)?;
+        (*owner != **self.inner.placement.node_id()).then_some(owner)
+    }
+
+    /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
+    /// is running on this node.
+    pub fn is_running(&self, key: &str) -> bool {
+        if let Some(user) = key.strip_prefix("user:") {
+            self.inner.users.contains(user)
+        } else if key.starts_with("live:") {
+            self.inner.live_rooms.contains(key)
+        } else {
+            self.inner.conversations.contains(key)
+        }
+    }
+
+    /// After the placement changed from `previous`: hands off the entities this
+    /// node no longer owns (each finishes what it accepted, then stops; the next
+    /// message for its key goes to the new owner, which restarts it from the
+    /// store), and re-attaches this node's sessions whose User moved.
+    pub fn rebalance(&self, previous: &Table) {
+        let placement = &self.inner.placement;
+        let users = self
+            .inner
+            .users
+            .remove_where(|u| !placement.is_local(&format!("user:{u}")));
+        for user in &users {
+            let _ = user.send_message(UserMsg::HandOff);
+        }
+        let convs = self
+            .inner
+            .conversations
+            .remove_where(|c| !placement.is_local(c));
+        for conv in &convs {
+            let _ = conv.send_message(ConversationMsg::Stop);
+        }
+        let rooms = self
+            .inner
+            .live_rooms
+            .remove_where(|r| !placement.is_local(r));
+        for room in &rooms {
+            let _ = room.send_message(LiveRoomMsg::Stop);
+        }
+        let mut moved = 0usize;
+        for session in self.inner.sessions.all() {
+            let key = format!("user:{}", session.user());
+            let before = previous.owner_of_shard(placement.shard_of(&key)).cloned();
+            if before != placement.owner(&key) {
+                moved += 1;
+                let user = session.user().to_string();
+                self.tell_user(
+                    &user,
+                    UserMsg::Attach(SessionRef::Local(session), Attached::Nobody),
+                );
+            }
+        }
+        tracing::info!(
+            users = users.len(),
+            conversations = convs.len(),
+            live_rooms = rooms.len(),
+            sessions_moved = moved,
+            "placement changed: handed off entities"
+        );
+    }
+
+    /// Hands a live batch to `node`'s fanout of `room`; false if it has none
+    /// (or the node is unreachable).
+    pub(crate) fn live_batch(
+        &self,
+        node: &str,
+        room: &str,
+        frame: &SharedFrame,
+        weight: u64,
+        ordinary: bool,
+    ) -> bool {
+        if node == self.inner.settings.node_id {
+            return self
+                .inner
+                .fanouts
+                .batch(room, frame.clone(), weight, ordinary);
+        }
+        self.inner.link.send(
+            node,
+            &chorus_wire::cluster::Envelope::LiveBatch {
+                room: room.to_string(),
+                frame: frame.frame().clone(),
+                weight,
+                ordinary,
+            },
+        )
+    }
+
     /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
     pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
+        self.route_live_room(room, msg, 0);
+    }
+
+    pub(crate) fn route_live_room(&self, room: &ConvId, msg: LiveRoomMsg, hops: u8) {
         let ConvId::Live(id) = room else { return };
+        let key = room.to_string();
+        if let Some(node) = self.remote_owner(&key, hops) {
+            return crate::routing::forward_live_room(self, &node, id, msg, hops + 1);
+        }
         let spawn = || {
             let args = crate::live::LiveRoomArgs {
                 room: id.clone(),
@@ -225,11 +376,18 @@ impl ShardRegion {
             };
             self.spawn_entity(EntityKind::LiveRoom, &room.to_string(), LiveRoom, args)
         };
-        deliver(&self.inner.live_rooms, &room.to_string(), spawn, msg);
+        deliver(&self.inner.live_rooms, &key, spawn, msg);
     }
 
     /// Sends to the User entity of `user`, spawning it if needed.
     pub fn tell_user(&self, user: &str, msg: UserMsg) {
+        self.route_user(user, msg, 0);
+    }
+
+    pub(crate) fn route_user(&self, user: &str, msg: UserMsg, hops: u8) {
+        if let Some(node) = self.remote_owner(&format!("user:{user}"), hops) {
+            return crate::routing::forward_user(self, &node, user, msg, hops + 1);
+        }
         let spawn = || {
             let args = crate::user::UserArgs {
                 user: user.to_string(),
@@ -242,6 +400,14 @@ impl ShardRegion {
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.
     pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
+        self.route_conversation(conv, msg, 0);
+    }
+
+    pub(crate) fn route_conversation(&self, conv: &ConvId, msg: ConversationMsg, hops: u8) {
+        let key = conv.to_string();
+        if let Some(node) = self.remote_owner(&key, hops) {
+            return crate::routing::forward_conversation(self, &node, &key, msg, hops + 1);
+        }
         let spawn = || {
             let args = crate::conversation::ConversationArgs {
                 conv: conv.clone(),
@@ -254,7 +420,7 @@ impl ShardRegion {
                 args,
             )
         };
-        deliver(&self.inner.conversations, &conv.to_string(), spawn, msg);
+        deliver(&self.inner.conversations, &key, spawn, msg);
     }
 
     /// Spawns an entity under the supervisor, without waiting for its start (its

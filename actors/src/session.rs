@@ -22,7 +22,8 @@ use crate::live::LiveRoomMsg;
 use crate::moderation::Outcome;
 use crate::outbound::SessionHandle;
 use crate::region::ShardRegion;
-use crate::user::UserMsg;
+use crate::remote::SessionRef;
+use crate::user::{Attached, UserMsg};
 
 /// Longest `ref` echoed back.
 const MAX_REF: usize = 128;
@@ -73,7 +74,10 @@ impl Session {
         region.sessions().register(&handle);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let port: ractor::RpcReplyPort<()> = tx.into();
-        region.tell_user(&identity.user, UserMsg::Attach(handle.clone(), port));
+        region.tell_user(
+            &identity.user,
+            UserMsg::Attach(SessionRef::Local(handle.clone()), Attached::Port(port)),
+        );
         // If the User entity died before answering, the supervisor restarts it from
         // the session directory, which already holds this session.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
@@ -129,7 +133,7 @@ impl Session {
         Request {
             user: self.user().to_string(),
             reference,
-            reply: self.handle.clone(),
+            reply: SessionRef::Local(self.handle.clone()),
         }
     }
 
@@ -247,7 +251,7 @@ impl Session {
         let conv = target.conv_for(self.user());
         let req = SendRequest {
             sender: self.user().to_string(),
-            session: self.handle.clone(),
+            session: SessionRef::Local(self.handle.clone()),
             client_id: id,
             body,
             permit: Some(permit),
@@ -291,11 +295,12 @@ impl Session {
                 "watching too many rooms",
             );
         }
-        let Some(fanout) = self
+        if self
             .region
             .fanouts()
             .join(&self.region, &room, self.handle.clone())
-        else {
+            .is_none()
+        {
             return self.error(
                 Some(&reference),
                 ErrorCode::Internal,
@@ -307,9 +312,8 @@ impl Session {
         }
         let msg = LiveRoomMsg::Join {
             reference,
-            viewer: self.handle.clone(),
+            viewer: SessionRef::Local(self.handle.clone()),
             node: self.region.settings().node_id.clone(),
-            fanout,
         };
         self.region.tell_live_room(&ConvId::Live(room), msg);
     }
@@ -317,7 +321,9 @@ impl Session {
     fn leave_room(&self, room: &str, reference: Option<String>) {
         self.region.fanouts().leave(room, self.handle.id());
         let msg = LiveRoomMsg::Leave {
-            reply: reference.is_some().then(|| self.handle.clone()),
+            reply: reference
+                .is_some()
+                .then(|| SessionRef::Local(self.handle.clone())),
             reference,
             node: self.region.settings().node_id.clone(),
         };
@@ -375,7 +381,7 @@ impl Session {
             &ConvId::Live(room),
             LiveRoomMsg::Danmaku {
                 item,
-                reply: self.handle.clone(),
+                reply: SessionRef::Local(self.handle.clone()),
             },
         );
     }

@@ -1,59 +1,74 @@
-//! The node-local directory of connected sessions, by user.
+//! The node-local directory of connected sessions, by user and by id.
 //!
-//! It is the truth a User entity rebuilds itself from when it (re)starts, and the
-//! list an operator's kick or a drain walks.
+//! It is the truth a User entity rebuilds itself from when it (re)starts, the list
+//! an operator's kick or a drain walks, and where frames from other nodes find
+//! their session.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::outbound::{SessionHandle, SessionId};
 
-/// Sessions connected to this node, by user id.
+#[derive(Debug, Default)]
+struct Directory {
+    by_user: HashMap<String, Vec<SessionHandle>>,
+    by_id: HashMap<SessionId, SessionHandle>,
+}
+
+/// Sessions connected to this node.
 #[derive(Debug, Default)]
 pub struct LocalSessions {
-    by_user: Mutex<HashMap<String, Vec<SessionHandle>>>,
+    dir: Mutex<Directory>,
 }
 
 impl LocalSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
+        // Every critical section is a few inserts/removes: a poisoned lock is usable.
+        self.dir.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records a session.
     pub fn register(&self, handle: &SessionHandle) {
-        let mut map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(handle.user().to_string())
+        let mut dir = self.lock();
+        dir.by_user
+            .entry(handle.user().to_string())
             .or_default()
             .push(handle.clone());
+        dir.by_id.insert(handle.id(), handle.clone());
         metrics::gauge!("chorus_sessions").increment(1.0);
     }
 
     /// Forgets a session.
     pub fn unregister(&self, user: &str, id: SessionId) {
-        let mut map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = map.get_mut(user) {
-            let before = list.len();
+        let mut dir = self.lock();
+        if dir.by_id.remove(&id).is_some() {
+            metrics::gauge!("chorus_sessions").decrement(1.0);
+        }
+        if let Some(list) = dir.by_user.get_mut(user) {
             list.retain(|h| h.id() != id);
-            if list.len() < before {
-                metrics::gauge!("chorus_sessions").decrement(1.0);
-            }
             if list.is_empty() {
-                map.remove(user);
+                dir.by_user.remove(user);
             }
         }
     }
 
     /// A user's sessions on this node.
     pub fn of(&self, user: &str) -> Vec<SessionHandle> {
-        let map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(user).cloned().unwrap_or_default()
+        self.lock().by_user.get(user).cloned().unwrap_or_default()
+    }
+
+    /// The session with this id, if it is connected here.
+    pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
+        self.lock().by_id.get(&id).cloned()
     }
 
     /// Every session on this node.
     pub fn all(&self) -> Vec<SessionHandle> {
-        let map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().flatten().cloned().collect()
+        self.lock().by_id.values().cloned().collect()
     }
 
     /// Number of sessions on this node.
     pub fn count(&self) -> usize {
-        let map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().map(Vec::len).sum()
+        self.lock().by_id.len()
     }
 }

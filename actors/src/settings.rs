@@ -7,6 +7,8 @@ use std::time::Duration;
 pub struct Settings {
     /// This node's id, announced in `welcome.node`.
     pub node_id: String,
+    /// Shards entities are hashed into (`[cluster] shards`), the same on every node.
+    pub shards: u32,
     /// Largest `body` in bytes.
     pub max_body: usize,
     /// Largest `history` page.
@@ -38,6 +40,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             node_id: "node-1".into(),
+            shards: 1024,
             max_body: chorus_wire::limits::DEFAULT_MAX_BODY as usize,
             history_max: 200,
             history_default: 50,

@@ -4,19 +4,46 @@
 //! restarted User loses nothing. It stops when it has had no sessions for
 //! `user_idle`.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::outbound::{SessionHandle, SessionId, SharedFrame};
-use crate::region::{EntityKind, ShardRegion};
+use chorus_wire::cluster::Envelope;
 
-/// Messages to a User entity. None crosses nodes yet.
+use crate::outbound::{SessionId, SharedFrame};
+use crate::region::{EntityKind, ShardRegion};
+use crate::remote::SessionRef;
+
+/// How long a new User remembers what it delivered, for sessions that are
+/// re-attached to it after it moved: their nodes re-attach them when their
+/// placement changes (and again two seconds later, see
+/// [`ShardRegion::rebalance`](crate::region::ShardRegion::rebalance)), and what was
+/// fanned out before they arrived reaches them then. Clients drop what they
+/// already have by `(conv, seq)`.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(5);
+
+/// Frames remembered within [`REPLAY_WINDOW`], at most.
+const REPLAY_FRAMES: usize = 512;
+
+/// Who is told that a session is attached.
+#[derive(Debug)]
+pub enum Attached {
+    /// The opening session on this node, waiting to send its `welcome`.
+    Port(RpcReplyPort<()>),
+    /// A call from the session's node, answered with [`Envelope::Reply`].
+    Call(u64),
+    /// Nobody (a re-attachment after the User moved).
+    Nobody,
+}
+
+/// Messages to a User entity. Those that may cross nodes have an envelope in
+/// `chorus_wire::cluster::EntityEnvelope`.
 #[derive(Debug)]
 pub enum UserMsg {
     /// A session of this user came online; answered once it is attached, so the
     /// session is online before its `welcome` is sent.
-    Attach(SessionHandle, RpcReplyPort<()>),
+    Attach(SessionRef, Attached),
     /// A session went away.
     Detach(SessionId),
     /// Pushes a frame to every session of the user except `except`.
@@ -34,6 +61,8 @@ pub enum UserMsg {
     Tick,
     /// Last message of a passivated entity.
     Stop,
+    /// The user's shard moved to another node: stop without restarting here.
+    HandOff,
 }
 
 impl ractor::Message for UserMsg {}
@@ -56,9 +85,13 @@ pub struct UserArgs {
 pub struct UserState {
     user: String,
     region: ShardRegion,
-    sessions: Vec<SessionHandle>,
+    sessions: Vec<SessionRef>,
     /// When the last session left (None while any is attached).
     empty_since: Option<Instant>,
+    /// What was delivered in the first [`REPLAY_WINDOW`] of this actor's life,
+    /// with the session each frame skipped.
+    replay: VecDeque<(SharedFrame, Option<SessionId>)>,
+    replay_until: Instant,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -73,12 +106,13 @@ impl Actor for User {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let sessions: Vec<SessionHandle> = args
+        let sessions: Vec<SessionRef> = args
             .region
             .sessions()
             .of(&args.user)
             .into_iter()
             .filter(|s| !s.is_closed())
+            .map(SessionRef::Local)
             .collect();
         let idle = args.region.settings().user_idle;
         let me = myself.clone();
@@ -93,6 +127,8 @@ impl Actor for User {
             region: args.region,
             sessions,
             empty_since,
+            replay: VecDeque::new(),
+            replay_until: Instant::now() + REPLAY_WINDOW,
             _ticker: ticker,
         })
     }
@@ -104,12 +140,31 @@ impl Actor for User {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            UserMsg::Attach(handle, reply) => {
-                if !state.sessions.iter().any(|s| s.id() == handle.id()) {
-                    state.sessions.push(handle);
+            UserMsg::Attach(session, reply) => {
+                let node = session.remote_node().map(str::to_string);
+                if matches!(reply, Attached::Nobody) && Instant::now() < state.replay_until {
+                    // Re-attached after a move: what it missed while on its way.
+                    for (frame, except) in &state.replay {
+                        if *except != Some(session.id()) {
+                            session.push(frame.clone());
+                        }
+                    }
+                }
+                if let Some(old) = state.sessions.iter_mut().find(|s| s.id() == session.id()) {
+                    *old = session;
+                } else {
+                    state.sessions.push(session);
                 }
                 state.empty_since = None;
-                let _ = reply.send(());
+                match (reply, node) {
+                    (Attached::Port(port), _) => {
+                        let _ = port.send(());
+                    }
+                    (Attached::Call(call), Some(node)) => {
+                        state.region.link().send(&node, &Envelope::Reply { call });
+                    }
+                    _ => {}
+                }
             }
             UserMsg::Detach(id) => {
                 state.sessions.retain(|s| s.id() != id);
@@ -118,6 +173,14 @@ impl Actor for User {
                 }
             }
             UserMsg::Deliver { frame, except } => {
+                if Instant::now() < state.replay_until {
+                    if state.replay.len() == REPLAY_FRAMES {
+                        state.replay.pop_front();
+                    }
+                    state.replay.push_back((frame.clone(), except));
+                } else if !state.replay.is_empty() {
+                    state.replay = VecDeque::new();
+                }
                 let mut dead = false;
                 for s in &state.sessions {
                     if Some(s.id()) == except {
@@ -139,7 +202,7 @@ impl Actor for User {
             UserMsg::Refresh => {
                 for s in state.region.sessions().of(&state.user) {
                     if !s.is_closed() && !state.sessions.iter().any(|x| x.id() == s.id()) {
-                        state.sessions.push(s);
+                        state.sessions.push(SessionRef::Local(s));
                     }
                 }
             }
@@ -159,11 +222,17 @@ impl Actor for User {
             }
             UserMsg::Stop => {
                 // A session attached after the idle check but before the removal took
-                // effect: hand it to a fresh User, which rebuilds from the directory.
-                if !state.sessions.is_empty() {
-                    state.region.tell_user(&state.user, UserMsg::Refresh);
+                // effect: hand it to a fresh User.
+                for session in state.sessions.drain(..) {
+                    state
+                        .region
+                        .tell_user(&state.user, UserMsg::Attach(session, Attached::Nobody));
                 }
                 myself.stop(Some("passivated".into()));
+            }
+            UserMsg::HandOff => {
+                // The new owner hears of every session from its node's re-attachment.
+                myself.stop(Some("handed off".into()));
             }
         }
         Ok(())

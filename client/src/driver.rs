@@ -421,10 +421,17 @@ impl Driver {
                 ..
             } => {
                 // Danmaku acks name a live room, which has no held position.
-                if let Some(ClientFrame::Send { .. }) = self.in_flight.settle(id, &frame)
-                    && self.tracker.on_ack(conv, seq)
-                {
-                    self.shared.set_position(conv, seq);
+                if let Some(ClientFrame::Send { .. }) = self.in_flight.settle(id, &frame) {
+                    let mut steps = Vec::new();
+                    if self.tracker.on_ack(conv, seq, &mut steps) {
+                        self.shared.set_position(conv, seq);
+                    }
+                    if !steps.is_empty() {
+                        self.apply(steps).await;
+                        self.pump_fetches(conn)
+                            .await
+                            .map_err(|e| lost(e.to_string()))?;
+                    }
                 }
             }
             ServerFrame::Reject { ref id, .. } => {

@@ -79,7 +79,13 @@ struct Fill {
     buffered: VecDeque<Message>,
     /// The buffer overflowed: fetch again from held before finishing.
     refetch: bool,
+    /// Fetches of this fill that failed; it is retried up to [`FETCH_ATTEMPTS`].
+    failures: u32,
 }
+
+/// Attempts of one history fetch before a fill gives up (a node answering
+/// `internal` while a conversation moves between nodes, say).
+const FETCH_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Default)]
 struct ConvState {
@@ -200,9 +206,13 @@ impl SeqTracker {
     }
 
     /// This client's own `send` was acked at `seq`. The sender gets no `msg` for its
-    /// own message, so the position moves when the ack is the next seq; any other seq
-    /// is left to gap repair or resync. Returns whether the position moved.
-    pub(crate) fn on_ack(&mut self, conv: &str, seq: u64) -> bool {
+    /// own message, so the position moves when the ack is the next seq. Another seq
+    /// is remembered: usually the `msg` before it is still on its way and fills the
+    /// hole. If an earlier own ack is still waiting on a hole when this one comes,
+    /// the hole is not a `msg` in flight (seqs skip when a conversation moves to
+    /// another node, or a fan-out was lost): history fills it. Returns whether the
+    /// position moved.
+    pub(crate) fn on_ack(&mut self, conv: &str, seq: u64, out: &mut Vec<Step>) -> bool {
         let st = self.convs.entry(conv.to_string()).or_default();
         if seq == st.position() + 1 {
             st.held = seq;
@@ -210,10 +220,19 @@ impl SeqTracker {
             return true;
         }
         if seq > st.position() && st.fill.is_none() {
+            let stuck = st.own.first().is_some_and(|&earlier| earlier < seq);
             if st.own.len() >= MAX_OWN {
                 st.own.clear();
             }
             st.own.insert(seq);
+            if stuck {
+                let after = st.position();
+                st.fill = Some(Fill::default());
+                out.push(Step::Fetch {
+                    conv: conv.to_string(),
+                    after,
+                });
+            }
         }
         false
     }
@@ -279,12 +298,25 @@ impl SeqTracker {
         self.finish(conv, true, out);
     }
 
-    /// A fetch for `conv` failed (an `error` for its `ref`): give the fill up and
-    /// accept what is buffered.
+    /// A fetch for `conv` failed (an `error` for its `ref`): fetch again, and after
+    /// [`FETCH_ATTEMPTS`] give the fill up and accept what is buffered.
     pub(crate) fn on_fetch_failed(&mut self, conv: &str, out: &mut Vec<Step>) {
-        if self.convs.get(conv).is_some_and(|s| s.fill.is_some()) {
-            self.finish(conv, false, out);
+        let Some(st) = self.convs.get_mut(conv) else {
+            return;
+        };
+        let position = st.position();
+        let Some(fill) = st.fill.as_mut() else {
+            return;
+        };
+        fill.failures += 1;
+        if fill.failures < FETCH_ATTEMPTS {
+            out.push(Step::Fetch {
+                conv: conv.to_string(),
+                after: position,
+            });
+            return;
         }
+        self.finish(conv, false, out);
     }
 
     /// The connection was lost, and with it every answer in flight. When a resync
@@ -448,12 +480,50 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_fetch_accepts_the_buffered_messages() {
+    fn a_failed_fetch_is_retried_then_accepts_the_buffered_messages() {
         let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
         feed(&mut t, C, &[5, 6]);
+        for _ in 1..FETCH_ATTEMPTS {
+            let mut out = Vec::new();
+            t.on_fetch_failed(C, &mut out);
+            assert_eq!(
+                out,
+                [Step::Fetch {
+                    conv: C.into(),
+                    after: 1
+                }],
+                "fetched again"
+            );
+        }
         let mut out = Vec::new();
         t.on_fetch_failed(C, &mut out);
         assert_eq!(emitted(&out), [5, 6]);
+    }
+
+    #[test]
+    fn an_own_ack_stuck_behind_a_hole_fetches_history() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 22)]));
+        // The conversation moved to another node: its seqs continue at 1001.
+        let mut out = Vec::new();
+        assert!(!t.on_ack(C, 1001, &mut out));
+        assert!(out.is_empty(), "one ack ahead may be a msg overtaken");
+        assert!(!t.on_ack(C, 1002, &mut out));
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 22
+            }]
+        );
+        let mut out = Vec::new();
+        t.on_page(
+            C,
+            vec![msg(C, 23), msg(C, 1001), msg(C, 1002)],
+            false,
+            &mut out,
+        );
+        assert_eq!(emitted(&out), [23, 1001, 1002]);
+        assert_eq!(t.position(C), 1002);
     }
 
     #[test]
@@ -466,11 +536,11 @@ mod tests {
     #[test]
     fn acks_move_the_position_only_when_in_order() {
         let mut t = SeqTracker::default();
-        assert!(t.on_ack(C, 1));
-        assert!(!t.on_ack(C, 3));
+        assert!(t.on_ack(C, 1, &mut Vec::new()));
+        assert!(!t.on_ack(C, 3, &mut Vec::new()));
         assert_eq!(t.held(C), 1);
         // 3 was this client's own: the position passes over it once 2 is in.
-        assert!(t.on_ack(C, 2));
+        assert!(t.on_ack(C, 2, &mut Vec::new()));
         assert_eq!(t.held(C), 3);
         assert!(emitted(&feed(&mut t, C, &[2, 3])).is_empty());
     }
@@ -480,7 +550,7 @@ mod tests {
         let mut t = SeqTracker::default();
         assert_eq!(emitted(&feed(&mut t, C, &[7])), [7]);
         // Our message 9 is acked before the other member's 8 reaches us.
-        assert!(!t.on_ack(C, 9));
+        assert!(!t.on_ack(C, 9, &mut Vec::new()));
         let out = feed(&mut t, C, &[8, 10]);
         assert!(
             !out.iter().any(|s| matches!(s, Step::Fetch { .. })),
@@ -562,7 +632,7 @@ mod tests {
         let mut t = SeqTracker::default();
         t.set_floor(C, 7);
         t.set_floor("group:g", 0);
-        assert!(t.on_ack(C, 8));
+        assert!(t.on_ack(C, 8, &mut Vec::new()));
         assert_eq!(t.positions(), HashMap::from([(C.to_string(), 8)]));
         let mut out = Vec::new();
         t.start_resync(C, 8, &mut out);

@@ -19,6 +19,10 @@ pub struct ClusterConfig {
     /// This node's id, unique in the cluster: 1–64 bytes of `[A-Za-z0-9_.-]`.
     /// Announced to clients in `welcome.node`. Default `node-1`.
     pub node_id: String,
+    /// Run the cluster layer (gossip on `listen.gossip`, the actor transport on
+    /// `listen.cluster`) even without seeds: the first node of a cluster. A node
+    /// with seeds always runs it. Default false: a standalone node.
+    pub enabled: bool,
     /// Gossip `"host:port"` of other nodes to join through. Empty: this node starts
     /// a cluster of its own (others may join it).
     pub seeds: Vec<String>,
@@ -37,6 +41,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             node_id: "node-1".into(),
+            enabled: false,
             seeds: Vec::new(),
             cookie: Secret::new(DEV_COOKIE),
             shards: 1024,
@@ -54,6 +59,11 @@ impl ClusterConfig {
             Some(host) => format!("{host}:{}", bound.port()),
             None => bound.to_string(),
         }
+    }
+
+    /// Whether this node runs the cluster layer: `enabled`, or it has seeds.
+    pub fn is_clustered(&self) -> bool {
+        self.enabled || !self.seeds.is_empty()
     }
 
     pub(crate) fn check(&self, problems: &mut Problems) {

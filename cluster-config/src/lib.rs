@@ -178,12 +178,19 @@ impl Config {
         }
 
         let multi_node =
-            self.storage.backend == StorageBackend::Scylla || !self.cluster.seeds.is_empty();
+            self.storage.backend == StorageBackend::Scylla || self.cluster.is_clustered();
         if self.storage.backend == StorageBackend::Embedded && !self.cluster.seeds.is_empty() {
             problems.push(
                 "cluster.seeds",
                 "must be empty when storage.backend = \"embedded\": the embedded store serves a single \
                  node, and a multi-node cluster needs the shared scylla backend",
+            );
+        }
+        if self.storage.backend == StorageBackend::Embedded && self.cluster.enabled {
+            problems.push(
+                "cluster.enabled",
+                "must be false when storage.backend = \"embedded\": the embedded store serves a \
+                 single node, and a multi-node cluster needs the shared scylla backend",
             );
         }
 

@@ -5,16 +5,26 @@
 //! | `GET /healthz` | open | `200 ok` once the node accepts clients, `503` before (and while draining, if the node says so) |
 //! | `GET /metrics` | open | Prometheus text, `process_*` gauges sampled at each scrape |
 //! | `GET /admin/status` | bearer | [`AdminBackend::status`] |
+//! | `GET /admin/members` | bearer | [`AdminBackend::members`] |
+//! | `GET /admin/shards` | bearer | [`AdminBackend::shards`] |
+//! | `GET /admin/where/{key}` | bearer | [`AdminBackend::where_is`] |
+//! | `POST /admin/drain` | bearer | [`AdminBackend::drain`] |
 //! | `POST /admin/kick/{user}` | bearer | [`AdminBackend::kick`] |
+//! | `POST /admin/token` | bearer | [`AdminBackend::issue_token`], body [`TokenRequest`] |
+//! | `POST /admin/filter/reload` | bearer | [`AdminBackend::filter_reload`] |
+//! | `POST /admin/filter/test` | bearer | [`AdminBackend::filter_test`], body the text |
 //!
 //! Everything under `/admin/` needs `Authorization: Bearer <admin token>` (`401`
 //! otherwise). With no admin token configured the whole `/admin/` tree answers
-//! `404`, as if it did not exist.
+//! `404`, as if it did not exist. A failure answers its HTTP status with
+//! `{"error": <kind>, "message": <text>}` ([`AdminError`]); `chorusctl` prints the
+//! message.
 //!
 //! The operator actions themselves live behind [`AdminBackend`], which the node
-//! implements over its actors. Adding an endpoint (drain, where, shards, filter
-//! reload) is: a method with a default body on the trait (answering `501` until
-//! the node implements it), a handler here, a row in the table above.
+//! implements over its actors. The router checks what it can without the node
+//! (ids, role names, JSON bodies: `400`) before calling it. Adding an endpoint
+//! is: a method with a default body on the trait (answering `501` until the node
+//! implements it), a handler here, a row in the table above.
 
 use std::future::Future;
 use std::io;
@@ -29,8 +39,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::Role;
 use crate::telemetry;
 
 #[cfg(test)]
@@ -80,6 +92,66 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn kick(&self, user: String) -> AdminFuture<'_> {
         let _ = user;
         unsupported("kick")
+    }
+
+    /// `GET /admin/members`: the cluster as this node's membership sees it, this
+    /// node included (on a node without a cluster, only itself):
+    ///
+    /// ```json
+    /// {"node": "n1", "members": [{"node_id": "n1", "generation": 1732000000000,
+    ///   "status": "serving", "alive": true, "connected": true, "self": true,
+    ///   "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401", "admin": "127.0.0.1:7402",
+    ///   "cluster": "127.0.0.1:7404", "load": 12}]}
+    /// ```
+    ///
+    /// `status` is `joining`, `serving` or `draining`; `connected` says whether a
+    /// transport session to it is up.
+    fn members(&self) -> AdminFuture<'_> {
+        unsupported("members")
+    }
+
+    /// `GET /admin/shards`: the placement this node computes, which shards each
+    /// serving member owns:
+    ///
+    /// ```json
+    /// {"node": "n1", "shards": 1024, "serving": ["n1", "n2"], "owners": {"n1": [0, 5], "n2": [1, 2]}}
+    /// ```
+    fn shards(&self) -> AdminFuture<'_> {
+        unsupported("shards")
+    }
+
+    /// `GET /admin/where/{key}`: where an entity lives. `key` is the path segment,
+    /// percent-decoded and otherwise unchecked (`user:alice`, `conv:dm:alice:bob`,
+    /// `conv:group:g1`, `live:r1`): the node parses it and answers `400` when it
+    /// names no entity.
+    ///
+    /// ```json
+    /// {"node": "n1", "key": "user:alice", "kind": "user", "entity": "alice",
+    ///  "shard": 17, "owner": "n2", "running_here": false}
+    /// ```
+    fn where_is(&self, key: String) -> AdminFuture<'_> {
+        let _ = key;
+        unsupported("where")
+    }
+
+    /// `POST /admin/drain`: starts draining this node and answers at once with
+    /// `{"node": "n1", "status": "draining"}`. The node then hands its shards off
+    /// (it stops being a serving member), sends `goaway` to its clients and exits
+    /// by itself. Draining a node that is draining already is not an error.
+    fn drain(&self) -> AdminFuture<'_> {
+        unsupported("drain")
+    }
+
+    /// `POST /admin/token`: a client JWT for `user` (a valid id) with `roles` (known
+    /// role names, as [`Role::as_str`] spells them), valid `ttl_s` seconds (at least
+    /// 1), signed with this node's `auth.secret`:
+    ///
+    /// ```json
+    /// {"token": "eyJ...", "user": "alice", "roles": ["vip"], "expires_in_s": 3600}
+    /// ```
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+        let _ = (user, roles, ttl_s);
+        unsupported("token issue")
     }
 
     /// `POST /admin/filter/reload`: rebuilds the word filter from its files off the
@@ -151,6 +223,63 @@ impl IntoResponse for AdminError {
     }
 }
 
+/// The body of `POST /admin/token`: `{"user": "alice", "roles": ["vip"], "ttl_s": 3600}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The user the token is for (the JWT's `sub`).
+    pub user: String,
+    /// Role names; absent means none.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Seconds the token is valid; absent means [`TokenRequest::DEFAULT_TTL_S`].
+    #[serde(default = "TokenRequest::default_ttl_s")]
+    pub ttl_s: u64,
+}
+
+impl TokenRequest {
+    /// The validity of a token whose request names none: one day.
+    pub const DEFAULT_TTL_S: u64 = 86_400;
+
+    fn default_ttl_s() -> u64 {
+        Self::DEFAULT_TTL_S
+    }
+
+    /// Parses and checks a request body: every problem is a `400` that says what
+    /// was wrong, so an operator's typo never reaches the node's signing key.
+    /// Repeated roles are kept once, in their first position.
+    pub fn parse(body: &[u8]) -> Result<TokenRequest, AdminError> {
+        let mut request: TokenRequest = serde_json::from_slice(body).map_err(|e| {
+            AdminError::BadRequest(format!(
+                "the body must be JSON like {{\"user\": \"alice\", \"roles\": [\"vip\"], \"ttl_s\": 3600}}: {e}"
+            ))
+        })?;
+        chorus_wire::ids::validate_id("user id", &request.user)
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        if let Some(unknown) = request.roles.iter().find(|r| Role::from_name(r).is_none()) {
+            let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            return Err(AdminError::BadRequest(format!(
+                "unknown role {unknown:?}; the roles are {}",
+                known.join(", ")
+            )));
+        }
+        let mut seen = Vec::with_capacity(request.roles.len());
+        request.roles.retain(|r| {
+            let first = !seen.contains(r);
+            if first {
+                seen.push(r.clone());
+            }
+            first
+        });
+        if request.ttl_s == 0 {
+            return Err(AdminError::BadRequest(
+                "ttl_s must be at least 1 second".into(),
+            ));
+        }
+        Ok(request)
+    }
+}
+
 /// Everything the admin listener serves from. Cheap to clone.
 #[derive(Clone)]
 pub struct AdminState {
@@ -194,7 +323,12 @@ impl AdminState {
 pub fn router(state: AdminState) -> Router {
     let admin = Router::new()
         .route("/status", get(admin_status))
+        .route("/members", get(admin_members))
+        .route("/shards", get(admin_shards))
+        .route("/where/{key}", get(admin_where))
+        .route("/drain", post(admin_drain))
         .route("/kick/{user}", post(admin_kick))
+        .route("/token", post(admin_token))
         .route("/filter/reload", post(admin_filter_reload))
         .route("/filter/test", post(admin_filter_test))
         .fallback(admin_not_found)
@@ -292,6 +426,41 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn admin_status(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
     state.backend.status().await.map(axum::Json)
+}
+
+async fn admin_members(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.members().await.map(axum::Json)
+}
+
+async fn admin_shards(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.shards().await.map(axum::Json)
+}
+
+/// `Path` has percent-decoded the segment, so `user%3Aalice` arrives as `user:alice`.
+async fn admin_where(
+    State(state): State<AdminState>,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.where_is(key).await.map(axum::Json)
+}
+
+async fn admin_drain(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.drain().await.map(axum::Json)
+}
+
+/// Reads the body itself rather than with `axum::Json`, whose rejections are
+/// plain text: a malformed request gets the same `{"error", "message"}` answer as
+/// every other failure.
+async fn admin_token(
+    State(state): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, AdminError> {
+    let request = TokenRequest::parse(&body)?;
+    state
+        .backend
+        .issue_token(request.user, request.roles, request.ttl_s)
+        .await
+        .map(axum::Json)
 }
 
 async fn admin_kick(

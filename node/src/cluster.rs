@@ -105,6 +105,7 @@
 //!    via [`Membership::set_load`].
 
 pub mod membership;
+pub mod runtime;
 pub mod transport;
 
 pub use membership::{

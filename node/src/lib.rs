@@ -6,12 +6,15 @@
 //! - [`auth`]: `dev` and `jwt` tokens (PROTOCOL.md §6).
 //! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
 //! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
+//! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
+pub mod ctl;
+pub mod drain;
 pub mod gateway;
 pub mod server;
 pub mod telemetry;

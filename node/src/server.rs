@@ -7,17 +7,21 @@
 //! ├── ShardRegion ── EntitySupervisor ── User / Conversation
 //! ├── gateway::tcp ── connection tasks (Session)
 //! ├── gateway::ws  ── connection tasks (Session)
+//! ├── cluster (with seeds or `cluster.enabled`: gossip, transport, placement)
 //! └── admin (HTTP: /healthz, /metrics, /admin/*)
 //! ```
 //!
 //! Shutdown (SIGTERM in the binary): stop accepting, close every connection,
-//! flush the store, then return.
+//! leave the cluster, flush the store, then return. A drain (`POST /admin/drain`)
+//! hands the node's shards off and sends `goaway` first, then asks the binary to
+//! exit ([`Node::exit_requested`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_actors::moderation::{Moderation, Policy};
+use chorus_actors::user::UserMsg;
 use chorus_actors::{CloseReason, Settings, ShardRegion};
 use chorus_config::{Config, StorageBackend};
 use chorus_store::MessageStore;
@@ -30,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
 use crate::auth::Authenticator;
+use crate::cluster::runtime::ClusterRuntime;
+use crate::drain::Drain;
 use crate::gateway::{self, GatewayContext};
 
 /// Why a node could not start.
@@ -54,6 +60,9 @@ pub enum StartError {
     /// The actor system could not start.
     #[error("actors: {0}")]
     Actors(String),
+    /// The cluster layer could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// The addresses a started node actually listens on (ports resolved).
@@ -72,6 +81,8 @@ pub struct Node {
     addrs: BoundAddrs,
     region: ShardRegion,
     store: Arc<dyn MessageStore>,
+    cluster: Option<Arc<ClusterRuntime>>,
+    drain: Arc<Drain>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -134,6 +145,7 @@ impl Node {
         let moderation = Arc::new(load_moderation(&config.moderation).await?);
         let settings = Settings {
             node_id: config.cluster.node_id.clone(),
+            shards: config.cluster.shards,
             max_body: config.limits.max_body as usize,
             history_max: config.limits.history_max,
             live: chorus_actors::live::LiveSettings {
@@ -169,7 +181,28 @@ impl Node {
             admin: local(&admin, listen.admin),
         };
 
+        let cluster = if config.cluster.is_clustered() {
+            let bound = chorus_config::ListenAddrs {
+                tcp: addrs.tcp,
+                ws: addrs.ws,
+                admin: addrs.admin,
+                gossip: listen.gossip,
+                cluster: listen.cluster,
+            };
+            let runtime = ClusterRuntime::start(&config, &bound, region.clone())
+                .await
+                .map_err(StartError::Cluster)?;
+            Some(Arc::new(runtime))
+        } else {
+            None
+        };
+
         let shutdown = CancellationToken::new();
+        let drain = Arc::new(Drain::new(
+            region.clone(),
+            cluster.clone(),
+            config.listen.ws_path.clone(),
+        ));
         let ctx = Arc::new(GatewayContext::new(
             region.clone(),
             auth,
@@ -187,6 +220,9 @@ impl Node {
             region: region.clone(),
             addrs,
             moderation: config.moderation.clone(),
+            cluster: cluster.clone(),
+            drain: drain.clone(),
+            auth: config.auth.clone(),
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -218,9 +254,17 @@ impl Node {
             addrs,
             region,
             store,
+            cluster,
+            drain,
             shutdown,
             tasks,
         })
+    }
+
+    /// Completes when the node asks to be stopped: a drain finished. The binary
+    /// then calls [`Node::shutdown`].
+    pub async fn exit_requested(&self) {
+        self.drain.finished().await;
     }
 
     /// Where the node listens.
@@ -251,6 +295,9 @@ impl Node {
         while self.region.sessions().count() > 0 && wait_start.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
         }
@@ -278,6 +325,34 @@ struct NodeAdmin {
     region: ShardRegion,
     addrs: BoundAddrs,
     moderation: chorus_config::ModerationConfig,
+    cluster: Option<Arc<ClusterRuntime>>,
+    drain: Arc<Drain>,
+    auth: chorus_config::AuthConfig,
+}
+
+/// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
+/// `live:r`, or a bare `dm:..`/`group:..`): its kind, the entity's id, and the key
+/// placement hashes.
+fn entity_key(key: &str) -> Result<(&'static str, String, String), AdminError> {
+    let bad = |why: String| AdminError::BadRequest(format!("{key:?}: {why}"));
+    if let Some(user) = key.strip_prefix("user:") {
+        chorus_wire::ids::validate_id("user id", user).map_err(|e| bad(e.to_string()))?;
+        return Ok(("user", user.to_string(), format!("user:{user}")));
+    }
+    let conv = key.strip_prefix("conv:").unwrap_or(key);
+    match chorus_wire::ConvId::parse(conv) {
+        Ok(c @ chorus_wire::ConvId::Live(_)) => {
+            let id = c.to_string();
+            Ok(("live_room", id.clone(), id))
+        }
+        Ok(c) => {
+            let id = c.to_string();
+            Ok(("conversation", id.clone(), id))
+        }
+        Err(e) => Err(bad(format!(
+            "{e}; expected user:ID, conv:dm:A:B, conv:group:G or live:R"
+        ))),
+    }
 }
 
 /// The word filter of `[moderation]`: none without a word list; a list that does
@@ -300,7 +375,7 @@ impl AdminBackend for NodeAdmin {
         let (users, conversations, live_rooms) = self.region.entity_counts();
         let body = json!({
             "node": self.region.settings().node_id,
-            "status": "serving",
+            "status": self.drain.status(),
             "listen": { "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(), "admin": self.addrs.admin.to_string() },
             "sessions": self.region.sessions().count(),
             "entities": { "user": users, "conversation": conversations, "live_room": live_rooms },
@@ -355,13 +430,122 @@ impl AdminBackend for NodeAdmin {
         let result = match chorus_wire::ids::validate_id("user", &user) {
             Err(e) => Err(AdminError::BadRequest(e.to_string())),
             Ok(()) => {
+                // This node's sessions now; the User entity, wherever it runs,
+                // closes those on other nodes.
                 let sessions = self.region.sessions().of(&user);
                 for s in &sessions {
                     s.close(CloseReason::Kicked);
                 }
+                self.region.tell_user(&user, UserMsg::Kick);
                 Ok(json!({ "user": user, "closed": sessions.len() }))
             }
         };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn members(&self) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let node = self.region.settings().node_id.clone();
+            let members = match &self.cluster {
+                Some(cluster) => cluster
+                    .members()
+                    .await
+                    .into_iter()
+                    .map(|v| {
+                        let m = v.member;
+                        json!({
+                            "node_id": m.node_id, "generation": m.generation,
+                            "status": m.status.as_str(), "alive": m.alive,
+                            "connected": v.connected, "self": v.this,
+                            "tcp": m.tcp, "ws": m.ws, "admin": m.admin,
+                            "cluster": m.cluster_addr, "load": m.load,
+                        })
+                    })
+                    .collect(),
+                None => vec![json!({
+                    "node_id": node, "generation": self.region.link().generation(),
+                    "status": self.drain.status(), "alive": true, "connected": true, "self": true,
+                    "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(),
+                    "admin": self.addrs.admin.to_string(), "cluster": serde_json::Value::Null,
+                    "load": self.region.sessions().count(),
+                })],
+            };
+            Ok(json!({ "node": node, "members": members }))
+        })
+    }
+
+    fn shards(&self) -> AdminFuture<'_> {
+        let placement = self.region.placement();
+        let table = placement.table();
+        let mut owners: std::collections::BTreeMap<String, Vec<u32>> = table
+            .members()
+            .iter()
+            .map(|m| (m.to_string(), Vec::new()))
+            .collect();
+        for shard in 0..placement.shards() {
+            if let Some(owner) = table.owner_of_shard(shard) {
+                owners.entry(owner.to_string()).or_default().push(shard);
+            }
+        }
+        let body = json!({
+            "node": self.region.settings().node_id,
+            "shards": placement.shards(),
+            "serving": table.members().iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+            "owners": owners,
+        });
+        Box::pin(std::future::ready(Ok(body)))
+    }
+
+    fn where_is(&self, key: String) -> AdminFuture<'_> {
+        let result = entity_key(&key).map(|(kind, entity, placement_key)| {
+            let placement = self.region.placement();
+            let owner = placement
+                .owner(&placement_key)
+                .map_or_else(|| self.region.settings().node_id.clone(), |o| o.to_string());
+            json!({
+                "node": self.region.settings().node_id,
+                "key": key,
+                "kind": kind,
+                "entity": entity,
+                "shard": placement.shard_of(&placement_key),
+                "owner": owner,
+                "running_here": self.region.is_running(&placement_key),
+            })
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn drain(&self) -> AdminFuture<'_> {
+        let started = self.drain.start();
+        let body = json!({
+            "node": self.region.settings().node_id,
+            "status": self.drain.status(),
+            "started": started,
+        });
+        Box::pin(std::future::ready(Ok(body)))
+    }
+
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+        let result = (|| {
+            let secret = match (&self.auth.mode, &self.auth.secret) {
+                (chorus_config::AuthMode::Jwt, Some(secret)) => secret.expose().to_string(),
+                _ => {
+                    return Err(AdminError::BadRequest(
+                        "tokens are issued only with auth.mode = \"jwt\" (in dev mode the token is the user id)"
+                            .into(),
+                    ));
+                }
+            };
+            let set = crate::auth::Roles::from_claim(roles.iter().map(String::as_str));
+            let token = crate::auth::issue_token(&secret, &user, set, Duration::from_secs(ttl_s))
+                .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+            Ok(json!({
+                "token": token,
+                "user": user,
+                "roles": set.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "expires_in_s": ttl_s,
+            }))
+        })();
         Box::pin(std::future::ready(result))
     }
 }

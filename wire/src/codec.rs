@@ -250,6 +250,17 @@ macro_rules! impl_frame {
 impl_frame!(ClientFrame);
 impl_frame!(ServerFrame);
 
+/// Encodes an inter-node envelope (bincode, like the binary frames).
+pub fn encode_envelope(envelope: &crate::cluster::Envelope) -> Vec<u8> {
+    binary_encode(envelope)
+}
+
+/// Decodes an inter-node envelope that must fill `bytes` exactly, with the same
+/// allocation budget as client frames: a peer's bytes are not trusted either.
+pub fn decode_envelope(bytes: &[u8]) -> Result<crate::cluster::Envelope, DecodeError> {
+    binary_decode(bytes, "Envelope")
+}
+
 /// Reads a TCP length prefix and checks it against `max_frame` before anything
 /// is allocated for the frame.
 pub fn frame_len(prefix: [u8; LENGTH_PREFIX], max_frame: u32) -> Result<usize, DecodeError> {

@@ -8,6 +8,7 @@
 //! - [`ids`]: id rules, conversation ids (`dm:a:b`, `group:g`, `live:r`) and send targets.
 //! - [`limits`]: frame, body and id limits with their defaults.
 
+pub mod cluster;
 pub mod codec;
 pub mod frame;
 pub mod ids;

@@ -16,6 +16,9 @@ const TOKEN: &str = "s3cret-admin-token";
 #[derive(Default)]
 struct FakeNode {
     kicked: Mutex<Vec<String>>,
+    asked_where: Mutex<Vec<String>>,
+    drained: Mutex<u32>,
+    tokens: Mutex<Vec<(String, Vec<String>, u64)>>,
 }
 
 impl AdminBackend for FakeNode {
@@ -32,6 +35,61 @@ impl AdminBackend for FakeNode {
             Ok(json!({ "sessions_closed": 2 }))
         })
     }
+
+    fn members(&self) -> AdminFuture<'_> {
+        Box::pin(async { Ok(members_json()) })
+    }
+
+    fn shards(&self) -> AdminFuture<'_> {
+        Box::pin(async {
+            Ok(json!({
+                "node": "n1", "shards": 4, "serving": ["n1", "n2"],
+                "owners": { "n1": [0, 3], "n2": [1, 2] },
+            }))
+        })
+    }
+
+    fn where_is(&self, key: String) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let Some(entity) = key.strip_prefix("user:") else {
+                return Err(AdminError::BadRequest(format!("{key:?} names no entity")));
+            };
+            let body = json!({
+                "node": "n1", "key": key, "kind": "user", "entity": entity,
+                "shard": 17, "owner": "n2", "running_here": false,
+            });
+            self.asked_where.lock().unwrap().push(key);
+            Ok(body)
+        })
+    }
+
+    fn drain(&self) -> AdminFuture<'_> {
+        Box::pin(async {
+            *self.drained.lock().unwrap() += 1;
+            Ok(json!({ "node": "n1", "status": "draining" }))
+        })
+    }
+
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let body =
+                json!({ "token": "eyJ.fake", "user": user, "roles": roles, "expires_in_s": ttl_s });
+            self.tokens.lock().unwrap().push((user, roles, ttl_s));
+            Ok(body)
+        })
+    }
+}
+
+fn members_json() -> Value {
+    json!({
+        "node": "n1",
+        "members": [{
+            "node_id": "n1", "generation": 1_732_000_000_000u64, "status": "serving",
+            "alive": true, "connected": true, "self": true,
+            "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401", "admin": "127.0.0.1:7402",
+            "cluster": "127.0.0.1:7404", "load": 12,
+        }],
+    })
 }
 
 /// A backend that implements only what it must.
@@ -89,15 +147,27 @@ struct Reply {
 
 /// One HTTP/1.1 request over a fresh connection, read until the server closes it.
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request_with_body(addr, method, path, headers, "").await
+}
+
+/// [`request`] with a body (sent with its length on a `POST`).
+async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
     if method == "POST" {
-        req.push_str("Content-Length: 0\r\n");
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
+    req.push_str(body);
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -320,6 +390,191 @@ async fn unimplemented_operations_answer_501() {
     let body: Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(body["error"], "unsupported");
     assert_eq!(body["message"], "kick is not implemented by this node");
+    node.stop().await;
+}
+
+fn json_of(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}
+
+#[tokio::test]
+async fn cluster_routes_need_the_token() {
+    let backend = Arc::new(FakeNode::default());
+    let node = start(Readiness::new(), Some(TOKEN), backend.clone()).await;
+    for (method, path) in [
+        ("GET", "/admin/members"),
+        ("GET", "/admin/shards"),
+        ("GET", "/admin/where/user:alice"),
+        ("POST", "/admin/drain"),
+        ("POST", "/admin/token"),
+    ] {
+        let reply = request_with_body(
+            node.addr,
+            method,
+            path,
+            &[("Authorization", &bearer("guess"))],
+            r#"{"user": "alice"}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 401, "{method} {path}");
+    }
+    assert_eq!(*backend.drained.lock().unwrap(), 0);
+    assert!(backend.tokens.lock().unwrap().is_empty());
+    assert!(backend.asked_where.lock().unwrap().is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn members_shards_and_drain_pass_the_backend_json_through() {
+    let backend = Arc::new(FakeNode::default());
+    let node = start(Readiness::new(), Some(TOKEN), backend.clone()).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+
+    let members = request(node.addr, "GET", "/admin/members", &auth).await;
+    assert_eq!(members.status, 200, "{}", members.body);
+    assert_eq!(json_of(&members), members_json());
+
+    let shards = request(node.addr, "GET", "/admin/shards", &auth).await;
+    assert_eq!(shards.status, 200);
+    assert_eq!(json_of(&shards)["owners"]["n2"], json!([1, 2]));
+
+    let drain = request(node.addr, "POST", "/admin/drain", &auth).await;
+    assert_eq!(drain.status, 200);
+    assert_eq!(
+        json_of(&drain),
+        json!({ "node": "n1", "status": "draining" })
+    );
+    assert_eq!(*backend.drained.lock().unwrap(), 1);
+
+    // Draining is an action: a GET (a crawler, a mistyped curl) must not start it.
+    let get_drain = request(node.addr, "GET", "/admin/drain", &auth).await;
+    assert_eq!(get_drain.status, 405);
+    assert_eq!(*backend.drained.lock().unwrap(), 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn where_receives_the_decoded_key() {
+    let backend = Arc::new(FakeNode::default());
+    let node = start(Readiness::new(), Some(TOKEN), backend.clone()).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+
+    let plain = request(node.addr, "GET", "/admin/where/user:alice", &auth).await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    assert_eq!(
+        json_of(&plain),
+        json!({
+            "node": "n1", "key": "user:alice", "kind": "user", "entity": "alice",
+            "shard": 17, "owner": "n2", "running_here": false,
+        })
+    );
+    let encoded = request(node.addr, "GET", "/admin/where/user%3Abob", &auth).await;
+    assert_eq!(encoded.status, 200, "{}", encoded.body);
+    assert_eq!(json_of(&encoded)["entity"], "bob");
+    let conv = request(
+        node.addr,
+        "GET",
+        "/admin/where/conv%3Adm%3Aalice%3Abob",
+        &auth,
+    )
+    .await;
+    assert_eq!(conv.status, 400, "{}", conv.body);
+    assert_eq!(json_of(&conv)["error"], "bad_request");
+    assert_eq!(
+        *backend.asked_where.lock().unwrap(),
+        ["user:alice", "user:bob"]
+    );
+
+    // A key is one segment: there is no route for a slash inside it.
+    let nested = request(node.addr, "GET", "/admin/where/user/alice", &auth).await;
+    assert_eq!(nested.status, 404);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn token_requests_are_checked_before_the_backend() {
+    let backend = Arc::new(FakeNode::default());
+    let node = start(Readiness::new(), Some(TOKEN), backend.clone()).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    let post =
+        |body: &'static str| request_with_body(node.addr, "POST", "/admin/token", &auth, body);
+
+    let reply = post(r#"{"user": "alice", "roles": ["vip", "mod", "vip"], "ttl_s": 3600}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        json_of(&reply),
+        json!({ "token": "eyJ.fake", "user": "alice", "roles": ["vip", "mod"], "expires_in_s": 3600 })
+    );
+    let reply = post(r#"{"user": "bob"}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(json_of(&reply)["expires_in_s"], TokenRequest::DEFAULT_TTL_S);
+
+    for (body, says) in [
+        ("", "must be JSON"),
+        ("{not json", "must be JSON"),
+        (r#"{"roles": ["vip"]}"#, "missing field `user`"),
+        (r#"{"user": "alice", "ttl": 60}"#, "unknown field `ttl`"),
+        (r#"{"user": "alice", "ttl_s": -1}"#, "must be JSON"),
+        (r#"{"user": "al ice"}"#, "user id"),
+        (r#"{"user": ""}"#, "user id"),
+        (
+            r#"{"user": "alice", "roles": ["root"]}"#,
+            "unknown role \"root\"",
+        ),
+        (r#"{"user": "alice", "roles": "vip"}"#, "must be JSON"),
+        (
+            r#"{"user": "alice", "ttl_s": 0}"#,
+            "ttl_s must be at least 1",
+        ),
+    ] {
+        let reply = post(body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        let error = json_of(&reply);
+        assert_eq!(error["error"], "bad_request", "{body}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert_eq!(
+        *backend.tokens.lock().unwrap(),
+        [
+            (
+                "alice".to_string(),
+                vec!["vip".to_string(), "mod".to_string()],
+                3600
+            ),
+            ("bob".to_string(), vec![], TokenRequest::DEFAULT_TTL_S),
+        ]
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn new_operations_answer_501_until_the_node_implements_them() {
+    let node = start(Readiness::new(), Some(TOKEN), Arc::new(MinimalNode)).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    for (method, path, operation) in [
+        ("GET", "/admin/members", "members"),
+        ("GET", "/admin/shards", "shards"),
+        ("GET", "/admin/where/user:alice", "where"),
+        ("POST", "/admin/drain", "drain"),
+        ("POST", "/admin/token", "token issue"),
+        ("POST", "/admin/filter/reload", "filter reload"),
+        ("POST", "/admin/filter/test", "filter test"),
+    ] {
+        let reply = request_with_body(node.addr, method, path, &auth, r#"{"user": "alice"}"#).await;
+        assert_eq!(reply.status, 501, "{method} {path}: {}", reply.body);
+        assert_eq!(
+            json_of(&reply),
+            json!({ "error": "unsupported", "message": format!("{operation} is not implemented by this node") })
+        );
+    }
+    // The router still refuses a bad request first: 400, not 501.
+    let bad = request_with_body(node.addr, "POST", "/admin/token", &auth, "{}").await;
+    assert_eq!(bad.status, 400);
     node.stop().await;
 }
 

@@ -42,7 +42,10 @@ fn main() -> ExitCode {
         // wait for it instead of polling (ports given as 0 are resolved here).
         let a = node.addrs();
         println!("listening tcp={} ws={} admin={}", a.tcp, a.ws, a.admin);
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = node.exit_requested() => tracing::info!("drained: exiting"),
+        }
         node.shutdown().await;
         ExitCode::SUCCESS
     })

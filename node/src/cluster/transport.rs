@@ -268,6 +268,16 @@ impl Transport {
             .map_err(|_| SendError::NotConnected(node.to_string()))
     }
 
+    /// The incarnation of `node` if it has a session now (this node: its own).
+    pub fn generation_of(&self, node: &str) -> Option<u64> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .map(|route| route.generation)
+    }
+
     /// The peers with a session right now, sorted (this node excluded).
     pub fn connected(&self) -> Vec<String> {
         self.inner.connected.borrow().clone()

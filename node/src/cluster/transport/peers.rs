@@ -50,7 +50,7 @@ pub(crate) struct Route {
     /// The Endpoint: local for this node, a `RemoteActor` for a peer.
     pub(crate) endpoint: ActorCell,
     /// The incarnation of the node this route reaches.
-    generation: u64,
+    pub(crate) generation: u64,
     /// The session carrying it (`None` for this node).
     session: Option<ActorId>,
 }

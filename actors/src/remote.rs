@@ -1,0 +1,350 @@
+//! The region's way to other nodes: sessions named across the cluster, and the
+//! bookkeeping of requests whose answer comes back from another node.
+//!
+//! The node provides an [`Outbox`] (the transport); this module never sees
+//! sockets. An entity answers a [`SessionRef`] without knowing where the session
+//! is: a local one gets the frame in its queue, a remote one gets an
+//! [`Envelope::Sessions`] to its node.
+//!
+//! **Backpressure across nodes.** A session's in-flight slots bound the sends it
+//! has waiting for an ack. When a send goes to a Conversation on another node,
+//! its slot stays here, in [`Link`], until the `ack`/`reject` for that id comes
+//! back. If the owner's node goes away first (or never answers), the send is
+//! rejected with `internal` so that the client retries with the same id; the
+//! store's idempotency window makes the retry safe.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use chorus_wire::cluster::{CloseCode, Envelope, SessionAddr};
+use chorus_wire::codec::encode_envelope;
+use chorus_wire::{ErrorCode, ServerFrame};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::outbound::{CloseReason, OutFrame, SessionHandle, SessionId, SharedFrame};
+
+/// How long a send forwarded to another node may wait for its answer.
+pub const REMOTE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the region's envelopes go: the node's transport.
+pub trait Outbox: Send + Sync + 'static {
+    /// Queues `bytes` for `node`; false if there is no session to it.
+    fn send(&self, node: &str, bytes: Vec<u8>) -> bool;
+    /// The generation of `node` if it is connected now.
+    fn generation(&self, node: &str) -> Option<u64>;
+}
+
+/// A send whose answer is awaited from another node.
+#[derive(Debug)]
+struct RemoteSend {
+    node: Arc<str>,
+    session: SessionHandle,
+    _permit: Option<OwnedSemaphorePermit>,
+    since: Instant,
+}
+
+/// A call (e.g. attaching a session to a remote User) awaiting its reply.
+#[derive(Debug)]
+struct Call {
+    node: Arc<str>,
+    reply: tokio::sync::oneshot::Sender<()>,
+}
+
+/// This node's end of the cluster: its identity, the outbox, and what it awaits
+/// from other nodes.
+pub struct Link {
+    node_id: Arc<str>,
+    generation: AtomicU64,
+    outbox: OnceLock<Arc<dyn Outbox>>,
+    next_call: AtomicU64,
+    calls: Mutex<HashMap<u64, Call>>,
+    sends: Mutex<HashMap<(SessionId, String), RemoteSend>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("node_id", &self.node_id)
+            .field("connected", &self.outbox.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    pub(crate) fn new(node_id: &str) -> Self {
+        Self {
+            node_id: Arc::from(node_id),
+            generation: AtomicU64::new(0),
+            outbox: OnceLock::new(),
+            next_call: AtomicU64::new(1),
+            calls: Mutex::new(HashMap::new()),
+            sends: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &Arc<str> {
+        &self.node_id
+    }
+
+    /// This node's incarnation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Connects the link to the transport (once).
+    pub(crate) fn connect(&self, generation: u64, outbox: Arc<dyn Outbox>) {
+        self.generation.store(generation, Ordering::Relaxed);
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// Encodes and sends an envelope; false if `node` is not reachable.
+    pub(crate) fn send(&self, node: &str, envelope: &Envelope) -> bool {
+        let Some(outbox) = self.outbox.get() else {
+            return false;
+        };
+        let sent = outbox.send(node, encode_envelope(envelope));
+        if !sent {
+            metrics::counter!("chorus_cluster_send_failures_total").increment(1);
+        }
+        sent
+    }
+
+    /// Whether a session of `addr` can still exist: its node is connected in the
+    /// same incarnation.
+    fn reachable(&self, addr: &SessionAddr) -> bool {
+        self.outbox
+            .get()
+            .and_then(|o| o.generation(&addr.node))
+            .is_some_and(|g| g == addr.generation)
+    }
+
+    /// The address of a session of this node.
+    pub(crate) fn addr_of(&self, session: &SessionHandle) -> SessionAddr {
+        SessionAddr {
+            node: self.node_id.to_string(),
+            generation: self.generation(),
+            id: session.id(),
+            user: session.user().to_string(),
+        }
+    }
+
+    /// Registers a call to `node`; the receiver completes when it is answered and
+    /// fails (is dropped) if `node` goes away first.
+    pub(crate) fn call(&self, node: &Arc<str>) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.insert(
+            id,
+            Call {
+                node: node.clone(),
+                reply: tx,
+            },
+        );
+        (id, rx)
+    }
+
+    /// A reply arrived.
+    pub(crate) fn complete_call(&self, call: u64) {
+        let done = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.remove(&call)
+        };
+        if let Some(c) = done {
+            let _ = c.reply.send(());
+        }
+    }
+
+    /// Keeps a forwarded send's slot until its answer comes back.
+    pub(crate) fn await_answer(
+        &self,
+        node: &Arc<str>,
+        session: &SessionHandle,
+        client_id: &str,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        sends.insert(
+            (session.id(), client_id.to_string()),
+            RemoteSend {
+                node: node.clone(),
+                session: session.clone(),
+                _permit: permit,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// An `ack`/`reject` for a local session arrived from another node.
+    pub(crate) fn answered(&self, session: SessionId, client_id: &str) {
+        let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        sends.remove(&(session, client_id.to_string()));
+    }
+
+    /// Fails what waits on nodes that are gone, and sends unanswered for too long:
+    /// their clients retry (with the same id) instead of waiting forever.
+    pub fn sweep(&self) {
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        let gone = |node: &str| outbox.generation(node).is_none();
+        let lost: Vec<((SessionId, String), RemoteSend)> = {
+            let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<(SessionId, String)> = sends
+                .iter()
+                .filter(|(_, s)| {
+                    gone(&s.node)
+                        || s.since.elapsed() > REMOTE_ANSWER_TIMEOUT
+                        || s.session.is_closed()
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| sends.remove_entry(&k))
+                .collect()
+        };
+        for ((_, client_id), send) in lost {
+            send.session.reject(
+                &client_id,
+                ErrorCode::Internal,
+                "the conversation's node did not answer; retry",
+                None,
+            );
+        }
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.retain(|_, c| !gone(&c.node));
+    }
+}
+
+/// A session somewhere in the cluster, as an entity holds it.
+#[derive(Debug, Clone)]
+pub enum SessionRef {
+    /// Connected to this node.
+    Local(SessionHandle),
+    /// Connected to another node.
+    Remote(Arc<RemoteSession>),
+}
+
+/// A session on another node.
+#[derive(Debug)]
+pub struct RemoteSession {
+    addr: SessionAddr,
+    link: Arc<Link>,
+}
+
+impl From<SessionHandle> for SessionRef {
+    fn from(handle: SessionHandle) -> Self {
+        Self::Local(handle)
+    }
+}
+
+impl SessionRef {
+    /// A session of another node.
+    pub(crate) fn remote(addr: SessionAddr, link: Arc<Link>) -> Self {
+        Self::Remote(Arc::new(RemoteSession { addr, link }))
+    }
+
+    /// The session's id (unique in the cluster).
+    pub fn id(&self) -> SessionId {
+        match self {
+            Self::Local(h) => h.id(),
+            Self::Remote(r) => r.addr.id,
+        }
+    }
+
+    /// The node holding the session's socket, if not this one.
+    pub fn remote_node(&self) -> Option<&str> {
+        match self {
+            Self::Local(_) => None,
+            Self::Remote(r) => Some(&r.addr.node),
+        }
+    }
+
+    /// The session's address, as another node names it.
+    pub(crate) fn addr(&self, link: &Link) -> SessionAddr {
+        match self {
+            Self::Local(h) => link.addr_of(h),
+            Self::Remote(r) => r.addr.clone(),
+        }
+    }
+
+    /// Queues a frame (see [`SessionHandle::push`]); for a remote session, sends it
+    /// to its node. False when the frame was not queued or sent.
+    pub fn push(&self, frame: SharedFrame) -> bool {
+        match self {
+            Self::Local(h) => h.push(frame),
+            Self::Remote(r) => r.link.send(
+                &r.addr.node,
+                &Envelope::Sessions {
+                    ids: vec![r.addr.id],
+                    user: r.addr.user.clone(),
+                    frame: frame.frame().clone(),
+                },
+            ),
+        }
+    }
+
+    /// Wraps and queues a frame meant for this session alone.
+    pub fn send(&self, frame: ServerFrame) -> bool {
+        match self {
+            Self::Local(h) => h.send(frame),
+            Self::Remote(_) => self.push(OutFrame::new(frame)),
+        }
+    }
+
+    /// Answers a `send`/`danmaku` with `reject` (see [`SessionHandle::reject`]).
+    pub fn reject(
+        &self,
+        id: &str,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after_ms: Option<u64>,
+    ) {
+        match self {
+            Self::Local(h) => h.reject(id, code, message, retry_after_ms),
+            Self::Remote(_) => {
+                metrics::counter!("chorus_send_rejected_total", "code" => code.as_str())
+                    .increment(1);
+                self.send(ServerFrame::Reject {
+                    id: id.chars().take(128).collect(),
+                    code,
+                    message: message.into(),
+                    retry_after_ms,
+                });
+            }
+        }
+    }
+
+    /// Closes the session's connection.
+    pub fn close(&self, reason: CloseReason) {
+        match self {
+            Self::Local(h) => h.close(reason),
+            Self::Remote(r) => {
+                let reason = match reason {
+                    CloseReason::Kicked => CloseCode::Kicked,
+                    CloseReason::SlowConsumer | CloseReason::SlowViewer => CloseCode::SlowConsumer,
+                    CloseReason::Shutdown => CloseCode::Shutdown,
+                };
+                r.link.send(
+                    &r.addr.node,
+                    &Envelope::Close {
+                        ids: vec![r.addr.id],
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether the session is gone: closed here, or its node is no longer
+    /// connected in the incarnation that held it.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Self::Local(h) => h.is_closed(),
+            Self::Remote(r) => !r.link.reachable(&r.addr),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The cluster layer of a running node: membership and transport started, the
+//! region connected to them, and placement kept in step with who serves.
+//!
+//! ```text
+//! Membership.live ─┐
+//!                  ├─► serving = status serving ∧ alive ∧ (self ∨ connected)
+//! Transport.connected ┘        │
+//!                              ▼ Placement::set_members ─► ShardRegion::rebalance
+//! Transport inbox ─► ShardRegion::receive (decode fallibly, route)
+//! ```
+//!
+//! A member counts only once it holds a transport session to this node: gossip is
+//! unauthenticated, only the cookie proves a member is ours, and a killed node's
+//! sessions close at once (its kernel closes the sockets), well before gossip
+//! declares it dead — which is what makes failover fast.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_actors::ShardRegion;
+use chorus_actors::remote::Outbox;
+use chorus_config::{Config, ListenAddrs};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Member, MemberStatus, Membership, MembershipConfig, Transport, TransportConfig};
+
+/// How long a joining node waits to reach the members gossip shows it before it
+/// serves anyway.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A second rebalance after a placement change, once the other nodes have seen
+/// the change too: sessions re-attached while tables disagreed land right.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The transport as the region's outbox.
+struct TransportOutbox(Transport);
+
+impl Outbox for TransportOutbox {
+    fn send(&self, node: &str, bytes: Vec<u8>) -> bool {
+        self.0.send(node, bytes).is_ok()
+    }
+
+    fn generation(&self, node: &str) -> Option<u64> {
+        self.0.generation_of(node)
+    }
+}
+
+/// The cluster layer of a node.
+pub struct ClusterRuntime {
+    membership: Membership,
+    transport: Transport,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ClusterRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRuntime")
+            .field("node_id", &self.membership.node_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A member as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// The gossiped member.
+    pub member: Member,
+    /// Whether this node holds a transport session to it (always for itself).
+    pub connected: bool,
+    /// Whether it is this node.
+    pub this: bool,
+}
+
+impl ClusterRuntime {
+    /// Joins the cluster of `config.cluster.seeds` (or starts one), connects the
+    /// region to the transport, and serves once it reaches the members it sees.
+    pub async fn start(
+        config: &Config,
+        bound: &ListenAddrs,
+        region: ShardRegion,
+    ) -> Result<Self, String> {
+        let membership_config = MembershipConfig::from_config(&config.cluster, bound)
+            .await
+            .map_err(|e| e.to_string())?;
+        let membership = Membership::start(membership_config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let advertise_host = config
+            .cluster
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| bound.cluster.ip().to_string());
+        let (transport, mut inbox) = Transport::start(
+            TransportConfig {
+                node_id: membership.node_id().to_string(),
+                generation: membership.generation(),
+                listen: bound.cluster,
+                advertise_host,
+                cookie: config.cluster.cookie.expose().to_string(),
+                inbox_capacity: 65_536,
+            },
+            membership.live(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        region.connect_cluster(
+            membership.generation(),
+            Arc::new(TransportOutbox(transport.clone())),
+        );
+
+        let mut tasks = Vec::new();
+        let pump_region = region.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(inbound) = inbox.recv().await {
+                pump_region.receive(&inbound.from, &inbound.payload);
+            }
+        }));
+        tasks.push(tokio::spawn(follow_placement(
+            membership.live(),
+            transport.watch_connected(),
+            region.clone(),
+        )));
+        let sweep_region = region.clone();
+        let load_membership = membership.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                sweep_region.link().sweep();
+                load_membership
+                    .set_load(sweep_region.sessions().count() as u64)
+                    .await;
+            }
+        }));
+
+        let runtime = Self {
+            membership,
+            transport,
+            tasks,
+        };
+        runtime.join(!config.cluster.seeds.is_empty()).await;
+        runtime.membership.set_status(MemberStatus::Serving).await;
+        tracing::info!(
+            node = runtime.membership.node_id(),
+            "cluster member serving"
+        );
+        Ok(runtime)
+    }
+
+    /// Waits until this node holds a session to every live member gossip shows
+    /// (with seeds: and it has seen at least one other member), within
+    /// [`JOIN_TIMEOUT`].
+    async fn join(&self, has_seeds: bool) {
+        let mut live = self.membership.live();
+        let mut connected = self.transport.watch_connected();
+        let me = self.membership.node_id().to_string();
+        let reached = async {
+            loop {
+                let members = live.borrow_and_update().clone();
+                let peers: Vec<&Member> = members.iter().filter(|m| m.node_id != me).collect();
+                let links = connected.borrow_and_update().clone();
+                let all = peers.iter().all(|m| links.contains(&m.node_id));
+                if all && (!has_seeds || !peers.is_empty()) {
+                    return;
+                }
+                tokio::select! {
+                    r = live.changed() => if r.is_err() { return },
+                    r = connected.changed() => if r.is_err() { return },
+                }
+            }
+        };
+        if tokio::time::timeout(JOIN_TIMEOUT, reached).await.is_err() {
+            tracing::warn!("could not reach every member within the join timeout; serving anyway");
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        self.membership.node_id()
+    }
+
+    /// Every member gossip knows, with whether this node is connected to it.
+    pub async fn members(&self) -> Vec<MemberView> {
+        let connected = self.transport.connected();
+        let me = self.membership.node_id();
+        self.membership
+            .members()
+            .await
+            .into_iter()
+            .map(|member| MemberView {
+                connected: member.node_id == me || connected.contains(&member.node_id),
+                this: member.node_id == me,
+                member,
+            })
+            .collect()
+    }
+
+    /// Publishes this node's status.
+    pub async fn set_status(&self, status: MemberStatus) {
+        self.membership.set_status(status).await;
+    }
+
+    /// Leaves the cluster: transport sessions closed, gossip stopped.
+    pub async fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.transport.shutdown().await;
+        self.membership.shutdown();
+    }
+}
+
+/// The members that serve: `serving`, alive, and connected (or this node).
+fn serving(members: &[Member], connected: &[String], me: &str) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m.alive && m.status == MemberStatus::Serving)
+        .filter(|m| m.node_id == me || connected.contains(&m.node_id))
+        .map(|m| m.node_id.clone())
+        .collect()
+}
+
+/// Keeps the region's placement equal to the serving members.
+async fn follow_placement(
+    mut live: watch::Receiver<Vec<Member>>,
+    mut connected: watch::Receiver<Vec<String>>,
+    region: ShardRegion,
+) {
+    let me = region.settings().node_id.clone();
+    loop {
+        let members = live.borrow_and_update().clone();
+        let links = connected.borrow_and_update().clone();
+        let next = serving(&members, &links, &me);
+        if let Some(previous) = region.placement().set_members(next.clone()) {
+            tracing::info!(serving = ?next, "placement changed");
+            metrics::counter!("chorus_placement_changes_total").increment(1);
+            metrics::gauge!("chorus_cluster_serving_members").set(next.len() as f64);
+            region.rebalance(&previous);
+            let settle = region.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SETTLE).await;
+                settle.rebalance(&previous);
+            });
+        }
+        tokio::select! {
+            r = live.changed() => if r.is_err() { return },
+            r = connected.changed() => if r.is_err() { return },
+        }
+    }
+}

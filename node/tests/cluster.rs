@@ -1,0 +1,710 @@
+//! The cluster, end to end: real `chorus` processes on 127.0.x.y addresses, one
+//! real Cassandra (`CHORUS_CASSANDRA`, started by `scripts/test`), clients on the
+//! SDK. Skipped when no Cassandra is configured: a multi-node cluster needs the
+//! shared store.
+//!
+//! Each test uses its own loopback block (127.0.B.1–3) with fixed gossip and
+//! transport ports, and its own keyspace.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_client::{Client, ClientConfig, ClientError, Event, Events, Transport};
+use chorus_wire::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ADMIN_TOKEN: &str = "cluster-test-admin-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `CHORUS_TEST_LOG=chorus_client=debug` shows what the clients do.
+fn init_log() {
+    if let Ok(filter) = std::env::var("CHORUS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
+}
+
+fn cassandra() -> Option<String> {
+    std::env::var("CHORUS_CASSANDRA")
+        .ok()
+        .filter(|c| !c.is_empty())
+}
+
+/// One node process of a test cluster.
+struct NodeProc {
+    id: String,
+    ip: String,
+    keyspace: String,
+    seeds: Vec<String>,
+    contact: String,
+    child: Option<Child>,
+    tcp: SocketAddr,
+    ws: SocketAddr,
+    admin: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl NodeProc {
+    fn start(block: u8, n: u8, seeds: &[String], keyspace: &str, contact: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = NodeProc {
+            id: format!("n{n}"),
+            ip: format!("127.0.{block}.{n}"),
+            keyspace: keyspace.to_string(),
+            seeds: seeds.to_vec(),
+            contact: contact.to_string(),
+            child: None,
+            tcp: "127.0.0.1:1".parse().unwrap(),
+            ws: "127.0.0.1:1".parse().unwrap(),
+            admin: "127.0.0.1:1".parse().unwrap(),
+            dir,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
+        let ip = &self.ip;
+        let config = format!(
+            "[cluster]\nnode_id = \"{id}\"\nenabled = true\nseeds = [{seeds}]\nadvertise_host = \"{ip}\"\n\
+             [listen]\ntcp = \"{ip}:0\"\nws = \"{ip}:0\"\nadmin = \"{ip}:0\"\ngossip = \"{ip}:7403\"\ncluster = \"{ip}:7404\"\n\
+             [storage]\nbackend = \"scylla\"\ncontact_points = [\"{contact}\"]\nkeyspace = \"{ks}\"\nconsistency = \"one\"\n\
+             [admin]\ntoken = \"{ADMIN_TOKEN}\"\n",
+            id = self.id,
+            seeds = seeds.join(", "),
+            contact = self.contact,
+            ks = self.keyspace,
+        );
+        let file = self.dir.path().join("node.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("chorus starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("a listening line").unwrap();
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        self.tcp = field("tcp=");
+        self.ws = field("ws=");
+        self.admin = field("admin=");
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself (after a drain).
+    fn wait_exit(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        if let Some(child) = self.child.as_mut() {
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not exit after its drain",
+                    self.id
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.child = None;
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A started cluster of three nodes.
+struct Cluster {
+    nodes: Vec<NodeProc>,
+}
+
+impl Cluster {
+    async fn start(block: u8) -> Option<Self> {
+        init_log();
+        let contact = cassandra()?;
+        let keyspace = format!("chorus_cluster_{:016x}", rand::random::<u64>());
+        let seed = format!("127.0.{block}.1:7403");
+        let mut nodes = Vec::new();
+        for n in 1..=3u8 {
+            let seeds = if n == 1 {
+                Vec::new()
+            } else {
+                vec![seed.clone()]
+            };
+            nodes.push(NodeProc::start(block, n, &seeds, &keyspace, &contact));
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_serving(&["n1", "n2", "n3"]).await;
+        Some(cluster)
+    }
+
+    /// Waits until every running node's placement has exactly `ids` serving.
+    async fn wait_serving(&self, ids: &[&str]) {
+        let want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let deadline = Instant::now() + WAIT;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                let serving = admin(node.admin, "GET", "/admin/shards")
+                    .await
+                    .ok()
+                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .map(|v| {
+                        v["serving"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|s| s.as_str().map(String::from))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default()
+                    });
+                if serving.as_ref() == Some(&want) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} serves {serving:?}, not {want:?}",
+                    node.id
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    fn node(&self, id: &str) -> &NodeProc {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    fn endpoints_from(&self, first: &str) -> Vec<String> {
+        let mut eps = vec![self.node(first).tcp.to_string()];
+        eps.extend(
+            self.nodes
+                .iter()
+                .filter(|n| n.id != first)
+                .map(|n| n.tcp.to_string()),
+        );
+        eps
+    }
+}
+
+/// One admin request; (status, body).
+async fn admin(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timeout"))??;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: chorus\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))??;
+    let response = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+async fn admin_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = admin(addr, "GET", path).await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn connect(endpoints: Vec<String>, user: &str) -> (Client, Events) {
+    let mut cfg = ClientConfig::new(endpoints[0].clone(), Transport::Tcp, user);
+    cfg.endpoints = endpoints;
+    cfg.backoff_initial = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(500);
+    cfg.request_timeout = Duration::from_secs(10);
+    Client::connect(cfg).await.unwrap()
+}
+
+async fn next_message(events: &mut Events) -> chorus_wire::Message {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(Event::Message(m)) => return m,
+                Some(_) => continue,
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("a message in time")
+}
+
+/// Where an entity runs, according to every node: (owner, nodes running it).
+async fn where_is(cluster: &Cluster, key: &str) -> (String, Vec<String>) {
+    let mut owner = None;
+    let mut running = Vec::new();
+    for node in cluster.nodes.iter().filter(|n| n.child.is_some()) {
+        let v = admin_json(node.admin, &format!("/admin/where/{key}")).await;
+        let o = v["owner"].as_str().unwrap().to_string();
+        if let Some(prev) = &owner {
+            assert_eq!(prev, &o, "nodes disagree on the owner of {key}");
+        }
+        owner = Some(o);
+        if v["running_here"].as_bool() == Some(true) {
+            running.push(node.id.clone());
+        }
+    }
+    (owner.unwrap(), running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_chat_across_nodes_and_where_agrees() {
+    let Some(cluster) = Cluster::start(21).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let (alice, mut alice_events) =
+        connect(vec![cluster.node("n1").tcp.to_string()], "alice").await;
+    let (bob, mut bob_events) = connect(vec![cluster.node("n2").tcp.to_string()], "bob").await;
+    let (carol, carol_events) = connect(vec![cluster.node("n3").tcp.to_string()], "carol").await;
+    assert_eq!(alice.welcome().node, "n1");
+    assert_eq!(bob.welcome().node, "n2");
+
+    // 1:1 both ways between nodes.
+    let ack = alice.send("user:bob", "hello bob").await.unwrap();
+    let m = next_message(&mut bob_events).await;
+    assert_eq!(
+        (m.from.as_str(), m.body.as_str(), m.seq),
+        ("alice", "hello bob", ack.seq)
+    );
+    let ack = bob.send("user:alice", "hi alice").await.unwrap();
+    let m = next_message(&mut alice_events).await;
+    assert_eq!((m.body.as_str(), m.seq), ("hi alice", ack.seq));
+
+    // A group spanning the three nodes.
+    carol
+        .group_create(Some("trio"), "trio", &["alice", "bob", "carol"])
+        .await
+        .unwrap();
+    let ack = carol.send("group:trio", "hello all").await.unwrap();
+    for events in [&mut alice_events, &mut bob_events] {
+        let m = next_message(events).await;
+        assert_eq!((m.conv.as_str(), m.seq), ("group:trio", ack.seq));
+    }
+    let page = alice
+        .history("group:trio", None, None, Some(10))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+
+    // `where` agrees with where each entity runs: exactly on its owner.
+    for key in [
+        "user:alice",
+        "user:bob",
+        "user:carol",
+        "conv:dm:alice:bob",
+        "conv:group:trio",
+    ] {
+        let (owner, running) = where_is(&cluster, key).await;
+        assert_eq!(
+            running,
+            vec![owner.clone()],
+            "{key} runs on {running:?}, owner {owner}"
+        );
+    }
+    // And chorusctl says the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_chorusctl"))
+        .args([
+            "--admin",
+            &cluster.node("n2").admin.to_string(),
+            "--token",
+            ADMIN_TOKEN,
+            "--json",
+            "where",
+            "conv:group:trio",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (owner, running) = where_is(&cluster, "conv:group:trio").await;
+    assert_eq!(v["owner"].as_str(), Some(owner.as_str()));
+    assert_eq!(v["running_on"], serde_json::json!(running));
+    drop(carol_events);
+}
+
+/// What a chatting client saw: acked (conv, seq) → id, messages received, and
+/// the errors its sends met before their ack.
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<(String, u64), String>,
+    received: HashMap<String, Vec<(String, u64)>>,
+    errors: Vec<String>,
+}
+
+/// Sends `count` messages from `user` to `peer`, retrying each with the same id
+/// until it is acked (a lost connection or an `internal` reject is retried).
+async fn chat(
+    client: Arc<Client>,
+    user: String,
+    peer: String,
+    count: usize,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    for i in 0..count {
+        let id = format!("{user}-{i}");
+        let to = format!("user:{peer}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match client.send_with_id(&id, &to, &format!("message {i}")).await {
+                Ok(ack) => {
+                    let previous = ledger
+                        .lock()
+                        .unwrap()
+                        .acked
+                        .insert((ack.conv.clone(), ack.seq), id.clone());
+                    assert!(
+                        previous.is_none(),
+                        "{}#{} acked for {id} and {previous:?}",
+                        ack.conv,
+                        ack.seq
+                    );
+                    break;
+                }
+                Err(
+                    e @ (ClientError::Rejected {
+                        code: ErrorCode::Internal | ErrorCode::Overloaded,
+                        ..
+                    }
+                    | ClientError::ConnectionLost
+                    | ClientError::Timeout),
+                ) => {
+                    ledger.lock().unwrap().errors.push(format!("{id}: {e}"));
+                    assert!(Instant::now() < deadline, "{id} never acked");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{id}: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the client has caught up with everything stored in its conversations
+/// right now.
+async fn caught_up(client: &Client) -> bool {
+    let Ok(items) = client.conversations().await else {
+        return false;
+    };
+    let positions = client.positions();
+    items
+        .iter()
+        .all(|i| positions.get(&i.conv).copied().unwrap_or(0) >= i.last_seq)
+}
+
+/// Collects a client's messages and notes when it reconnected.
+fn collect(
+    user: String,
+    mut events: Events,
+    ledger: Arc<Mutex<Ledger>>,
+    reconnected: Arc<Mutex<HashMap<String, Instant>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connects = 0;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::Message(m) => ledger
+                    .lock()
+                    .unwrap()
+                    .received
+                    .entry(user.clone())
+                    .or_default()
+                    .push((m.conv, m.seq)),
+                Event::Connected { .. } => {
+                    connects += 1;
+                    if connects > 1 {
+                        reconnected
+                            .lock()
+                            .unwrap()
+                            .insert(user.clone(), Instant::now());
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// Every acked message is in history at its seq, and each receiver got each of
+/// its conversations' messages exactly once.
+async fn verify(cluster: &Cluster, users: &[String], ledger: &Ledger) {
+    let reader = connect(
+        cluster.endpoints_from(&cluster.nodes.iter().find(|n| n.child.is_some()).unwrap().id),
+        &users[0],
+    )
+    .await
+    .0;
+    let mut convs: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for ((conv, seq), id) in &ledger.acked {
+        convs
+            .entry(conv.clone())
+            .or_default()
+            .push((*seq, id.clone()));
+    }
+    let mut all_stored: HashMap<String, HashSet<u64>> = HashMap::new();
+    for (conv, acked) in &convs {
+        // Read with a party of the conversation.
+        let party = conv
+            .trim_start_matches("dm:")
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let client = connect(
+            cluster.endpoints_from(&cluster.nodes.iter().find(|n| n.child.is_some()).unwrap().id),
+            &party,
+        )
+        .await
+        .0;
+        let mut stored = Vec::new();
+        let mut after = None;
+        loop {
+            let page = client.history(conv, after, None, Some(200)).await.unwrap();
+            stored.extend(page.messages.iter().map(|m| (m.seq, m.id.clone())));
+            after = page.messages.last().map(|m| m.seq);
+            if !page.more || page.messages.is_empty() {
+                break;
+            }
+        }
+        let seqs: HashSet<u64> = stored.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs.len(), stored.len(), "{conv}: a seq handed out twice");
+        let by_seq: HashMap<u64, String> = stored.iter().cloned().collect();
+        for (seq, id) in acked {
+            assert_eq!(
+                by_seq.get(seq),
+                Some(id),
+                "{conv}: acked {id} at {seq} is not in history there"
+            );
+        }
+        let ids: HashSet<&String> = stored.iter().map(|(_, id)| id).collect();
+        assert_eq!(ids.len(), stored.len(), "{conv}: a message stored twice");
+        all_stored.insert(conv.clone(), seqs);
+        client.close().await;
+    }
+    for user in users {
+        let got = ledger.received.get(user).cloned().unwrap_or_default();
+        let unique: HashSet<&(String, u64)> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "{user} got a message twice");
+        for (conv, seqs) in &all_stored {
+            if !conv.split(':').skip(1).any(|p| p == user) {
+                continue;
+            }
+            // The sender's own messages come as acks, not as `msg`.
+            let own: HashSet<u64> = ledger
+                .acked
+                .iter()
+                .filter(|((c, _), id)| c == conv && id.starts_with(&format!("{user}-")))
+                .map(|((_, s), _)| *s)
+                .collect();
+            for seq in seqs.iter().filter(|s| !own.contains(s)) {
+                if !unique.contains(&(conv.clone(), *seq)) {
+                    let mut all: Vec<u64> = seqs.iter().copied().collect();
+                    all.sort_unstable();
+                    let mut got: Vec<u64> = got
+                        .iter()
+                        .filter(|(c, _)| c == conv)
+                        .map(|(_, s)| *s)
+                        .collect();
+                    got.sort_unstable();
+                    panic!("{user} never got {conv}#{seq}: stored {all:?}, got {got:?}");
+                }
+            }
+        }
+    }
+    reader.close().await;
+}
+
+/// Connects user i to node i mod 3 (with the other nodes as fallbacks), every
+/// client before any sends, so that each sees its conversations from the start.
+async fn connect_all(
+    cluster: &Cluster,
+    users: &[String],
+    ledger: &Arc<Mutex<Ledger>>,
+    reconnected: &Arc<Mutex<HashMap<String, Instant>>>,
+) -> (Vec<Arc<Client>>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut clients = Vec::new();
+    let mut collectors = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let home = format!("n{}", i % 3 + 1);
+        let (client, events) = connect(cluster.endpoints_from(&home), user).await;
+        collectors.push(collect(
+            user.clone(),
+            events,
+            ledger.clone(),
+            reconnected.clone(),
+        ));
+        clients.push(Arc::new(client));
+    }
+    // A client's first connect takes the conversations' current ends as its floor
+    // (older messages are history, not events): let every floor be taken before
+    // anyone sends. The round trip follows the SDK's own request on the connection.
+    for client in &clients {
+        client.conversations().await.unwrap();
+    }
+    (clients, collectors)
+}
+
+/// Each user sends `count` messages to the next user.
+fn start_chat(
+    clients: &[Arc<Client>],
+    users: &[String],
+    count: usize,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let peer = users[(i + 1) % users.len()].clone();
+            tokio::spawn(chat(
+                clients[i].clone(),
+                user.clone(),
+                peer,
+                count,
+                ledger.clone(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_one_node_under_load_loses_nothing_and_it_rejoins() {
+    let Some(mut cluster) = Cluster::start(22).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let reconnected = Arc::new(Mutex::new(HashMap::new()));
+    let users: Vec<String> = (0..6).map(|i| format!("u{i}")).collect();
+    let (clients, collectors) = connect_all(&cluster, &users, &ledger, &reconnected).await;
+    let senders = start_chat(&clients, &users, 60, &ledger);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let killed_at = Instant::now();
+    cluster.nodes[2].kill9();
+    // The killed node's clients reconnect elsewhere and catch up.
+    let mut resync_time = Duration::ZERO;
+    for (i, user) in users.iter().enumerate().filter(|(i, _)| i % 3 == 2) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let back = reconnected.lock().unwrap().contains_key(user);
+            if back && caught_up(&clients[i]).await {
+                resync_time = resync_time.max(killed_at.elapsed());
+                break;
+            }
+            if Instant::now() > deadline {
+                let items = clients[i].conversations().await;
+                panic!(
+                    "{user} did not reconnect and catch up: reconnected {back}, conversations {items:?}, positions {:?}",
+                    clients[i].positions()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!("kill -9 to the killed node's clients reconnected and caught up: {resync_time:?}");
+
+    // The node comes back and takes its shards back, under load.
+    cluster.nodes[2].spawn();
+    cluster.wait_serving(&["n1", "n2", "n3"]).await;
+    for s in senders {
+        s.await.unwrap();
+    }
+    // Let the last fan-outs land, then stop collecting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in &clients {
+        c.close().await;
+    }
+    for c in collectors {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    eprintln!("send errors met and retried: {:?}", ledger.errors);
+    assert_eq!(ledger.acked.len(), 6 * 60);
+    verify(&cluster, &users, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_drain_of_every_node_under_load_loses_nothing() {
+    let Some(mut cluster) = Cluster::start(23).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let reconnected = Arc::new(Mutex::new(HashMap::new()));
+    let users: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
+    let (clients, collectors) = connect_all(&cluster, &users, &ledger, &reconnected).await;
+    let senders = start_chat(&clients, &users, 80, &ledger);
+    for i in 0..3 {
+        let (status, body) = admin(cluster.nodes[i].admin, "POST", "/admin/drain")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        cluster.nodes[i].wait_exit(WAIT);
+        cluster.nodes[i].spawn();
+        cluster.wait_serving(&["n1", "n2", "n3"]).await;
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in &clients {
+        c.close().await;
+    }
+    for c in collectors {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert_eq!(ledger.acked.len(), 6 * 80);
+    // A drain is invisible to clients but for `goaway`: no send failed.
+    assert!(
+        ledger.errors.is_empty(),
+        "errors during the drains: {:?}",
+        ledger.errors
+    );
+    verify(&cluster, &users, &ledger).await;
+}

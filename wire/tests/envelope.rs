@@ -1,0 +1,200 @@
+//! Inter-node envelopes: every kind round-trips, and bytes that are not an
+//! envelope (truncated, trailing, random, hostile lengths) are errors, not panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chorus_wire::cluster::{
+    CloseCode, EntityEnvelope, Envelope, GroupOp, RequestEnvelope, SessionAddr,
+};
+use chorus_wire::codec::{decode_envelope, encode_envelope};
+use chorus_wire::{DecodeError, LiveItem, Message, Prio, ServerFrame};
+
+fn addr() -> SessionAddr {
+    SessionAddr {
+        node: "n2".into(),
+        generation: 1_763_000_000_000,
+        id: 0xdead_beef_0000_0001,
+        user: "alice".into(),
+    }
+}
+
+fn samples() -> Vec<Envelope> {
+    let request = RequestEnvelope {
+        user: "alice".into(),
+        reference: "r1".into(),
+        reply: addr(),
+    };
+    let item = LiveItem {
+        seq: 0,
+        id: "d1".into(),
+        from: "bob".into(),
+        body: "666".into(),
+        ts_ms: 5,
+        prio: Prio::Paid,
+    };
+    let entity = |msg| Envelope::Entity { hops: 1, msg };
+    vec![
+        entity(EntityEnvelope::UserAttach {
+            user: "alice".into(),
+            session: addr(),
+            call: 7,
+        }),
+        entity(EntityEnvelope::UserDetach {
+            user: "alice".into(),
+            session: 9,
+        }),
+        entity(EntityEnvelope::UserDeliver {
+            user: "alice".into(),
+            frame: ServerFrame::Msg(Message {
+                conv: "dm:alice:bob".into(),
+                seq: 3,
+                id: "m1".into(),
+                from: "bob".into(),
+                body: "hi 你好".into(),
+                ts_ms: 1,
+            }),
+            except: Some(4),
+        }),
+        entity(EntityEnvelope::UserKick {
+            user: "alice".into(),
+        }),
+        entity(EntityEnvelope::ConvSend {
+            conv: "dm:alice:bob".into(),
+            sender: "alice".into(),
+            session: addr(),
+            client_id: "m1".into(),
+            body: "hello".into(),
+        }),
+        entity(EntityEnvelope::ConvHistory {
+            conv: "group:g".into(),
+            request: request.clone(),
+            after: Some(1),
+            before: None,
+            limit: 50,
+        }),
+        entity(EntityEnvelope::ConvRead {
+            conv: "group:g".into(),
+            user: "alice".into(),
+            seq: 9,
+        }),
+        entity(EntityEnvelope::ConvGroup {
+            conv: "group:g".into(),
+            request,
+            op: GroupOp::Create {
+                name: "team".into(),
+                members: vec!["alice".into(), "bob".into()],
+            },
+        }),
+        entity(EntityEnvelope::LiveJoin {
+            room: "r".into(),
+            reference: "j".into(),
+            viewer: addr(),
+        }),
+        entity(EntityEnvelope::LiveLeave {
+            room: "r".into(),
+            reference: None,
+            reply: None,
+            node: "n2".into(),
+        }),
+        entity(EntityEnvelope::LiveViewers {
+            room: "r".into(),
+            node: "n2".into(),
+            count: 20_000,
+        }),
+        entity(EntityEnvelope::LiveDanmaku {
+            room: "r".into(),
+            item: item.clone(),
+            reply: addr(),
+        }),
+        Envelope::Sessions {
+            ids: vec![1, 2, 3],
+            user: "alice".into(),
+            frame: ServerFrame::Pong,
+        },
+        Envelope::Close {
+            ids: vec![1],
+            reason: CloseCode::Kicked,
+        },
+        Envelope::Reply { call: 7 },
+        Envelope::LiveBatch {
+            room: "r".into(),
+            frame: ServerFrame::LiveBatch {
+                room: "r".into(),
+                items: vec![item],
+                viewers: 3,
+                dropped: 2,
+            },
+            weight: 3,
+            ordinary: false,
+        },
+    ]
+}
+
+#[test]
+fn every_envelope_round_trips() {
+    for envelope in samples() {
+        let bytes = encode_envelope(&envelope);
+        assert_eq!(decode_envelope(&bytes).unwrap(), envelope);
+    }
+}
+
+#[test]
+fn entity_keys_name_the_owner() {
+    let keys: Vec<String> = samples()
+        .into_iter()
+        .filter_map(|e| match e {
+            Envelope::Entity { msg, .. } => Some(msg.entity_key()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys[0], "user:alice");
+    assert_eq!(keys[4], "dm:alice:bob");
+    assert_eq!(keys[8], "live:r");
+}
+
+#[test]
+fn truncated_and_padded_envelopes_are_errors() {
+    for envelope in samples() {
+        let bytes = encode_envelope(&envelope);
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_envelope(&bytes[..cut]).is_err(),
+                "prefix of {cut} bytes"
+            );
+        }
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert_eq!(decode_envelope(&padded), Err(DecodeError::TrailingBytes(1)));
+    }
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A deterministic xorshift stream: reproducible without a seed file.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for len in 0..2_000usize {
+        let bytes: Vec<u8> = (0..len % 300).map(|_| next() as u8).collect();
+        let _ = decode_envelope(&bytes);
+    }
+    // A hostile length: a string claiming 4 GiB inside a 12-byte envelope.
+    let hostile = [0u8, 1, 9, 0xfc, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+    assert!(decode_envelope(&hostile).is_err());
+}
+
+#[test]
+fn close_codes_are_distinct() {
+    let a = encode_envelope(&Envelope::Close {
+        ids: vec![],
+        reason: CloseCode::Kicked,
+    });
+    let b = encode_envelope(&Envelope::Close {
+        ids: vec![],
+        reason: CloseCode::Shutdown,
+    });
+    assert_ne!(a, b);
+}
