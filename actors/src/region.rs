@@ -42,10 +42,30 @@ use crate::sessions::LocalSessions;
 use crate::settings::Settings;
 use crate::user::{Attached, User, UserMsg};
 
-/// Forwards a message may take before the node holding it runs the entity
-/// itself: two nodes whose tables disagree for a moment cannot bounce a message
-/// forever. (Sequence blocks keep two owners of a conversation from colliding.)
-pub(crate) const MAX_HOPS: u8 = 2;
+/// Forwards a message takes at once. A message forwarded twice met two nodes
+/// whose placement tables disagree (one has seen a member join or leave, the
+/// other not yet): it waits [`DEFER`] on the node holding it and is routed
+/// again, until the tables agree. It is never run on a node that does not own
+/// its shard, so a conversation never has two owners accepting sends at once.
+const DIRECT_HOPS: u8 = 2;
+
+/// The wait of a message that bounced between disagreeing nodes.
+const DEFER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Forwards after which a message is run where it is, as a last resort: tables
+/// that disagree this long (about 3 s of bouncing) mean a partitioned cluster,
+/// where sequence blocks keep two owners of a conversation from colliding.
+const MAX_HOPS: u8 = 14;
+
+/// Where a message goes next.
+enum Route {
+    /// To the entity on this node.
+    Local,
+    /// To the owner's node.
+    Forward(Arc<str>),
+    /// Wait, then route again.
+    Defer,
+}
 
 /// The kinds of sharded entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -261,13 +281,24 @@ impl ShardRegion {
         crate::routing::receive(self, from, bytes);
     }
 
-    /// The owner of `key` if it is another node and `hops` allows one more forward.
-    fn remote_owner(&self, key: &str, hops: u8) -> Option<Arc<str>> {
-        if hops >= MAX_HOPS {
-            return None;
+    /// Where a message for `key` that was forwarded `hops` times goes next.
+    fn route(&self, key: &str, hops: u8, may_defer: bool) -> Route {
+        let Some(owner) = self.inner.placement.owner(key) else {
+            return Route::Local;
+        };
+        if *owner == **self.inner.placement.node_id() {
+            return Route::Local;
         }
-        let owner = self.inner.placement.owner(key)?;
-        (*owner != **self.inner.placement.node_id()).then_some(owner)
+        if hops >= MAX_HOPS {
+            metrics::counter!("chorus_cluster_route_last_resort_total").increment(1);
+            tracing::warn!(key, hops, owner = %owner, "placement tables keep disagreeing: running it here");
+            return Route::Local;
+        }
+        if hops >= DIRECT_HOPS && may_defer {
+            metrics::counter!("chorus_cluster_route_deferred_total").increment(1);
+            return Route::Defer;
+        }
+        Route::Forward(owner)
     }
 
     /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
@@ -360,14 +391,32 @@ impl ShardRegion {
 
     /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
     pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
-        self.route_live_room(room, msg, 0);
+        self.route_live_room(room, msg, 0, true);
     }
 
-    pub(crate) fn route_live_room(&self, room: &ConvId, msg: LiveRoomMsg, hops: u8) {
+    pub(crate) fn route_live_room(
+        &self,
+        room: &ConvId,
+        msg: LiveRoomMsg,
+        hops: u8,
+        may_defer: bool,
+    ) {
         let ConvId::Live(id) = room else { return };
         let key = room.to_string();
-        if let Some(node) = self.remote_owner(&key, hops) {
-            return crate::routing::forward_live_room(self, &node, id, msg, hops + 1);
+        match self.route(&key, hops, may_defer) {
+            Route::Local => {}
+            Route::Forward(node) => {
+                return crate::routing::forward_live_room(self, &node, id, msg, hops + 1);
+            }
+            Route::Defer => {
+                let region = self.clone();
+                let room = room.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(DEFER).await;
+                    region.route_live_room(&room, msg, hops, false);
+                });
+                return;
+            }
         }
         let spawn = || {
             let args = crate::live::LiveRoomArgs {
@@ -381,12 +430,24 @@ impl ShardRegion {
 
     /// Sends to the User entity of `user`, spawning it if needed.
     pub fn tell_user(&self, user: &str, msg: UserMsg) {
-        self.route_user(user, msg, 0);
+        self.route_user(user, msg, 0, true);
     }
 
-    pub(crate) fn route_user(&self, user: &str, msg: UserMsg, hops: u8) {
-        if let Some(node) = self.remote_owner(&format!("user:{user}"), hops) {
-            return crate::routing::forward_user(self, &node, user, msg, hops + 1);
+    pub(crate) fn route_user(&self, user: &str, msg: UserMsg, hops: u8, may_defer: bool) {
+        match self.route(&format!("user:{user}"), hops, may_defer) {
+            Route::Local => {}
+            Route::Forward(node) => {
+                return crate::routing::forward_user(self, &node, user, msg, hops + 1);
+            }
+            Route::Defer => {
+                let region = self.clone();
+                let user = user.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(DEFER).await;
+                    region.route_user(&user, msg, hops, false);
+                });
+                return;
+            }
         }
         let spawn = || {
             let args = crate::user::UserArgs {
@@ -400,13 +461,31 @@ impl ShardRegion {
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.
     pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
-        self.route_conversation(conv, msg, 0);
+        self.route_conversation(conv, msg, 0, true);
     }
 
-    pub(crate) fn route_conversation(&self, conv: &ConvId, msg: ConversationMsg, hops: u8) {
+    pub(crate) fn route_conversation(
+        &self,
+        conv: &ConvId,
+        msg: ConversationMsg,
+        hops: u8,
+        may_defer: bool,
+    ) {
         let key = conv.to_string();
-        if let Some(node) = self.remote_owner(&key, hops) {
-            return crate::routing::forward_conversation(self, &node, &key, msg, hops + 1);
+        match self.route(&key, hops, may_defer) {
+            Route::Local => {}
+            Route::Forward(node) => {
+                return crate::routing::forward_conversation(self, &node, &key, msg, hops + 1);
+            }
+            Route::Defer => {
+                let region = self.clone();
+                let conv = conv.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(DEFER).await;
+                    region.route_conversation(&conv, msg, hops, false);
+                });
+                return;
+            }
         }
         let spawn = || {
             let args = crate::conversation::ConversationArgs {

@@ -349,11 +349,11 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 } else {
                     Attached::Call(call)
                 };
-                region.route_user(&user, UserMsg::Attach(session, reply), hops);
+                region.route_user(&user, UserMsg::Attach(session, reply), hops, true);
             }
         }
         EntityEnvelope::UserDetach { user, session } => {
-            region.route_user(&user, UserMsg::Detach(session), hops);
+            region.route_user(&user, UserMsg::Detach(session), hops, true);
         }
         EntityEnvelope::UserDeliver {
             user,
@@ -361,9 +361,9 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             except,
         } => {
             let frame = OutFrame::new(frame);
-            region.route_user(&user, UserMsg::Deliver { frame, except }, hops);
+            region.route_user(&user, UserMsg::Deliver { frame, except }, hops, true);
         }
-        EntityEnvelope::UserKick { user } => region.route_user(&user, UserMsg::Kick, hops),
+        EntityEnvelope::UserKick { user } => region.route_user(&user, UserMsg::Kick, hops, true),
         EntityEnvelope::ConvSend {
             conv,
             sender,
@@ -385,7 +385,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 body,
                 permit: None,
             };
-            region.route_conversation(&conv_id, ConversationMsg::Send(req), hops);
+            region.route_conversation(&conv_id, ConversationMsg::Send(req), hops, true);
         }
         EntityEnvelope::ConvHistory {
             conv,
@@ -405,13 +405,13 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 before,
                 limit,
             };
-            region.route_conversation(&conv_id, ConversationMsg::History(req, query), hops);
+            region.route_conversation(&conv_id, ConversationMsg::History(req, query), hops, true);
         }
         EntityEnvelope::ConvRead { conv, user, seq } => {
             let Ok(conv_id) = ConvId::parse(&conv) else {
                 return bad_key(from, &conv);
             };
-            region.route_conversation(&conv_id, ConversationMsg::Read { user, seq }, hops);
+            region.route_conversation(&conv_id, ConversationMsg::Read { user, seq }, hops, true);
         }
         EntityEnvelope::ConvGroup {
             conv,
@@ -433,7 +433,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 GroupOp::Leave => ConversationMsg::GroupLeave(req),
                 GroupOp::Info => ConversationMsg::GroupInfo(req),
             };
-            region.route_conversation(&conv_id, msg, hops);
+            region.route_conversation(&conv_id, msg, hops, true);
         }
         EntityEnvelope::LiveJoin {
             room,
@@ -447,7 +447,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                     viewer,
                     node,
                 };
-                region.route_live_room(&ConvId::Live(room), msg, hops);
+                region.route_live_room(&ConvId::Live(room), msg, hops, true);
             }
         }
         EntityEnvelope::LiveLeave {
@@ -462,13 +462,14 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 reply,
                 node,
             };
-            region.route_live_room(&ConvId::Live(room), msg, hops);
+            region.route_live_room(&ConvId::Live(room), msg, hops, true);
         }
         EntityEnvelope::LiveViewers { room, node, count } => {
             region.route_live_room(
                 &ConvId::Live(room),
                 LiveRoomMsg::ViewerCount { node, count },
                 hops,
+                true,
             );
         }
         EntityEnvelope::LiveDanmaku { room, item, reply } => {
@@ -477,6 +478,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                     &ConvId::Live(room),
                     LiveRoomMsg::Danmaku { item, reply },
                     hops,
+                    true,
                 );
             }
         }

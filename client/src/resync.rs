@@ -189,7 +189,10 @@ impl SeqTracker {
         if msg.seq <= st.held {
             return;
         }
-        if st.held > 0 && msg.seq > st.held + 1 {
+        // A gap, also before the first message of a conversation new to this
+        // client: seqs start at 1, so a first `msg` above 1 (or above the floor)
+        // means earlier ones were lost on the way.
+        if msg.seq > st.position() + 1 {
             let after = st.position();
             let conv = msg.conv.clone();
             st.fill = Some(Fill {
@@ -409,9 +412,19 @@ mod tests {
     }
 
     #[test]
-    fn nothing_held_accepts_any_first_seq() {
+    fn a_first_message_above_1_fetches_what_came_before() {
         let mut t = SeqTracker::default();
-        assert_eq!(emitted(&feed(&mut t, C, &[41, 42])), [41, 42]);
+        let out = feed(&mut t, C, &[41, 42]);
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 0
+            }]
+        );
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 40)], false, &mut out);
+        assert_eq!(emitted(&out), [40, 41, 42]);
     }
 
     #[test]
@@ -547,7 +560,7 @@ mod tests {
 
     #[test]
     fn an_ack_that_overtakes_the_msg_before_it_causes_no_fetch() {
-        let mut t = SeqTracker::default();
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 6)]));
         assert_eq!(emitted(&feed(&mut t, C, &[7])), [7]);
         // Our message 9 is acked before the other member's 8 reaches us.
         assert!(!t.on_ack(C, 9, &mut Vec::new()));

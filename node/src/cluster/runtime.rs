@@ -29,9 +29,17 @@ use super::{Member, MemberStatus, Membership, MembershipConfig, Transport, Trans
 /// serves anyway.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a node that starts serving waits before it counts itself an owner:
+/// the time for its `serving` status to reach the others. Until then it forwards
+/// like everyone else still does, so a shard never has two owners accepting
+/// sends at once (the old owner stops when it sees the newcomer, the newcomer
+/// starts after that). A node leaving stops owning at once.
+pub const JOIN_PROPAGATION: Duration = Duration::from_millis(1500);
+
 /// A second rebalance after a placement change, once the other nodes have seen
-/// the change too: sessions re-attached while tables disagreed land right.
-const SETTLE: Duration = Duration::from_secs(2);
+/// the change too: sessions re-attached while tables disagreed land right, and
+/// entities started here meanwhile for shards owned elsewhere are handed off.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// The transport as the region's outbox.
 struct TransportOutbox(Transport);
@@ -116,9 +124,11 @@ impl ClusterRuntime {
                 pump_region.receive(&inbound.from, &inbound.payload);
             }
         }));
+        let (active_tx, active) = watch::channel(false);
         tasks.push(tokio::spawn(follow_placement(
             membership.live(),
             transport.watch_connected(),
+            active,
             region.clone(),
         )));
         let sweep_region = region.clone();
@@ -134,13 +144,19 @@ impl ClusterRuntime {
             }
         }));
 
-        let runtime = Self {
+        let mut runtime = Self {
             membership,
             transport,
             tasks,
         };
         runtime.join(!config.cluster.seeds.is_empty()).await;
         runtime.membership.set_status(MemberStatus::Serving).await;
+        runtime.tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(JOIN_PROPAGATION).await;
+            let _ = active_tx.send(true);
+            // Keep the watch open for the follower.
+            std::future::pending::<()>().await;
+        }));
         tracing::info!(
             node = runtime.membership.node_id(),
             "cluster member serving"
@@ -211,12 +227,19 @@ impl ClusterRuntime {
     }
 }
 
-/// The members that serve: `serving`, alive, and connected (or this node).
-fn serving(members: &[Member], connected: &[String], me: &str) -> Vec<String> {
+/// The members that serve: `serving`, alive, and connected; this node once it
+/// is `active` (see [`JOIN_PROPAGATION`]).
+fn serving(members: &[Member], connected: &[String], me: &str, active: bool) -> Vec<String> {
     members
         .iter()
         .filter(|m| m.alive && m.status == MemberStatus::Serving)
-        .filter(|m| m.node_id == me || connected.contains(&m.node_id))
+        .filter(|m| {
+            if m.node_id == me {
+                active
+            } else {
+                connected.contains(&m.node_id)
+            }
+        })
         .map(|m| m.node_id.clone())
         .collect()
 }
@@ -225,13 +248,15 @@ fn serving(members: &[Member], connected: &[String], me: &str) -> Vec<String> {
 async fn follow_placement(
     mut live: watch::Receiver<Vec<Member>>,
     mut connected: watch::Receiver<Vec<String>>,
+    mut active: watch::Receiver<bool>,
     region: ShardRegion,
 ) {
     let me = region.settings().node_id.clone();
     loop {
         let members = live.borrow_and_update().clone();
         let links = connected.borrow_and_update().clone();
-        let next = serving(&members, &links, &me);
+        let is_active = *active.borrow_and_update();
+        let next = serving(&members, &links, &me, is_active);
         if let Some(previous) = region.placement().set_members(next.clone()) {
             tracing::info!(serving = ?next, "placement changed");
             metrics::counter!("chorus_placement_changes_total").increment(1);
@@ -246,6 +271,7 @@ async fn follow_placement(
         tokio::select! {
             r = live.changed() => if r.is_err() { return },
             r = connected.changed() => if r.is_err() { return },
+            r = active.changed() => if r.is_err() { return },
         }
     }
 }
