@@ -143,6 +143,8 @@ pub enum ConversationMsg {
     GroupInfo(Request),
     /// Makes the entity fail, to exercise supervision (tests and operators).
     Fail,
+    /// Makes the entity panic in its handler, to exercise supervision.
+    Panic,
     /// Periodic idle check.
     Tick,
     /// Last message of a passivated entity.
@@ -322,6 +324,8 @@ impl Actor for Conversation {
             ConversationMsg::GroupLeave(req) => state.on_group_leave(req).await,
             ConversationMsg::GroupInfo(req) => state.on_group_info(req).await,
             ConversationMsg::Fail => return Err("failure requested".into()),
+            #[allow(clippy::panic)] // The point of this message.
+            ConversationMsg::Panic => panic!("panic requested"),
             ConversationMsg::Tick => {
                 let idle = state.region.settings().conversation_idle;
                 if state.pending.is_empty()

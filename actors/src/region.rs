@@ -146,6 +146,9 @@ pub(crate) struct RegionInner {
     fanouts: LiveFanouts,
     danmaku_rate: RateLimiter,
     moderation: Arc<Moderation>,
+    /// Entity failures handled, and meltdowns declared, since start.
+    restarts: std::sync::atomic::AtomicU64,
+    meltdowns: std::sync::atomic::AtomicU64,
     /// Which key each live actor serves, for the supervisor.
     owners: Mutex<HashMap<ActorId, (EntityKind, String)>>,
     supervisor: ActorCell,
@@ -205,6 +208,8 @@ impl ShardRegion {
             users: Registry::new(),
             conversations: Registry::new(),
             owners: Mutex::new(HashMap::new()),
+            restarts: std::sync::atomic::AtomicU64::new(0),
+            meltdowns: std::sync::atomic::AtomicU64::new(0),
             supervisor: supervisor.get_cell(),
         });
         let _ = slot.set(Arc::downgrade(&inner));
@@ -236,6 +241,17 @@ impl ShardRegion {
             self.inner.users.len(),
             self.inner.conversations.len(),
             self.inner.live_rooms.len(),
+        )
+    }
+
+    /// Entity failures the supervisor handled and meltdowns it declared since the
+    /// region started (also `chorus_actor_restarts_total` and
+    /// `chorus_supervisor_meltdowns_total`).
+    pub fn supervision_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.restarts.load(Relaxed),
+            self.inner.meltdowns.load(Relaxed),
         )
     }
 
@@ -277,8 +293,9 @@ impl ShardRegion {
 
     /// Handles the bytes of one envelope from node `from`; garbage is counted
     /// and dropped.
-    pub fn receive(&self, from: &str, bytes: &[u8]) {
-        crate::routing::receive(self, from, bytes);
+    /// Returns false if the bytes were not an envelope.
+    pub fn receive(&self, from: &str, bytes: &[u8]) -> bool {
+        crate::routing::receive(self, from, bytes)
     }
 
     /// Where a message for `key` that was forwarded `hops` times goes next.
@@ -628,6 +645,10 @@ impl Actor for EntitySupervisor {
                 };
                 metrics::counter!("chorus_actor_restarts_total", "kind" => kind.label())
                     .increment(1);
+                region
+                    .inner
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(kind = kind.label(), key = %key, error = %err, "entity failed; it restarts from the store");
                 let now = Instant::now();
                 let window = state.settings.meltdown_window;
@@ -642,6 +663,10 @@ impl Actor for EntitySupervisor {
                 if recent.len() > state.settings.meltdown_restarts {
                     metrics::counter!("chorus_supervisor_meltdowns_total", "kind" => kind.label())
                         .increment(1);
+                    region
+                        .inner
+                        .meltdowns
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!(
                         kind = kind.label(),
                         failures = recent.len(),

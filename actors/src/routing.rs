@@ -159,6 +159,7 @@ pub(crate) fn forward_conversation(
         }
         ConversationMsg::Persisted(_)
         | ConversationMsg::Fail
+        | ConversationMsg::Panic
         | ConversationMsg::Tick
         | ConversationMsg::Stop => {}
     }
@@ -271,13 +272,13 @@ fn request(region: &ShardRegion, req: RequestEnvelope) -> Option<Request> {
 }
 
 /// Handles one envelope from `from`.
-pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) {
+pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) -> bool {
     let envelope = match decode_envelope(bytes) {
         Ok(e) => e,
         Err(e) => {
             metrics::counter!("chorus_cluster_bad_envelopes_total").increment(1);
             tracing::warn!(peer = from, error = %e, "dropping an undecodable envelope");
-            return;
+            return false;
         }
     };
     match envelope {
@@ -325,6 +326,7 @@ pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) {
                 .batch(&room, OutFrame::new(frame), weight, ordinary);
         }
     }
+    true
 }
 
 fn bad_key(from: &str, key: &str) {

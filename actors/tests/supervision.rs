@@ -212,3 +212,56 @@ async fn a_send_queued_behind_a_failure_is_answered_and_its_retry_acked() {
     let got: Vec<(u64, &str)> = history.iter().map(|m| (m.seq, m.id.as_str())).collect();
     assert_eq!(got, vec![(first, "m0"), (seq, "m1")]);
 }
+
+#[tokio::test]
+async fn a_panicking_entity_is_restarted_and_serves_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = start_region(dir.path()).await;
+    let mut alice = Client::open(&region, 1, "alice").await;
+    let conv = ConvId::dm("alice", "bob");
+    let first = alice.send_acked("m0", "user:bob", "one").await;
+    let actor = region.conversation_actor(&conv).unwrap();
+    region.tell_conversation(&conv, ConversationMsg::Panic);
+    actor.get_cell().wait(Some(WAIT)).await.unwrap();
+    let second = alice.send_acked("m1", "user:bob", "two").await;
+    assert!(second > first);
+    wait_counts(&region, (1, 0)).await;
+}
+
+/// Waits until the supervisor has handled `counts` (restarts, meltdowns): it
+/// hears of a failure after the failed actor is gone.
+async fn wait_counts(region: &ShardRegion, counts: (u64, u64)) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while region.supervision_counts() != counts {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counts {:?}, expected {counts:?}",
+            region.supervision_counts()
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_restart_storm_beyond_the_limit_is_a_meltdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).expect("store opens");
+    let settings = Settings {
+        meltdown_restarts: 3,
+        meltdown_window: Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let region = ShardRegion::start(Arc::new(store), settings).await.unwrap();
+    let mut alice = Client::open(&region, 1, "alice").await;
+    let conv = ConvId::dm("alice", "bob");
+    for i in 0..4 {
+        // Every panic is handled, and the entity serves the next send.
+        alice.send_acked(&format!("m{i}"), "user:bob", "x").await;
+        let actor = region.conversation_actor(&conv).unwrap();
+        region.tell_conversation(&conv, ConversationMsg::Panic);
+        actor.get_cell().wait(Some(WAIT)).await.unwrap();
+    }
+    // Four failures within the window, over the limit of three: one meltdown.
+    wait_counts(&region, (4, 1)).await;
+    alice.send_acked("m9", "user:bob", "after the storm").await;
+}

@@ -707,3 +707,142 @@ async fn rolling_drain_of_every_node_under_load_loses_nothing() {
     );
     verify(&cluster, &users, &ledger).await;
 }
+
+/// A `chorus-cluster-probe` process: a bare cluster member driven over stdin.
+struct Probe {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Probe {
+    fn start(id: &str, ip: &str, seed: &str, cookie: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-cluster-probe"))
+            .args([
+                "--node-id",
+                id,
+                "--gossip",
+                &format!("{ip}:7403"),
+                "--cluster",
+                &format!("{ip}:7404"),
+            ])
+            .args(["--seed", seed, "--cookie", cookie])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the probe starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Probe {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Waits for a line starting with `prefix`; false if none came within `within`.
+    fn wait_for(&self, prefix: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn command(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: chorus\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_envelopes_and_a_wrong_cookie_do_not_disturb_the_cluster() {
+    let Some(cluster) = Cluster::start(24).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let seed = "127.0.24.1:7403";
+    // A member with the right cookie that sends garbage: frames without our
+    // header, and well-framed payloads that are no envelope.
+    // It even says it serves, so it is given shards at first; its garbage gets
+    // it quarantined (left out of placement) by every node it reaches.
+    let mut rogue = Probe::start("rogue", "127.0.24.9", seed, chorus_config::DEV_COOKIE);
+    let mut reached = HashSet::new();
+    while reached.len() < 3 {
+        let line = rogue
+            .lines
+            .recv_timeout(WAIT)
+            .expect("the rogue reaches every node");
+        if let Some(node) = line.strip_prefix("connected ") {
+            reached.insert(node.to_string());
+        }
+    }
+    for node in ["n1", "n2", "n3"] {
+        rogue.command(&format!("sendraw {node} 00ff00ff"));
+        rogue.command(&format!("send {node} deadbeefdeadbeef"));
+        rogue.command(&format!("send {node} 00"));
+        rogue.command(&format!("send {node} ffffffffffffffffff"));
+    }
+    // An intruder with the wrong cookie gossips but never gets a session.
+    let intruder = Probe::start("intruder", "127.0.24.10", seed, "not-the-cookie");
+    assert!(
+        !intruder.wait_for("connected n", Duration::from_secs(3)),
+        "a wrong cookie must not connect"
+    );
+
+    // Neither probe is in placement: the rogue is quarantined, the intruder
+    // never connected.
+    cluster.wait_serving(&["n1", "n2", "n3"]).await;
+    // The cluster still serves: a message across nodes, both ways.
+    let (alice, mut alice_events) = connect(vec![cluster.node("n1").tcp.to_string()], "ga").await;
+    let (bob, mut bob_events) = connect(vec![cluster.node("n3").tcp.to_string()], "gb").await;
+    let ack = alice.send("user:gb", "still here").await.unwrap();
+    assert_eq!(next_message(&mut bob_events).await.seq, ack.seq);
+    bob.send("user:ga", "and here").await.unwrap();
+    next_message(&mut alice_events).await;
+    let mut bad = 0.0;
+    for node in &cluster.nodes {
+        bad += metric(node.admin, "chorus_cluster_bad_envelopes_total").await;
+    }
+    assert!(bad >= 9.0, "undecodable envelopes are counted: {bad}");
+    let mut quarantined = 0.0;
+    for node in &cluster.nodes {
+        quarantined += metric(node.admin, "chorus_cluster_quarantined_total").await;
+    }
+    assert_eq!(quarantined, 3.0, "each node quarantined the rogue once");
+}

@@ -41,6 +41,15 @@ pub const JOIN_PROPAGATION: Duration = Duration::from_millis(1500);
 /// entities started here meanwhile for shards owned elsewhere are handed off.
 const SETTLE: Duration = Duration::from_secs(3);
 
+/// Undecodable envelopes after which a peer is quarantined: left out of
+/// placement (it owns no shard) until it restarts as a new incarnation. A peer
+/// with the cookie is trusted to be a Chorus node; one that keeps sending
+/// garbage is not one, or not a healthy one.
+pub const QUARANTINE_STRIKES: u32 = 3;
+
+/// Peers left out of placement: node id → the generation that misbehaved.
+type Quarantine = std::collections::HashMap<String, u64>;
+
 /// The transport as the region's outbox.
 struct TransportOutbox(Transport);
 
@@ -118,10 +127,26 @@ impl ClusterRuntime {
         );
 
         let mut tasks = Vec::new();
+        let (quarantine_tx, quarantine) = watch::channel(Quarantine::new());
         let pump_region = region.clone();
+        let pump_transport = transport.clone();
         tasks.push(tokio::spawn(async move {
+            let mut strikes: std::collections::HashMap<(String, u64), u32> =
+                std::collections::HashMap::new();
             while let Some(inbound) = inbox.recv().await {
-                pump_region.receive(&inbound.from, &inbound.payload);
+                if pump_region.receive(&inbound.from, &inbound.payload) {
+                    continue;
+                }
+                let generation = pump_transport.generation_of(&inbound.from).unwrap_or(0);
+                let count = strikes.entry((inbound.from.clone(), generation)).or_default();
+                *count += 1;
+                if *count == QUARANTINE_STRIKES {
+                    tracing::error!(peer = %inbound.from, generation, "peer keeps sending undecodable envelopes: quarantined (it owns no shard until it restarts)");
+                    metrics::counter!("chorus_cluster_quarantined_total").increment(1);
+                    quarantine_tx.send_modify(|q| {
+                        q.insert(inbound.from.clone(), generation);
+                    });
+                }
             }
         }));
         let (active_tx, active) = watch::channel(false);
@@ -129,6 +154,7 @@ impl ClusterRuntime {
             membership.live(),
             transport.watch_connected(),
             active,
+            quarantine,
             region.clone(),
         )));
         let sweep_region = region.clone();
@@ -227,12 +253,19 @@ impl ClusterRuntime {
     }
 }
 
-/// The members that serve: `serving`, alive, and connected; this node once it
-/// is `active` (see [`JOIN_PROPAGATION`]).
-fn serving(members: &[Member], connected: &[String], me: &str, active: bool) -> Vec<String> {
+/// The members that serve: `serving`, alive, connected and not quarantined;
+/// this node once it is `active` (see [`JOIN_PROPAGATION`]).
+fn serving(
+    members: &[Member],
+    connected: &[String],
+    quarantine: &Quarantine,
+    me: &str,
+    active: bool,
+) -> Vec<String> {
     members
         .iter()
         .filter(|m| m.alive && m.status == MemberStatus::Serving)
+        .filter(|m| quarantine.get(&m.node_id) != Some(&m.generation))
         .filter(|m| {
             if m.node_id == me {
                 active
@@ -249,6 +282,7 @@ async fn follow_placement(
     mut live: watch::Receiver<Vec<Member>>,
     mut connected: watch::Receiver<Vec<String>>,
     mut active: watch::Receiver<bool>,
+    mut quarantine: watch::Receiver<Quarantine>,
     region: ShardRegion,
 ) {
     let me = region.settings().node_id.clone();
@@ -256,7 +290,8 @@ async fn follow_placement(
         let members = live.borrow_and_update().clone();
         let links = connected.borrow_and_update().clone();
         let is_active = *active.borrow_and_update();
-        let next = serving(&members, &links, &me, is_active);
+        let banned = quarantine.borrow_and_update().clone();
+        let next = serving(&members, &links, &banned, &me, is_active);
         if let Some(previous) = region.placement().set_members(next.clone()) {
             tracing::info!(serving = ?next, "placement changed");
             metrics::counter!("chorus_placement_changes_total").increment(1);
@@ -272,6 +307,7 @@ async fn follow_placement(
             r = live.changed() => if r.is_err() { return },
             r = connected.changed() => if r.is_err() { return },
             r = active.changed() => if r.is_err() { return },
+            r = quarantine.changed() => if r.is_err() { return },
         }
     }
 }
