@@ -85,6 +85,8 @@ pub enum LiveRoomMsg {
         viewer: SessionRef,
         /// The viewer's node.
         node: String,
+        /// False when the session already watched the room: answered, not counted.
+        new_viewer: bool,
     },
     /// A viewer left (`reply` gets `ok` when it asked).
     Leave {
@@ -250,12 +252,13 @@ impl Actor for LiveRoom {
                 reference,
                 viewer,
                 node,
+                new_viewer,
             } => {
                 state
                     .nodes
                     .entry(node)
                     .or_insert(NodeViewers { count: 0 })
-                    .count += 1;
+                    .count += u64::from(new_viewer);
                 viewer.send(ServerFrame::LiveJoined {
                     reference,
                     room: state.room.clone(),

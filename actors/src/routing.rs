@@ -205,12 +205,16 @@ pub(crate) fn forward_live_room(
             }
         }
         LiveRoomMsg::Join {
-            reference, viewer, ..
+            reference,
+            viewer,
+            new_viewer,
+            ..
         } => {
             let envelope = EntityEnvelope::LiveJoin {
                 room,
                 reference: reference.clone(),
                 viewer: viewer.addr(region.link()),
+                new_viewer,
             };
             if !send_entity(region, node, hops, envelope) {
                 viewer.send(ServerFrame::Error {
@@ -441,6 +445,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             room,
             reference,
             viewer,
+            new_viewer,
         } => {
             let node = viewer.node.clone();
             if let Some(viewer) = session_ref(region, viewer) {
@@ -448,6 +453,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                     reference,
                     viewer,
                     node,
+                    new_viewer,
                 };
                 region.route_live_room(&ConvId::Live(room), msg, hops, true);
             }

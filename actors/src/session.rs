@@ -307,13 +307,15 @@ impl Session {
                 "cannot join the room now",
             );
         };
-        if !self.rooms.contains(&room) {
+        let new_viewer = !self.rooms.contains(&room);
+        if new_viewer {
             self.rooms.push(room.clone());
         }
         let msg = LiveRoomMsg::Join {
             reference,
             viewer: SessionRef::Local(self.handle.clone()),
             node: self.region.settings().node_id.clone(),
+            new_viewer,
         };
         self.region.tell_live_room(&ConvId::Live(room), msg);
     }

@@ -846,3 +846,140 @@ async fn garbage_envelopes_and_a_wrong_cookie_do_not_disturb_the_cluster() {
     }
     assert_eq!(quarantined, 3.0, "each node quarantined the rogue once");
 }
+
+/// Collects a viewer's live items of `room`: (seq, id) in arrival order, and
+/// the time each arrived.
+fn watch_room(mut events: Events, room: &str) -> Arc<Mutex<Vec<(u64, String, Instant)>>> {
+    let items = Arc::new(Mutex::new(Vec::new()));
+    let sink = items.clone();
+    let room = room.to_string();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let Event::LiveBatch { room: r, items, .. } = event
+                && r == room
+            {
+                let now = Instant::now();
+                let mut sink = sink.lock().unwrap();
+                sink.extend(items.into_iter().map(|i| (i.seq, i.id, now)));
+            }
+        }
+    });
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_room_viewers_on_three_nodes_see_one_sequence_and_survive_its_owner() {
+    let Some(mut cluster) = Cluster::start(25).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let room = "final";
+    let mut viewers = Vec::new();
+    let mut clients = Vec::new();
+    for n in 1..=3 {
+        let (client, events) = connect(
+            vec![cluster.node(&format!("n{n}")).tcp.to_string()],
+            &format!("v{n}"),
+        )
+        .await;
+        client.live_join(room).await.unwrap();
+        viewers.push(watch_room(events, room));
+        clients.push(client);
+    }
+    // The room counts its viewers across nodes (reported at most 1 s late).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let joined = clients[0].live_join(room).await.unwrap();
+        if joined.viewers == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "viewers: {}", joined.viewers);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Items from senders on two nodes: every viewer sees the same sequence.
+    let (s1, _e1) = connect(vec![cluster.node("n1").tcp.to_string()], "s1").await;
+    let (s2, _e2) = connect(vec![cluster.node("n2").tcp.to_string()], "s2").await;
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let sender = if i % 2 == 0 { &s1 } else { &s2 };
+        sent.push(sender.danmaku(room, &format!("item {i}")).await.unwrap().id);
+    }
+    let deadline = Instant::now() + WAIT;
+    while viewers.iter().any(|v| v.lock().unwrap().len() < sent.len()) {
+        assert!(Instant::now() < deadline, "not every viewer got every item");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sequences: Vec<Vec<(u64, String)>> = viewers
+        .iter()
+        .map(|v| {
+            v.lock()
+                .unwrap()
+                .iter()
+                .map(|(s, id, _)| (*s, id.clone()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(sequences[0], sequences[1]);
+    assert_eq!(sequences[0], sequences[2]);
+    let mut ids: Vec<String> = sequences[0].iter().map(|(_, id)| id.clone()).collect();
+    ids.sort();
+    sent.sort();
+    assert_eq!(ids, sent);
+
+    // Kill the node that owns the room: it moves, and the viewers on the other
+    // nodes keep receiving.
+    let (owner, running) = where_is(&cluster, &format!("live:{room}")).await;
+    assert_eq!(running, vec![owner.clone()]);
+    let survivors: Vec<usize> = (0..3).filter(|i| format!("n{}", i + 1) != owner).collect();
+    let senders: Vec<Client> = {
+        let mut v = Vec::new();
+        for (k, i) in survivors.iter().enumerate() {
+            for j in 0..3 {
+                let node = format!("n{}", i + 1);
+                v.push(
+                    connect(
+                        vec![cluster.node(&node).tcp.to_string()],
+                        &format!("k{k}{j}"),
+                    )
+                    .await
+                    .0,
+                );
+            }
+        }
+        v
+    };
+    let before: Vec<usize> = viewers.iter().map(|v| v.lock().unwrap().len()).collect();
+    let killed_at = Instant::now();
+    let victim = cluster.nodes.iter().position(|n| n.id == owner).unwrap();
+    cluster.nodes[victim].kill9();
+    let mut k = 0;
+    let deadline = Instant::now() + WAIT;
+    let resumed = loop {
+        // One item every 200 ms from a sender on a surviving node (a sender may
+        // be refused while the room moves: the next one tries again).
+        let _ = senders[k % senders.len()]
+            .danmaku(room, &format!("after {k}"))
+            .await;
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got: Vec<Option<Instant>> = survivors
+            .iter()
+            .map(|&i| {
+                let v = viewers[i].lock().unwrap();
+                v.get(before[i]).map(|(_, _, at)| *at)
+            })
+            .collect();
+        if got.iter().all(Option::is_some) {
+            break got.into_iter().flatten().max().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the surviving viewers stopped receiving"
+        );
+    };
+    eprintln!(
+        "live room owner killed: viewers on the other nodes receive again after {:?}",
+        resumed.duration_since(killed_at)
+    );
+}

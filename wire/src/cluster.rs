@@ -143,6 +143,8 @@ pub enum EntityEnvelope {
         reference: String,
         /// The viewer.
         viewer: SessionAddr,
+        /// False when the session already watched the room (it is not counted again).
+        new_viewer: bool,
     },
     /// A viewer on `node` left `room`.
     LiveLeave {

@@ -88,6 +88,7 @@ fn samples() -> Vec<Envelope> {
             room: "r".into(),
             reference: "j".into(),
             viewer: addr(),
+            new_viewer: true,
         }),
         entity(EntityEnvelope::LiveLeave {
             room: "r".into(),
