@@ -10,7 +10,7 @@
 //!    the node drops; then close them all.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,13 +25,9 @@ use crate::limits;
 use crate::node_http;
 use crate::plot::{Chart, Plot};
 use crate::progress::Progress;
-use crate::raw::RawConn;
+use crate::raw::{RawConn, loopback_sources};
 use crate::schedule::OpenLoop;
 use crate::target::{Target, transport_name};
-
-/// Connections per loopback source address when `source_ips` is automatic: well
-/// inside one address's ephemeral port range.
-const PER_SOURCE: u32 = 20_000;
 
 /// What a `connect` run does.
 #[derive(Debug, Clone)]
@@ -68,17 +64,7 @@ impl ConnectConfig {
     }
 
     fn sources(&self) -> Vec<IpAddr> {
-        let n = match self.source_ips {
-            0 if self.connections > PER_SOURCE => self.connections.div_ceil(PER_SOURCE),
-            0 => return Vec::new(),
-            n => n,
-        };
-        if !self.target.endpoint().is_ipv4() {
-            return Vec::new();
-        }
-        (0..n.min(250))
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
-            .collect()
+        loopback_sources(self.connections, self.source_ips, self.target.endpoint())
     }
 }
 

@@ -11,6 +11,9 @@
 //!   the node's resident memory per connection.
 //! - [`storm`]: every connection of a fleet with traffic history drops at once;
 //!   time until all have reconnected and caught up, and nothing acked lost.
+//! - [`live`]: thousands of viewers watch live rooms while senders send danmaku at
+//!   a rate and in bursts; send→visible latency, item deliveries per second, the
+//!   per-viewer accepted = delivered + Σ dropped check, and the node's memory.
 //!
 //! Building blocks:
 //!
@@ -22,8 +25,10 @@
 //! - `traffic`: the open-loop sender shared by `chat` and `storm`.
 //! - [`latency`]: HDR histograms in µs, percentile summaries, per-second timelines.
 //! - [`plot`]: the SVG latency plot.
-//! - `raw`: a lean protocol connection (hello/welcome/ping) from a chosen source
-//!   address, for `connect`.
+//! - `raw`: a lean protocol connection (hello/welcome, then raw frames) from a
+//!   chosen source address, for `connect` and the viewers of `live`.
+//! - [`token`]: `hello` tokens — user ids, or HS256 JWTs with roles.
+//! - [`memory`]: the node's resident memory sampled over a run.
 //! - `relay`: a loopback TCP relay that can cut every connection at once, for `storm`.
 //! - `node_http`: plain HTTP/1.1 to the node's admin listener (metrics, kick).
 //! - `progress`: a line on stderr every second.
@@ -36,6 +41,8 @@ mod fleet;
 pub mod latency;
 pub mod ledger;
 pub mod limits;
+pub mod live;
+pub mod memory;
 mod node_http;
 pub mod plot;
 mod progress;
@@ -44,6 +51,7 @@ mod relay;
 mod schedule;
 pub mod storm;
 pub mod target;
+pub mod token;
 mod traffic;
 
 pub use error::LoadError;

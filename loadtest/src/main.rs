@@ -10,8 +10,10 @@ use std::time::Duration;
 use chorus_client::Transport;
 use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
+use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
 use chorus_loadtest::target::resolve_loopback;
+use chorus_loadtest::token::Tokens;
 use chorus_loadtest::{LoadError, Plot, Target};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -145,6 +147,66 @@ enum Scenario {
         #[arg(long, default_value_t = 30.0)]
         settle_timeout: f64,
     },
+    /// Viewers watch live rooms while senders send danmaku at a rate and in bursts;
+    /// send→visible latency, deliveries per second, and a per-viewer check that
+    /// accepted = delivered + Σ dropped with every paid/system item delivered.
+    Live {
+        /// Viewers, one lean connection each.
+        #[arg(long, default_value_t = 1000)]
+        viewers: u32,
+        /// Rooms; viewer i watches room i mod rooms.
+        #[arg(long, default_value_t = 1)]
+        rooms: u32,
+        /// Senders, one SDK connection each.
+        #[arg(long, default_value_t = 20)]
+        senders: u32,
+        /// Steady danmaku rate over all rooms, items/s.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Steady traffic time, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Items of a burst, all sent within one second (repeat for more bursts).
+        #[arg(long)]
+        burst: Vec<u32>,
+        /// Seconds into the traffic when the burst of the same position starts.
+        #[arg(long)]
+        burst_at: Vec<f64>,
+        /// The node's [auth] secret (jwt mode): tokens are signed, and can carry roles.
+        #[arg(long, env = "CHORUS_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        /// Share of the senders holding the paid role (needs --jwt-secret).
+        #[arg(long, default_value_t = 0.0)]
+        paid_share: f64,
+        /// Share of the senders holding the system role (needs --jwt-secret).
+        #[arg(long, default_value_t = 0.0)]
+        system_share: f64,
+        /// Share of the senders holding the vip role (needs --jwt-secret).
+        #[arg(long, default_value_t = 0.0)]
+        vip_share: f64,
+        /// Danmaku body size, bytes.
+        #[arg(long, default_value_t = 32)]
+        body_size: usize,
+        /// Viewers connected per second.
+        #[arg(long, default_value_t = 2000.0)]
+        join_rate: f64,
+        /// Loopback source addresses to spread viewers over; 0: automatic.
+        #[arg(long, default_value_t = 0)]
+        source_ips: u32,
+        /// Viewers whose items' latencies are recorded (spread evenly); 0: all.
+        #[arg(long, default_value_t = 1000)]
+        latency_viewers: u32,
+        /// A viewer slower than this many seconds to connect, or to join, fails.
+        #[arg(long, default_value_t = 10.0)]
+        connect_timeout: f64,
+        /// A danmaku unanswered for this many seconds fails.
+        #[arg(long, default_value_t = 30.0)]
+        request_timeout: f64,
+        /// Seconds to wait, after the last send, for answers and then for every
+        /// viewer to account for every accepted item.
+        #[arg(long, default_value_t = 15.0)]
+        settle_timeout: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -256,6 +318,62 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
                 ..StormConfig::new(target)
             };
             let report = storm::run(cfg).await?;
+            output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+        Scenario::Live {
+            viewers,
+            rooms,
+            senders,
+            rate,
+            duration,
+            burst,
+            burst_at,
+            jwt_secret,
+            paid_share,
+            system_share,
+            vip_share,
+            body_size,
+            join_rate,
+            source_ips,
+            latency_viewers,
+            connect_timeout,
+            request_timeout,
+            settle_timeout,
+        } => {
+            if burst.len() != burst_at.len() {
+                return Err(LoadError::Config(
+                    "give each --burst its --burst-at, in the same order".into(),
+                ));
+            }
+            let cfg = LiveConfig {
+                viewers,
+                rooms,
+                senders,
+                rate,
+                duration: seconds(duration, "duration")?,
+                bursts: burst
+                    .into_iter()
+                    .zip(burst_at)
+                    .map(|(count, at_s)| Burst { at_s, count })
+                    .collect(),
+                roles: RoleShares {
+                    system: system_share,
+                    paid: paid_share,
+                    vip: vip_share,
+                },
+                tokens: Tokens::from_secret(jwt_secret),
+                body_size,
+                join_rate,
+                source_ips,
+                latency_viewers,
+                connect_timeout: seconds(connect_timeout, "connect-timeout")?,
+                request_timeout: seconds(request_timeout, "request-timeout")?,
+                settle_timeout: seconds(settle_timeout, "settle-timeout")?,
+                progress,
+                ..LiveConfig::new(target)
+            };
+            let report = live::run(cfg).await?;
             output(common, &report, &report.plot)?;
             Ok(report.passed)
         }

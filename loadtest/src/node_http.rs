@@ -47,13 +47,18 @@ pub(crate) async fn request(
 
 /// The node's resident memory (`process_resident_memory_bytes` of `/metrics`).
 pub(crate) async fn resident_memory(admin: SocketAddr) -> io::Result<u64> {
+    metric(&metrics(admin).await?, "process_resident_memory_bytes")
+        .map(|v| v as u64)
+        .ok_or_else(|| invalid("no process_resident_memory_bytes in /metrics".into()))
+}
+
+/// The node's `/metrics` page (Prometheus text).
+pub(crate) async fn metrics(admin: SocketAddr) -> io::Result<String> {
     let response = request(admin, "GET", "/metrics", None).await?;
     if response.status != 200 {
         return Err(invalid(format!("/metrics answered {}", response.status)));
     }
-    metric(&response.body, "process_resident_memory_bytes")
-        .map(|v| v as u64)
-        .ok_or_else(|| invalid("no process_resident_memory_bytes in /metrics".into()))
+    Ok(response.body)
 }
 
 /// The value of an unlabelled (or the sum of a labelled) metric in Prometheus text.

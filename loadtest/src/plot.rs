@@ -1,6 +1,7 @@
 //! The SVG latency plot: one chart above the other, each with labelled axes — the
 //! latency percentile distribution (x: percentile on a "nines" scale, y: ms on a log
-//! scale) and, where the scenario has one, latency over time.
+//! scale) and, where the scenario has them, latency and other quantities (a rate, the
+//! node's memory) over time.
 
 use std::path::Path;
 
@@ -26,13 +27,16 @@ pub enum Axis {
     Seconds,
 }
 
-/// One chart: latency (ms, log scale) against its x axis.
+/// One chart: a quantity against its x axis — latency in ms on a log scale against
+/// the percentile, anything on a linear scale against time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
     /// Caption.
     pub caption: String,
     /// The x axis.
     pub x: Axis,
+    /// What the y axis shows, with its unit.
+    pub y_desc: String,
     /// Lines to draw.
     pub series: Vec<Series>,
 }
@@ -43,6 +47,7 @@ impl Chart {
         Self {
             caption: "latency by percentile".into(),
             x: Axis::Percentile,
+            y_desc: "latency (ms)".into(),
             series,
         }
     }
@@ -52,6 +57,18 @@ impl Chart {
         Self {
             caption: "latency over time (by intended send second)".into(),
             x: Axis::Seconds,
+            y_desc: "latency (ms)".into(),
+            series,
+        }
+    }
+
+    /// Any quantity over time, on a linear axis from zero (`y_desc` names it and its
+    /// unit).
+    pub fn over_time(caption: &str, y_desc: &str, series: Vec<Series>) -> Self {
+        Self {
+            caption: caption.into(),
+            x: Axis::Seconds,
+            y_desc: y_desc.into(),
             series,
         }
     }
@@ -154,8 +171,8 @@ where
             let mut ctx = $ctx;
             ctx.configure_mesh()
                 .x_desc(x_desc)
-                .y_desc("latency (ms)")
-                .y_label_formatter(&|y| format_ms(*y))
+                .y_desc(chart.y_desc.as_str())
+                .y_label_formatter(&|y| format_value(*y))
                 .x_labels($x_labels)
                 .x_label_formatter($x_format)
                 .draw()
@@ -210,7 +227,8 @@ fn percentile_label(x: f64) -> String {
     format!("{p:.decimals$}%")
 }
 
-fn format_ms(y: f64) -> String {
+/// Whole numbers from 1 up, a few decimals below.
+fn format_value(y: f64) -> String {
     if y >= 1.0 {
         format!("{y:.0}")
     } else {
@@ -239,9 +257,9 @@ mod tests {
         assert_eq!(percentile_label(2.0), "99%");
         assert_eq!(percentile_label(3.0), "99.9%");
         assert_eq!(percentile_label(4.0), "99.99%");
-        assert_eq!(format_ms(12.4), "12");
-        assert_eq!(format_ms(0.25), "0.25");
-        assert_eq!(format_ms(0.0), "0");
+        assert_eq!(format_value(12.4), "12");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(0.0), "0");
         assert_eq!(format_number(2.5), "2.5");
         assert_eq!(format_number(3.0), "3");
     }
@@ -258,6 +276,7 @@ mod tests {
                 Chart::distribution(vec![series("send→ack"), series("send→delivery")]),
                 Chart::timeline(vec![series("p99")]),
                 Chart::timeline(Vec::new()),
+                Chart::over_time("memory", "node RSS (MB)", vec![series("rss")]),
             ],
         };
         let svg = plot.to_svg().expect("renders");
@@ -269,6 +288,7 @@ mod tests {
             "seconds since the traffic started",
             "99%",
             "send→ack",
+            "node RSS (MB)",
         ] {
             assert!(svg.contains(text), "the plot shows {text:?}");
         }

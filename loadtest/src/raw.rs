@@ -1,13 +1,15 @@
-//! A lean protocol connection for holding many idle sessions: `hello`/`welcome`,
-//! then `ping`s, over TCP or WebSocket, from a chosen source address.
+//! A lean protocol connection for holding many sessions: `hello`/`welcome`, then
+//! whatever frames the scenario sends and reads, over TCP or WebSocket, from a
+//! chosen source address.
 //!
 //! The SDK connects from whatever address the kernel picks and keeps per-client
-//! tasks and queues; `connect` needs neither. Binding each socket to one of several
-//! loopback source addresses (127.0.0.2, 127.0.0.3, ...) spreads connections over
-//! more than one address's ephemeral ports.
+//! tasks and queues; `connect` and the viewers of `live` need neither. Binding each
+//! socket to one of several loopback source addresses (127.0.0.2, 127.0.0.3, ...)
+//! spreads connections over more than one address's ephemeral ports.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use bytes::Bytes;
 use chorus_client::Transport;
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
@@ -18,11 +20,36 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Largest frame accepted from the node (a `welcome`, a `pong`, an `error`).
-const MAX_FRAME: u32 = 64 * 1024;
-/// Per-connection WebSocket read buffer: idle sessions receive tiny frames, and the
+/// Largest frame accepted from the node: a `live_batch` of many long items is the
+/// largest frame these sessions see.
+const MAX_FRAME: u32 = 1024 * 1024;
+/// Per-connection WebSocket read buffer: sessions receive small frames, and the
 /// default (128 KiB) would make the tool, not the node, run out of memory.
 const WS_READ_BUFFER: usize = 4 * 1024;
+/// Connections per loopback source address when the count is automatic: well
+/// inside one address's ephemeral port range.
+const PER_SOURCE: u32 = 20_000;
+
+/// The loopback source addresses to spread `connections` sockets to `endpoint`
+/// over: 127.0.0.2, 127.0.0.3, ... — `requested` of them, or with 0 one per
+/// 20,000 connections (none, the kernel's choice, below that). Empty for IPv6.
+pub(crate) fn loopback_sources(
+    connections: u32,
+    requested: u32,
+    endpoint: SocketAddr,
+) -> Vec<IpAddr> {
+    let n = match requested {
+        0 if connections > PER_SOURCE => connections.div_ceil(PER_SOURCE),
+        0 => return Vec::new(),
+        n => n,
+    };
+    if !endpoint.is_ipv4() {
+        return Vec::new();
+    }
+    (0..n.min(250))
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
+        .collect()
+}
 
 /// Why a raw connection failed, by class (the report counts failures per class).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +154,8 @@ impl RawConn {
         self.send(&ClientFrame::Ping { interval_s: None }).await
     }
 
-    async fn send(&mut self, frame: &ClientFrame) -> Result<(), RawError> {
+    /// Sends one frame in the connection's encoding.
+    pub(crate) async fn send(&mut self, frame: &ClientFrame) -> Result<(), RawError> {
         match self {
             Self::Tcp { stream, .. } => stream.write_all(&frame.to_tcp()).await?,
             Self::Ws { ws, encoding } => {
@@ -143,29 +171,35 @@ impl RawConn {
 
     /// The next frame; `None` once the node closed the connection. Cancel-safe.
     pub(crate) async fn next_frame(&mut self) -> Result<Option<ServerFrame>, RawError> {
+        match self.next_payload().await? {
+            Some((bytes, encoding)) => ServerFrame::decode(&bytes, encoding, MAX_FRAME)
+                .map(Some)
+                .map_err(|_| RawError::Protocol),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame's bytes, undecoded, with their encoding; `None` once the node
+    /// closed the connection. Cancel-safe. For readers that look at a few fields of
+    /// many frames without building each one.
+    pub(crate) async fn next_payload(&mut self) -> Result<Option<(Bytes, Encoding)>, RawError> {
         match self {
             Self::Tcp { stream, decoder } => loop {
-                if let Some(frame) = decoder
-                    .next_frame::<ServerFrame>()
-                    .map_err(|_| RawError::Protocol)?
-                {
-                    return Ok(Some(frame));
+                if let Some(payload) = decoder.next_payload().map_err(|_| RawError::Protocol)? {
+                    return Ok(Some((payload, Encoding::Binary)));
                 }
                 if stream.read_buf(decoder.buffer()).await? == 0 {
                     return Ok(None);
                 }
             },
             Self::Ws { ws, .. } => loop {
-                let (bytes, encoding) = match ws.next().await {
-                    None | Some(Ok(WsMessage::Close(_))) => return Ok(None),
-                    Some(Err(_)) => return Err(RawError::WebSocket),
-                    Some(Ok(WsMessage::Text(t))) => (t.as_bytes().to_vec(), Encoding::Json),
-                    Some(Ok(WsMessage::Binary(b))) => (b.to_vec(), Encoding::Binary),
+                return match ws.next().await {
+                    None | Some(Ok(WsMessage::Close(_))) => Ok(None),
+                    Some(Err(_)) => Err(RawError::WebSocket),
+                    Some(Ok(WsMessage::Text(t))) => Ok(Some((Bytes::from(t), Encoding::Json))),
+                    Some(Ok(WsMessage::Binary(b))) => Ok(Some((b, Encoding::Binary))),
                     Some(Ok(_)) => continue,
                 };
-                return ServerFrame::decode(&bytes, encoding, MAX_FRAME)
-                    .map(Some)
-                    .map_err(|_| RawError::Protocol);
             },
         }
     }

@@ -1,7 +1,8 @@
 //! Each scenario, briefly, against a real node started in-process on ephemeral
 //! loopback ports with the real embedded store in a temporary directory: the
 //! reports' delivery counts must balance (sent = acked = delivered, no duplicates,
-//! nothing missing or out of order).
+//! nothing missing or out of order; for live rooms, accepted = delivered + dropped
+//! for every viewer, and every paid/system item delivered).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // Tests: a panic is the report.
 
 use std::time::Duration;
@@ -11,10 +12,13 @@ use chorus_config::{Config, Secret};
 use chorus_loadtest::Target;
 use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
+use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
+use chorus_loadtest::token::Tokens;
 use chorus_node::Node;
 
 const ADMIN_TOKEN: &str = "loadtest-admin-token";
+const JWT_SECRET: &str = "loadtest-jwt-secret-of-enough-length";
 
 struct TestNode {
     node: Node,
@@ -22,6 +26,10 @@ struct TestNode {
 }
 
 async fn start_node() -> TestNode {
+    start_node_with(|_| {}).await
+}
+
+async fn start_node_with(adjust: impl FnOnce(&mut Config)) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.listen.tcp = "127.0.0.1:0".into();
@@ -29,6 +37,7 @@ async fn start_node() -> TestNode {
     config.listen.admin = "127.0.0.1:0".into();
     config.storage.path = dir.path().to_path_buf();
     config.admin.token = Some(Secret::new(ADMIN_TOKEN));
+    adjust(&mut config);
     let node = Node::start(config).await.expect("node starts");
     TestNode { node, _dir: dir }
 }
@@ -171,6 +180,96 @@ async fn storm_by_admin_kick_over_websocket_loses_nothing() {
     assert_eq!(d.delivered, d.acked);
     assert!(report.passed, "{report:?}");
     node.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_viewers_account_for_every_accepted_item_through_a_burst() {
+    // A budget below the offered rate, so the room samples and `dropped` counts.
+    let node = start_node_with(|c| {
+        c.auth.mode = chorus_config::AuthMode::Jwt;
+        c.auth.secret = Some(Secret::new(JWT_SECRET));
+        c.live.rate_per_user = 100_000;
+        c.live.rate_window_s = 1;
+        c.live.budget_per_s = 100;
+    })
+    .await;
+    let cfg = LiveConfig {
+        viewers: 50,
+        senders: 5,
+        rate: 60.0,
+        duration: Duration::from_secs(2),
+        bursts: vec![Burst {
+            at_s: 1.0,
+            count: 200,
+        }],
+        roles: RoleShares {
+            system: 0.2,
+            paid: 0.2,
+            vip: 0.0,
+        },
+        tokens: Tokens::from_secret(Some(JWT_SECRET.into())),
+        latency_viewers: 10,
+        source_ips: 2,
+        ..LiveConfig::new(target(&node, Transport::WsBinary))
+    };
+    let report = live::run(cfg).await.unwrap();
+    let c = &report.check;
+    assert_eq!(report.joined, 50, "{:?}", report.join_errors);
+    assert_eq!(report.sent, 120 + 200);
+    assert_eq!(report.accepted, report.sent, "{:?}", report.errors);
+    let p = report.accepted_by_prio;
+    assert_eq!((report.senders.system, report.senders.paid), (1, 1));
+    assert_eq!(
+        p.system + p.paid,
+        2 * 320 / 5,
+        "one sender in five of each role"
+    );
+    assert_eq!(p.normal + p.vip + p.paid + p.system, report.accepted);
+    assert_eq!(c.viewers_checked, 50);
+    assert_eq!(
+        c.balanced, 50,
+        "accepted = delivered + dropped: {:?}",
+        c.samples
+    );
+    assert_eq!(c.paid_system_complete, 50, "{:?}", c.samples);
+    assert_eq!((c.out_of_order, c.disconnected, c.unanswered), (0, 0, 0));
+    assert!(report.passed);
+    assert!(report.dropped > 0, "the burst exceeded the budget");
+    assert_eq!(
+        report.deliveries + report.dropped,
+        50 * report.accepted,
+        "summed over viewers"
+    );
+    assert_eq!(report.latency_viewers, 10);
+    assert!(report.send_to_visible.count > 0);
+    assert!(report.send_to_visible_burst.count > 0);
+    assert_eq!(
+        report.send_to_visible_paid_system.count,
+        10 * (p.system + p.paid),
+        "every sampled viewer saw every paid/system item"
+    );
+    assert!(report.node.rss.max_bytes.unwrap() > 0);
+    assert_eq!(report.node.items_accepted, Some(report.accepted as f64));
+    assert_eq!(report.node.slow_viewer_disconnects.unwrap_or(0.0), 0.0);
+    let svg = report.plot.to_svg().unwrap();
+    assert!(svg.contains("send→visible") && svg.contains("resident memory (MB)"));
+    node.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn live_roles_need_signed_tokens() {
+    let lo = "127.0.0.1:1".parse().unwrap();
+    let cfg = LiveConfig {
+        roles: RoleShares {
+            paid: 0.5,
+            ..RoleShares::default()
+        },
+        ..LiveConfig::new(Target::new(lo, lo, None, Transport::Tcp).unwrap())
+    };
+    assert!(matches!(
+        live::run(cfg).await,
+        Err(chorus_loadtest::LoadError::Config(_))
+    ));
 }
 
 #[tokio::test]
