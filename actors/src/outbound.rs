@@ -93,6 +93,8 @@ struct HandleInner {
     user: String,
     tx: mpsc::Sender<SharedFrame>,
     close: CancellationToken,
+    /// Mirrors `close` for the hot checks: a token's `is_cancelled` takes a lock.
+    closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     slow: AtomicBool,
     live: LiveLane,
@@ -166,6 +168,7 @@ impl SessionHandle {
             user,
             tx,
             close: CancellationToken::new(),
+            closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),
             slow: AtomicBool::new(false),
             live: LiveLane {
@@ -316,6 +319,7 @@ impl SessionHandle {
     /// Asks the gateway to close the connection.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.0.close_reason.set(reason);
+        self.0.closing.store(true, Ordering::Release);
         self.0.close.cancel();
     }
 
@@ -331,7 +335,7 @@ impl SessionHandle {
 
     /// Whether the connection was asked to close.
     pub fn is_closed(&self) -> bool {
-        self.0.close.is_cancelled() || self.0.tx.is_closed()
+        self.0.closing.load(Ordering::Acquire) || self.0.tx.is_closed()
     }
 }
 

@@ -52,6 +52,9 @@ pub struct ChatConfig {
     pub settle_timeout: Duration,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Client endpoints of other nodes: users are spread over the target and
+    /// these, round-robin (empty: every user on the target).
+    pub spread: Vec<String>,
 }
 
 impl ChatConfig {
@@ -69,6 +72,7 @@ impl ChatConfig {
             max_in_flight: 100_000,
             settle_timeout: Duration::from_secs(30),
             progress: false,
+            spread: Vec::new(),
         }
     }
 
@@ -147,6 +151,7 @@ pub async fn run(cfg: ChatConfig) -> Result<ChatReport, LoadError> {
     let shared = Shared::new();
     let options = FleetOptions {
         endpoint: cfg.target.endpoint().to_string(),
+        spread: cfg.spread.clone(),
         transport: cfg.target.transport,
         users: cfg.users,
         request_timeout: cfg.request_timeout,

@@ -145,6 +145,9 @@ pub(crate) struct Fleet {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetOptions {
     pub(crate) endpoint: String,
+    /// Endpoints of other nodes: user `i` connects to
+    /// `[endpoint, spread..][i mod n]`, with the others as its fallbacks.
+    pub(crate) spread: Vec<String>,
     pub(crate) transport: Transport,
     pub(crate) users: u32,
     pub(crate) request_timeout: Duration,
@@ -161,11 +164,12 @@ impl Fleet {
         let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
         let mut connecting = JoinSet::new();
         for i in 0..options.users {
-            let mut cfg = ClientConfig::new(
-                options.endpoint.clone(),
-                options.transport,
-                shared.user_id(i),
-            );
+            let mut all = vec![options.endpoint.clone()];
+            all.extend(options.spread.iter().cloned());
+            let first = i as usize % all.len();
+            all.rotate_left(first);
+            let mut cfg = ClientConfig::new(all[0].clone(), options.transport, shared.user_id(i));
+            cfg.endpoints = all;
             cfg.request_timeout = options.request_timeout;
             cfg.device = Some("loadtest".into());
             let gate = gate.clone();

@@ -96,6 +96,12 @@ enum Scenario {
         /// Seconds to wait for answers, then deliveries, after the last send.
         #[arg(long, default_value_t = 30.0)]
         settle_timeout: f64,
+        /// Client listeners of other nodes of the same cluster (repeatable, in the
+        /// transport's form): user i connects to the i-th node round-robin, the
+        /// node of `--tcp`/`--ws` first, so the users of every pair sit on
+        /// different nodes.
+        #[arg(long = "spread", value_name = "ADDR")]
+        spread: Vec<String>,
     },
     /// Ramp idle connections at a rate and hold them; connect latency and the node's
     /// memory per connection.
@@ -255,8 +261,14 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
             request_timeout,
             max_in_flight,
             settle_timeout,
+            spread,
         } => {
+            let spread = spread
+                .iter()
+                .map(|a| resolve_loopback(a).map(|a| a.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
             let cfg = ChatConfig {
+                spread,
                 users,
                 group_size,
                 group_fraction,

@@ -188,6 +188,7 @@ pub async fn run(cfg: StormConfig) -> Result<StormReport, LoadError> {
     let endpoint = relay.as_ref().map_or(cfg.target.endpoint(), Relay::addr);
     let options = FleetOptions {
         endpoint: endpoint.to_string(),
+        spread: Vec::new(),
         transport: cfg.target.transport,
         users: cfg.users,
         request_timeout: cfg.request_timeout,
