@@ -564,51 +564,76 @@ async fn verify(cluster: &Cluster, users: &[String], ledger: &Ledger) {
     reader.close().await;
 }
 
-/// Connects user i to node i mod 3 (with the other nodes as fallbacks), every
-/// client before any sends, so that each sees its conversations from the start.
-async fn connect_all(
-    cluster: &Cluster,
-    users: &[String],
-    ledger: &Arc<Mutex<Ledger>>,
-    reconnected: &Arc<Mutex<HashMap<String, Instant>>>,
-) -> (Vec<Arc<Client>>, Vec<tokio::task::JoinHandle<()>>) {
-    let mut clients = Vec::new();
-    let mut collectors = Vec::new();
-    for (i, user) in users.iter().enumerate() {
-        let home = format!("n{}", i % 3 + 1);
-        let (client, events) = connect(cluster.endpoints_from(&home), user).await;
-        collectors.push(collect(
-            user.clone(),
-            events,
-            ledger.clone(),
-            reconnected.clone(),
-        ));
-        clients.push(Arc::new(client));
-    }
-    (clients, collectors)
+/// Six users chatting in a ring (user i sends to user i+1), user i connected to
+/// node i mod 3 with the other nodes as fallbacks; every client connects before
+/// anyone sends, so each sees its conversations from the start.
+struct Traffic {
+    users: Vec<String>,
+    clients: Vec<Arc<Client>>,
+    reconnected: Arc<Mutex<HashMap<String, Instant>>>,
+    ledger: Arc<Mutex<Ledger>>,
+    collectors: Vec<tokio::task::JoinHandle<()>>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Each user sends `count` messages to the next user.
-fn start_chat(
-    clients: &[Arc<Client>],
-    users: &[String],
-    count: usize,
-    ledger: &Arc<Mutex<Ledger>>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    users
-        .iter()
-        .enumerate()
-        .map(|(i, user)| {
-            let peer = users[(i + 1) % users.len()].clone();
-            tokio::spawn(chat(
-                clients[i].clone(),
+impl Traffic {
+    /// Connects the users `{prefix}0`..`{prefix}5` and starts `count` sends each.
+    async fn start(cluster: &Cluster, prefix: &str, count: usize) -> Self {
+        let users: Vec<String> = (0..6).map(|i| format!("{prefix}{i}")).collect();
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let reconnected = Arc::new(Mutex::new(HashMap::new()));
+        let mut clients = Vec::new();
+        let mut collectors = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let home = format!("n{}", i % 3 + 1);
+            let (client, events) = connect(cluster.endpoints_from(&home), user).await;
+            collectors.push(collect(
                 user.clone(),
-                peer,
-                count,
+                events,
                 ledger.clone(),
-            ))
-        })
-        .collect()
+                reconnected.clone(),
+            ));
+            clients.push(Arc::new(client));
+        }
+        let senders = users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| {
+                let peer = users[(i + 1) % users.len()].clone();
+                tokio::spawn(chat(
+                    clients[i].clone(),
+                    user.clone(),
+                    peer,
+                    count,
+                    ledger.clone(),
+                ))
+            })
+            .collect();
+        Traffic {
+            users,
+            clients,
+            reconnected,
+            ledger,
+            collectors,
+            senders,
+        }
+    }
+
+    /// Waits for every send to be acked, lets the last fan-outs land, closes the
+    /// clients and returns what they saw.
+    async fn finish(self) -> Ledger {
+        for s in self.senders {
+            s.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for c in &self.clients {
+            c.close().await;
+        }
+        for c in self.collectors {
+            let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+        }
+        std::mem::take(&mut *self.ledger.lock().unwrap())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,11 +642,8 @@ async fn kill_9_one_node_under_load_loses_nothing_and_it_rejoins() {
         eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
         return;
     };
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let reconnected = Arc::new(Mutex::new(HashMap::new()));
-    let users: Vec<String> = (0..6).map(|i| format!("u{i}")).collect();
-    let (clients, collectors) = connect_all(&cluster, &users, &ledger, &reconnected).await;
-    let senders = start_chat(&clients, &users, 60, &ledger);
+    let traffic = Traffic::start(&cluster, "u", 60).await;
+    let (users, clients, reconnected) = (&traffic.users, &traffic.clients, &traffic.reconnected);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let killed_at = Instant::now();
     cluster.nodes[2].kill9();
@@ -650,18 +672,8 @@ async fn kill_9_one_node_under_load_loses_nothing_and_it_rejoins() {
     // The node comes back and takes its shards back, under load.
     cluster.nodes[2].spawn();
     cluster.wait_serving(&["n1", "n2", "n3"]).await;
-    for s in senders {
-        s.await.unwrap();
-    }
-    // Let the last fan-outs land, then stop collecting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for c in &clients {
-        c.close().await;
-    }
-    for c in collectors {
-        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
-    }
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let users = traffic.users.clone();
+    let ledger = traffic.finish().await;
     eprintln!("send errors met and retried: {:?}", ledger.errors);
     assert_eq!(ledger.acked.len(), 6 * 60);
     verify(&cluster, &users, &ledger).await;
@@ -673,11 +685,7 @@ async fn rolling_drain_of_every_node_under_load_loses_nothing() {
         eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
         return;
     };
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let reconnected = Arc::new(Mutex::new(HashMap::new()));
-    let users: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
-    let (clients, collectors) = connect_all(&cluster, &users, &ledger, &reconnected).await;
-    let senders = start_chat(&clients, &users, 80, &ledger);
+    let traffic = Traffic::start(&cluster, "d", 80).await;
     for i in 0..3 {
         let (status, body) = admin(cluster.nodes[i].admin, "POST", "/admin/drain")
             .await
@@ -687,17 +695,8 @@ async fn rolling_drain_of_every_node_under_load_loses_nothing() {
         cluster.nodes[i].spawn();
         cluster.wait_serving(&["n1", "n2", "n3"]).await;
     }
-    for s in senders {
-        s.await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for c in &clients {
-        c.close().await;
-    }
-    for c in collectors {
-        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
-    }
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let users = traffic.users.clone();
+    let ledger = traffic.finish().await;
     assert_eq!(ledger.acked.len(), 6 * 80);
     // A drain is invisible to clients but for `goaway`: no send failed.
     assert!(
