@@ -71,6 +71,24 @@ impl OutFrame {
     }
 }
 
+/// The `reject` answering `send`/`danmaku` `id`, counted in
+/// `chorus_send_rejected_total{code}`; the echoed id is cut to 128 characters,
+/// since it may be hostile input. Every session kind rejects through this.
+pub(crate) fn reject_frame(
+    id: &str,
+    code: ErrorCode,
+    message: String,
+    retry_after_ms: Option<u64>,
+) -> ServerFrame {
+    metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
+    ServerFrame::Reject {
+        id: id.chars().take(128).collect(),
+        code,
+        message,
+        retry_after_ms,
+    }
+}
+
 /// A session id, unique within a node.
 pub type SessionId = u64;
 
@@ -302,13 +320,7 @@ impl SessionHandle {
         message: impl Into<String>,
         retry_after_ms: Option<u64>,
     ) {
-        metrics::counter!("chorus_send_rejected_total", "code" => code.as_str()).increment(1);
-        self.send(ServerFrame::Reject {
-            id: id.chars().take(128).collect(),
-            code,
-            message: message.into(),
-            retry_after_ms,
-        });
+        self.send(reject_frame(id, code, message.into(), retry_after_ms));
     }
 
     /// Wraps and queues a frame meant for this session alone.

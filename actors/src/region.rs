@@ -318,6 +318,15 @@ impl ShardRegion {
         Route::Forward(owner)
     }
 
+    /// Routes a bounced message again after [`DEFER`] (see [`Route::Defer`]).
+    fn defer(&self, route_again: impl FnOnce(ShardRegion) + Send + 'static) {
+        let region = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFER).await;
+            route_again(region);
+        });
+    }
+
     /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
     /// is running on this node.
     pub fn is_running(&self, key: &str) -> bool {
@@ -426,13 +435,8 @@ impl ShardRegion {
                 return crate::routing::forward_live_room(self, &node, id, msg, hops + 1);
             }
             Route::Defer => {
-                let region = self.clone();
                 let room = room.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(DEFER).await;
-                    region.route_live_room(&room, msg, hops, false);
-                });
-                return;
+                return self.defer(move |region| region.route_live_room(&room, msg, hops, false));
             }
         }
         let spawn = || {
@@ -457,13 +461,8 @@ impl ShardRegion {
                 return crate::routing::forward_user(self, &node, user, msg, hops + 1);
             }
             Route::Defer => {
-                let region = self.clone();
                 let user = user.to_string();
-                tokio::spawn(async move {
-                    tokio::time::sleep(DEFER).await;
-                    region.route_user(&user, msg, hops, false);
-                });
-                return;
+                return self.defer(move |region| region.route_user(&user, msg, hops, false));
             }
         }
         let spawn = || {
@@ -495,13 +494,9 @@ impl ShardRegion {
                 return crate::routing::forward_conversation(self, &node, &key, msg, hops + 1);
             }
             Route::Defer => {
-                let region = self.clone();
                 let conv = conv.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(DEFER).await;
-                    region.route_conversation(&conv, msg, hops, false);
-                });
-                return;
+                return self
+                    .defer(move |region| region.route_conversation(&conv, msg, hops, false));
             }
         }
         let spawn = || {

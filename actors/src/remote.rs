@@ -306,14 +306,12 @@ impl SessionRef {
         match self {
             Self::Local(h) => h.reject(id, code, message, retry_after_ms),
             Self::Remote(_) => {
-                metrics::counter!("chorus_send_rejected_total", "code" => code.as_str())
-                    .increment(1);
-                self.send(ServerFrame::Reject {
-                    id: id.chars().take(128).collect(),
+                self.send(crate::outbound::reject_frame(
+                    id,
                     code,
-                    message: message.into(),
+                    message.into(),
                     retry_after_ms,
-                });
+                ));
             }
         }
     }
