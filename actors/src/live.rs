@@ -15,17 +15,28 @@
 //! `Arc`, encoded at most once per encoding — onto each viewer's live lane, which
 //! drops the viewer's oldest ordinary batches when it falls behind (see
 //! [`SessionHandle::push_live`]). Nothing here waits on a viewer.
+//!
+//! - [`slow`]: slow mode, the room's per-user gate on danmaku, and how operators
+//!   set it.
+//! - `settings`: a starting room's load of its operator settings from the store,
+//!   bounded in time and retried in the background.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chorus_wire::{ConvId, LiveItem, Prio, ServerFrame};
+use chorus_store::RoomSettings;
+use chorus_wire::{ConvId, ErrorCode, LiveItem, Prio, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
 use crate::region::{EntityKind, ShardRegion};
 use crate::remote::SessionRef;
+
+mod settings;
+pub mod slow;
+
+pub use slow::{SlowMode, set_slow_mode};
 
 /// How often a RoomFanout reports its viewer count to its room (the cluster-wide
 /// count is at most this stale).
@@ -50,6 +61,8 @@ pub struct LiveSettings {
     pub viewer_queue: usize,
     /// A viewer further behind than this is disconnected.
     pub max_lag: Duration,
+    /// Slow mode of a room without an operator setting (zero: off).
+    pub slow_mode: Duration,
 }
 
 impl Default for LiveSettings {
@@ -63,14 +76,17 @@ impl Default for LiveSettings {
             rate_window: Duration::from_secs(10),
             viewer_queue: 64,
             max_lag: Duration::from_secs(5),
+            slow_mode: Duration::ZERO,
         }
     }
 }
 
-/// Messages to a LiveRoom entity.
+/// Messages to a LiveRoom entity. Those that may cross nodes have an
+/// `EntityEnvelope::Live*` twin; the housekeeping ones stay on the room's node.
 #[derive(Debug)]
 pub enum LiveRoomMsg {
-    /// An item to accept (its `seq` is assigned here); the sender gets `ack`.
+    /// An item to accept (its `seq` is assigned here); the sender gets `ack`, or
+    /// `reject` `rate_limited` while slow mode holds the user back.
     Danmaku {
         /// The item, `seq` 0.
         item: LiveItem,
@@ -110,6 +126,16 @@ pub enum LiveRoomMsg {
     Tick,
     /// Last message of a passivated entity.
     Stop,
+    /// An operator set the room's slow mode, already stored: seconds (0: off),
+    /// or `None` to follow `[live] slow_mode_s`. Crosses nodes.
+    SlowMode {
+        /// The operator's setting.
+        seconds: Option<u32>,
+    },
+    /// The room's settings, loaded by the retry task after the load at start
+    /// failed. Ignored once an operator's [`LiveRoomMsg::SlowMode`] came first.
+    /// Local only.
+    SettingsLoaded(RoomSettings),
 }
 
 impl ractor::Message for LiveRoomMsg {}
@@ -172,6 +198,11 @@ pub struct LiveRoomState {
     recent: VecDeque<LiveItem>,
     nodes: HashMap<String, NodeViewers>,
     last_activity: Instant,
+    /// The per-user gate on danmaku.
+    slow: SlowMode,
+    /// Retries loading the room's settings after the load at start failed; `None`
+    /// once they are known. Dropping it stops the retries.
+    settings_retry: Option<crate::Ticker>,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -188,9 +219,22 @@ impl Actor for LiveRoom {
     ) -> Result<Self::State, ActorProcessingErr> {
         let settings = args.region.settings().live.clone();
         let idle = args.region.settings().conversation_idle;
-        let ticker = crate::spawn_ticker(myself, (idle / 2).max(Duration::from_millis(50)), || {
-            LiveRoomMsg::Tick
-        });
+        let ticker = crate::spawn_ticker(
+            myself.clone(),
+            (idle / 2).max(Duration::from_millis(50)),
+            || LiveRoomMsg::Tick,
+        );
+        // Messages queue meanwhile; a store that does not answer in time leaves
+        // the room on the configured defaults until a retry gets through.
+        let (stored, settings_retry) = match settings::load(&args.region, &args.room).await {
+            Ok(stored) => (stored, None),
+            Err(why) => {
+                tracing::warn!(room = %args.room, error = %why, "cannot load the live room's settings; using the configured defaults and retrying");
+                let retry = settings::retry(myself, args.region.clone(), args.room.clone());
+                (RoomSettings::default(), Some(retry))
+            }
+        };
+        let slow = SlowMode::new(slow::interval(stored.slow_mode_s, settings.slow_mode));
         Ok(LiveRoomState {
             key: format!("live:{}", args.room),
             room: args.room,
@@ -205,6 +249,8 @@ impl Actor for LiveRoom {
             recent: VecDeque::new(),
             nodes: HashMap::new(),
             last_activity: Instant::now(),
+            slow,
+            settings_retry,
             _ticker: ticker,
         })
     }
@@ -220,6 +266,16 @@ impl Actor for LiveRoom {
         }
         match msg {
             LiveRoomMsg::Danmaku { mut item, reply } => {
+                if let Err(wait) = state.slow.check(&item.from, item.prio) {
+                    metrics::counter!("chorus_live_slow_mode_rejects_total").increment(1);
+                    let message = format!(
+                        "slow mode: one danmaku per {} s in this room",
+                        state.slow.interval().as_secs()
+                    );
+                    let retry = slow::retry_after_ms(wait);
+                    reply.reject(&item.id, ErrorCode::RateLimited, message, Some(retry));
+                    return Ok(());
+                }
                 item.seq = state.next_seq;
                 state.next_seq += 1;
                 metrics::counter!("chorus_live_items_accepted_total").increment(1);
@@ -303,6 +359,16 @@ impl Actor for LiveRoom {
                 }
                 myself.stop(Some("passivated".into()));
             }
+            LiveRoomMsg::SlowMode { seconds } => {
+                // The operator's word is newer than whatever a retry may still bring.
+                state.settings_retry = None;
+                state.set_slow_mode(seconds);
+            }
+            LiveRoomMsg::SettingsLoaded(stored) => {
+                if state.settings_retry.take().is_some() {
+                    state.set_slow_mode(stored.slow_mode_s);
+                }
+            }
         }
         Ok(())
     }
@@ -311,6 +377,15 @@ impl Actor for LiveRoom {
 impl LiveRoomState {
     fn viewers(&self) -> u64 {
         self.nodes.values().map(|n| n.count).sum()
+    }
+
+    /// Applies an operator's slow-mode setting (`None`: the configured default).
+    fn set_slow_mode(&mut self, seconds: Option<u32>) {
+        let interval = slow::interval(seconds, self.settings.slow_mode);
+        if interval != self.slow.interval() {
+            tracing::info!(room = %self.room, slow_mode_s = interval.as_secs(), "slow mode changed");
+        }
+        self.slow.set_interval(interval);
     }
 
     /// Closes the window: applies the budget and sends one batch per node.

@@ -12,6 +12,7 @@ use chorus_wire::cluster::{
     CloseCode, EntityEnvelope, Envelope, GroupOp, RequestEnvelope, SessionAddr,
 };
 use chorus_wire::codec::decode_envelope;
+use chorus_wire::ids::validate_id;
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 
 use crate::conversation::{ConversationMsg, Request, SendRequest};
@@ -248,7 +249,20 @@ pub(crate) fn forward_live_room(
             };
             send_entity(region, node, hops, envelope);
         }
-        LiveRoomMsg::Flush(_) | LiveRoomMsg::Tick | LiveRoomMsg::Stop => {}
+        LiveRoomMsg::SlowMode { seconds } => {
+            // Already stored: should the owner be unreachable, the room reads it
+            // when it next starts.
+            send_entity(
+                region,
+                node,
+                hops,
+                EntityEnvelope::LiveSlowMode { room, seconds },
+            );
+        }
+        LiveRoomMsg::Flush(_)
+        | LiveRoomMsg::Tick
+        | LiveRoomMsg::Stop
+        | LiveRoomMsg::SettingsLoaded(_) => {}
     }
 }
 
@@ -489,6 +503,17 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                     true,
                 );
             }
+        }
+        EntityEnvelope::LiveSlowMode { room, seconds } => {
+            if validate_id("room id", &room).is_err() {
+                return bad_key(from, &room);
+            }
+            region.route_live_room(
+                &ConvId::Live(room),
+                LiveRoomMsg::SlowMode { seconds },
+                hops,
+                true,
+            );
         }
     }
 }

@@ -52,7 +52,7 @@ pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
 pub use limits::{LimitsConfig, MAX_FRAME_CEILING, MIN_FRAME};
 pub use listen::{ListenAddrs, ListenConfig};
-pub use live::LiveConfig;
+pub use live::{LiveConfig, MAX_SLOW_MODE_S};
 pub use log::{LogConfig, LogFormat};
 pub use moderation::{ModerationConfig, ModerationMode};
 pub use overrides::Overrides;

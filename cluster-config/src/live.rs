@@ -6,6 +6,10 @@ use serde::Deserialize;
 
 use crate::error::Problems;
 
+/// The longest slow mode, in seconds (one day): in `[live] slow_mode_s` and in an
+/// operator's per-room setting alike.
+pub const MAX_SLOW_MODE_S: u32 = 86_400;
+
 /// `[live]`: batching, rate limit and queues of live rooms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +33,10 @@ pub struct LiveConfig {
     /// A viewer whose oldest undelivered batch is older than this, in milliseconds,
     /// is disconnected as too slow. Default 5000.
     pub max_lag_ms: u64,
+    /// Slow mode of every room that has no operator setting of its own: a user
+    /// may have one danmaku accepted per this many seconds in a room (`paid` and
+    /// `system` senders are exempt). Default 0: off. At most [`MAX_SLOW_MODE_S`].
+    pub slow_mode_s: u32,
 }
 
 impl Default for LiveConfig {
@@ -42,6 +50,7 @@ impl Default for LiveConfig {
             viewer_queue: 64,
             budget_per_s: 200,
             max_lag_ms: 5_000,
+            slow_mode_s: 0,
         }
     }
 }
@@ -55,6 +64,11 @@ impl LiveConfig {
     /// `rate_window_s` as a [`Duration`].
     pub fn rate_window(&self) -> Duration {
         Duration::from_secs(u64::from(self.rate_window_s))
+    }
+
+    /// `slow_mode_s` as a [`Duration`] (zero: off).
+    pub fn slow_mode(&self) -> Duration {
+        Duration::from_secs(u64::from(self.slow_mode_s))
     }
 
     pub(crate) fn check(&self, problems: &mut Problems) {
@@ -71,6 +85,15 @@ impl LiveConfig {
             if value == 0 {
                 problems.push(key, "must be at least 1");
             }
+        }
+        if self.slow_mode_s > MAX_SLOW_MODE_S {
+            problems.push(
+                "live.slow_mode_s",
+                format!(
+                    "is {}, more than a day ({MAX_SLOW_MODE_S}); 0 turns slow mode off",
+                    self.slow_mode_s
+                ),
+            );
         }
     }
 }

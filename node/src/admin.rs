@@ -13,6 +13,8 @@
 //! | `POST /admin/token` | bearer | [`AdminBackend::issue_token`], body [`TokenRequest`] |
 //! | `POST /admin/filter/reload` | bearer | [`AdminBackend::filter_reload`] |
 //! | `POST /admin/filter/test` | bearer | [`AdminBackend::filter_test`], body the text |
+//! | `GET /admin/live/slow/{room}` | bearer | [`AdminBackend::live_slow_mode`] |
+//! | `POST /admin/live/slow` | bearer | [`AdminBackend::set_live_slow_mode`], body [`SlowModeRequest`] |
 //!
 //! Everything under `/admin/` needs `Authorization: Bearer <admin token>` (`401`
 //! otherwise). With no admin token configured the whole `/admin/` tree answers
@@ -166,6 +168,30 @@ pub trait AdminBackend: Send + Sync + 'static {
         let _ = text;
         unsupported("filter test")
     }
+
+    /// `GET /admin/live/slow/{room}`: the slow mode of live room `room` (a valid
+    /// id, without `live:`) as stored, on any node:
+    ///
+    /// ```json
+    /// {"room": "r1", "slow_mode_s": 30, "override_s": 30, "default_s": 0}
+    /// ```
+    ///
+    /// `slow_mode_s` is what the room applies (0: off); `override_s` the
+    /// operator's setting (`null`: none, the room follows `default_s`, the
+    /// node's `[live] slow_mode_s`).
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
+        let _ = room;
+        unsupported("live slow")
+    }
+
+    /// `POST /admin/live/slow`: sets the slow mode of live room `room` to `seconds`
+    /// (0: off; `None`: back to the node's default), stored before the room is
+    /// told so that it survives the room moving and restarts. Answers like
+    /// [`live_slow_mode`](AdminBackend::live_slow_mode).
+    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
+        let _ = (room, seconds);
+        unsupported("live slow")
+    }
 }
 
 /// The answer of an operation the node does not implement yet.
@@ -280,6 +306,68 @@ impl TokenRequest {
     }
 }
 
+/// The body of `POST /admin/live/slow`: `{"room": "r1", "seconds": 30}`.
+/// `seconds` is required: 0 turns slow mode off in the room, `null` removes the
+/// room's own setting so that `[live] slow_mode_s` applies again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowModeRequest {
+    /// The live room id, without `live:`.
+    pub room: String,
+    /// Absent: refused. `Some(None)`: `null`. Wider than the stored type so that
+    /// a too-large number is refused with the bound, not a type error.
+    #[serde(default, deserialize_with = "present")]
+    seconds: Option<Option<u64>>,
+}
+
+/// Deserializes a field that is present (`null` included) as `Some`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl SlowModeRequest {
+    /// The largest `seconds`: one day.
+    pub const MAX_SECONDS: u32 = chorus_config::MAX_SLOW_MODE_S;
+
+    /// Parses and checks a request body into the room and its new setting
+    /// (`None`: back to the default); every problem is a `400` saying what was
+    /// wrong.
+    pub fn parse(body: &[u8]) -> Result<(String, Option<u32>), AdminError> {
+        let request: SlowModeRequest = serde_json::from_slice(body).map_err(|e| {
+            AdminError::BadRequest(format!(
+                "the body must be JSON like {{\"room\": \"r1\", \"seconds\": 30}}: {e}"
+            ))
+        })?;
+        chorus_wire::ids::validate_id("room id", &request.room)
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        let seconds = match request.seconds {
+            None => {
+                return Err(AdminError::BadRequest(
+                    "\"seconds\" is required: 0 turns slow mode off, null follows [live] slow_mode_s"
+                        .into(),
+                ));
+            }
+            Some(None) => None,
+            Some(Some(n)) => Some(
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= Self::MAX_SECONDS)
+                    .ok_or_else(|| {
+                        AdminError::BadRequest(format!(
+                            "seconds is {n}; slow mode is at most {} s (a day), 0 turns it off",
+                            Self::MAX_SECONDS
+                        ))
+                    })?,
+            ),
+        };
+        Ok((request.room, seconds))
+    }
+}
+
 /// Everything the admin listener serves from. Cheap to clone.
 #[derive(Clone)]
 pub struct AdminState {
@@ -331,6 +419,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/token", post(admin_token))
         .route("/filter/reload", post(admin_filter_reload))
         .route("/filter/test", post(admin_filter_test))
+        .route("/live/slow", post(admin_set_live_slow))
+        .route("/live/slow/{room}", get(admin_live_slow))
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -483,6 +573,28 @@ async fn admin_filter_test(
     body: String,
 ) -> Result<axum::Json<Value>, AdminError> {
     state.backend.filter_test(body).await.map(axum::Json)
+}
+
+async fn admin_live_slow(
+    State(state): State<AdminState>,
+    Path(room): Path<String>,
+) -> Result<axum::Json<Value>, AdminError> {
+    chorus_wire::ids::validate_id("room id", &room)
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    state.backend.live_slow_mode(room).await.map(axum::Json)
+}
+
+/// Reads the body itself, as [`admin_token`] does.
+async fn admin_set_live_slow(
+    State(state): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, AdminError> {
+    let (room, seconds) = SlowModeRequest::parse(&body)?;
+    state
+        .backend
+        .set_live_slow_mode(room, seconds)
+        .await
+        .map(axum::Json)
 }
 
 async fn admin_not_found() -> AdminError {

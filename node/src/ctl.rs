@@ -13,6 +13,8 @@
 //!   token issue USER [--role ROLE]... [--ttl SECS]
 //!   filter reload              reload the word filter's files
 //!   filter test TEXT           what the word filter finds in TEXT
+//!   live slow ROOM [SECONDS | --reset]
+//!                              show or set a live room's slow mode
 //! ```
 //!
 //! `--admin` (`CHORUS_ADMIN`) names any one node. The commands about the cluster
@@ -21,6 +23,7 @@
 //! does not answer is reported (`-` in a table, a note on stderr), not fatal.
 //!
 //! - [`http`]: the HTTP/1.1 client and [`CtlError`].
+//! - `live`: `live slow`, the per-room settings of live rooms.
 //! - `render`: answers as tables and text; lenient about shapes.
 //! - `table`: aligned columns.
 //!
@@ -28,6 +31,7 @@
 //! [`Outcome`], and exits 1 on a [`CtlError`] (2 on a usage error).
 
 pub mod http;
+mod live;
 mod render;
 mod table;
 
@@ -44,6 +48,7 @@ use serde_json::{Value, json};
 use crate::auth::Role;
 use http::encode_segment;
 pub use http::{AdminClient, Body, CtlError};
+pub use live::{LiveCommand, SlowArgs};
 use render::{Member, StatusRow, WhereReport};
 
 /// `--admin` when neither the flag nor `CHORUS_ADMIN` is given: the default
@@ -132,6 +137,9 @@ pub enum Command {
     /// The word filter.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Live rooms' settings.
+    #[command(subcommand)]
+    Live(LiveCommand),
 }
 
 /// `chorusctl drain`.
@@ -258,6 +266,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
         }
         Command::Filter(FilterCommand::Reload) => ctl.filter_reload().await,
         Command::Filter(FilterCommand::Test { text }) => ctl.filter_test(text).await,
+        Command::Live(command) => ctl.live(command).await,
     }
 }
 

@@ -157,6 +157,7 @@ impl Node {
                 rate_window: config.live.rate_window(),
                 viewer_queue: config.live.viewer_queue as usize,
                 max_lag: std::time::Duration::from_millis(config.live.max_lag_ms),
+                slow_mode: config.live.slow_mode(),
             },
             moderation: match config.moderation.mode {
                 chorus_config::ModerationMode::Mask => Policy::Mask,
@@ -355,6 +356,25 @@ fn entity_key(key: &str) -> Result<(&'static str, String, String), AdminError> {
     }
 }
 
+/// The answer of the slow-mode endpoints: what room `room` applies, from its
+/// stored `override_s` and the node's `default_s`.
+fn slow_mode_json(room: &str, override_s: Option<u32>, default_s: u64) -> serde_json::Value {
+    json!({
+        "room": room,
+        "slow_mode_s": override_s.map_or(default_s, u64::from),
+        "override_s": override_s,
+        "default_s": default_s,
+    })
+}
+
+/// A store failure as an admin answer: `503` when it may pass, `500` otherwise.
+fn store_failure(what: &str, e: chorus_store::StoreError) -> AdminError {
+    match e {
+        chorus_store::StoreError::Unavailable(_) => AdminError::Unavailable(format!("{what}: {e}")),
+        other => AdminError::Internal(format!("{what}: {other}")),
+    }
+}
+
 /// The word filter of `[moderation]`: none without a word list; a list that does
 /// not load stops the node from starting, with the reason.
 async fn load_moderation(
@@ -523,6 +543,30 @@ impl AdminBackend for NodeAdmin {
             "started": started,
         });
         Box::pin(std::future::ready(Ok(body)))
+    }
+
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let stored = self
+                .region
+                .store()
+                .room_settings(&room)
+                .await
+                .map_err(|e| store_failure("reading the room's settings", e))?;
+            let default_s = self.region.settings().live.slow_mode.as_secs();
+            Ok(slow_mode_json(&room, stored.slow_mode_s, default_s))
+        })
+    }
+
+    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let stored = chorus_actors::live::set_slow_mode(&self.region, &room, seconds)
+                .await
+                .map_err(|e| store_failure("storing the room's settings", e))?;
+            tracing::info!(room = %room, slow_mode_s = ?seconds, "operator set a live room's slow mode");
+            let default_s = self.region.settings().live.slow_mode.as_secs();
+            Ok(slow_mode_json(&room, stored.slow_mode_s, default_s))
+        })
     }
 
     fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {

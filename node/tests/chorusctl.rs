@@ -1,6 +1,6 @@
 //! `chorusctl`, the built binary, against a real node: its tables and messages,
 //! its exit codes, and what it does to the node (a kick closes the session, an
-//! issued token logs in, a drained node exits).
+//! issued token logs in, a drained node exits, slow mode holds a sender back).
 //!
 //! One node, so `status`, `members` and `where` have one member to ask; the
 //! fan-out over several members is covered by `ctl`'s unit tests.
@@ -286,6 +286,75 @@ async fn drain_wait_returns_once_the_node_has_exited() {
         .expect("the drained node exits by itself")
         .unwrap();
     assert!(exit.success(), "{exit}");
+}
+
+/// The answer of danmaku `id` to `room` from `c`: whether it was accepted.
+async fn danmaku_accepted(c: &mut RawTcp, id: &str, room: &str) -> bool {
+    c.send(&ClientFrame::Danmaku {
+        id: id.into(),
+        room: room.into(),
+        body: "hi".into(),
+    })
+    .await;
+    match c
+        .recv_until(|f| matches!(f, ServerFrame::Ack { id: i, .. } | ServerFrame::Reject { id: i, .. } if i == id))
+        .await
+    {
+        ServerFrame::Ack { .. } => true,
+        ServerFrame::Reject { code, .. } => {
+            assert_eq!(code, chorus_wire::ErrorCode::RateLimited);
+            false
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn live_slow_shows_sets_and_resets_a_rooms_slow_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with(&dir, |c| c.live.slow_mode_s = 0).await;
+    let admin = node.node.addrs().admin.to_string();
+    let mut fan = RawTcp::login(&node, "fan").await;
+
+    assert_eq!(
+        ok(&admin, &["live", "slow", "hall"]).await,
+        "room       hall\n\
+         slow mode  off\n\
+         set by     the default ([live] slow_mode_s)\n\
+         default    off\n"
+    );
+    assert_eq!(
+        ok(&admin, &["live", "slow", "hall", "45"]).await,
+        "room       hall\n\
+         slow mode  45 s per user\n\
+         set by     this room's setting\n\
+         default    off\n"
+    );
+    assert!(danmaku_accepted(&mut fan, "d1", "hall").await);
+    assert!(!danmaku_accepted(&mut fan, "d2", "hall").await, "slowed");
+    let shown = json(&ok(&admin, &["live", "slow", "hall", "--json"]).await);
+    assert_eq!(
+        shown,
+        serde_json::json!({ "room": "hall", "slow_mode_s": 45, "override_s": 45, "default_s": 0 })
+    );
+
+    let off = json(&ok(&admin, &["live", "slow", "hall", "0", "--json"]).await);
+    assert_eq!(off["slow_mode_s"], 0);
+    assert_eq!(off["override_s"], 0);
+    assert!(danmaku_accepted(&mut fan, "d3", "hall").await);
+    assert!(danmaku_accepted(&mut fan, "d4", "hall").await);
+
+    let text = ok(&admin, &["live", "slow", "hall", "--reset"]).await;
+    assert!(
+        text.contains("set by     the default ([live] slow_mode_s)\n"),
+        "{text}"
+    );
+
+    let err = fails(&admin, &["live", "slow", "bad room"]).await;
+    assert!(err.ends_with("(HTTP 400)\n"), "{err}");
+    let usage = chorusctl(&admin, Some(TOKEN), &["live", "slow", "hall", "86401"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(stderr(&usage).contains("86401"), "{}", stderr(&usage));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Live rooms over real sockets: batches to viewers of both encodings, sampling
 //! under a flood (paid/system never dropped, `dropped` adds up), the per-user rate
-//! limit, slow viewers cut off, `recent` for late joiners.
+//! limit, slow viewers cut off, `recent` for late joiners, and slow mode set
+//! through the admin API (kept across a `kill -9` of the node).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -9,10 +10,13 @@ use std::time::Duration;
 
 use chorus_config::{AuthMode, Secret};
 use chorus_node::auth::{Role, Roles, issue_token};
+use chorus_node::ctl::{AdminClient, Body};
 use chorus_wire::{ClientFrame, ErrorCode, LiveItem, Prio, ServerFrame};
 use common::{RawClient, RawTcp, RawWs, TestNode, WAIT, start_node_with};
+use serde_json::json;
 
 const SECRET: &str = "a-test-secret-of-enough-length";
+const ADMIN_TOKEN: &str = "live-test-admin-token";
 
 fn token(user: &str, roles: Roles) -> String {
     issue_token(SECRET, user, roles, Duration::from_secs(600)).unwrap()
@@ -251,4 +255,303 @@ async fn a_viewer_that_stops_reading_is_cut_off_while_others_keep_up() {
         tokio::time::timeout(WAIT, async { while stalled.recv().await.is_some() {} }).await;
     assert!(closed.is_ok(), "the stalled viewer is cut off");
     assert!(common::metric(&node, "chorus_live_slow_viewer_disconnects_total").await >= 1.0);
+}
+
+/// Sets a room's slow mode through the admin API at `admin`; its answer.
+async fn set_slow_mode(admin: &str, room: &str, seconds: Option<u32>) -> serde_json::Value {
+    let body = Body::json(&json!({ "room": room, "seconds": seconds }));
+    AdminClient::new(Some(ADMIN_TOKEN.into()), WAIT)
+        .post(admin, "/admin/live/slow", Some(body))
+        .await
+        .expect("the admin API takes the setting")
+}
+
+/// Sends danmaku `id` and waits for its answer: `Ok(seq)` on `ack`,
+/// `Err((code, retry_after_ms))` on `reject`. Batches on the way are skipped.
+async fn danmaku(
+    c: &mut impl RawClient,
+    id: &str,
+    room: &str,
+) -> Result<u64, (ErrorCode, Option<u64>)> {
+    c.put(&ClientFrame::Danmaku {
+        id: id.into(),
+        room: room.into(),
+        body: format!("{id}!"),
+    })
+    .await;
+    loop {
+        match c.next().await.expect("the sender stays connected") {
+            ServerFrame::Ack { id: got, seq, .. } if got == id => return Ok(seq),
+            ServerFrame::Reject {
+                id: got,
+                code,
+                retry_after_ms,
+                ..
+            } if got == id => return Err((code, retry_after_ms)),
+            ServerFrame::LiveBatch { .. } | ServerFrame::LiveJoined { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The `retry_after_ms` of a slow-mode reject; fails on anything else.
+#[track_caller]
+fn slowed(answer: Result<u64, (ErrorCode, Option<u64>)>) -> u64 {
+    match answer {
+        Err((ErrorCode::RateLimited, Some(retry))) => retry,
+        other => panic!("expected reject rate_limited with retry_after_ms, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn slow_mode_set_by_an_operator_holds_each_user_back() {
+    let node = start_node_with(|c| {
+        c.auth.mode = AuthMode::Jwt;
+        c.auth.secret = Some(Secret::new(SECRET));
+        c.admin.token = Some(Secret::new(ADMIN_TOKEN));
+        c.live.window_ms = 50;
+        // The per-user rate limit stays out of the way: slow mode is the limit here.
+        c.live.rate_per_user = 10_000;
+        c.live.rate_window_s = 1;
+    })
+    .await;
+    let admin = node.node.addrs().admin.to_string();
+    let mut viewer = RawWs::login(&node, &token("viewer", Roles::NONE)).await;
+    join(&mut viewer, "hall").await;
+    let mut fan = RawTcp::login(&node, &token("fan", Roles::NONE)).await;
+    // The fan's second session, in the other encoding, shares the fan's budget.
+    let mut fan_phone = RawWs::login(&node, &token("fan", Roles::NONE)).await;
+    let mut other = RawTcp::login(&node, &token("other", Roles::NONE)).await;
+    let mut payer = RawWs::login(&node, &token("payer", Roles::NONE.with(Role::Paid))).await;
+    let mut ops = RawTcp::login(&node, &token("ops", Roles::NONE.with(Role::System))).await;
+
+    // Off by default.
+    assert_eq!(danmaku(&mut fan, "f0", "hall").await, Ok(1));
+    assert_eq!(danmaku(&mut fan, "f1", "hall").await, Ok(2));
+
+    let answer = set_slow_mode(&admin, "hall", Some(30)).await;
+    assert_eq!(
+        answer,
+        json!({ "room": "hall", "slow_mode_s": 30, "override_s": 30, "default_s": 0 })
+    );
+    let before = common::metric(&node, "chorus_live_slow_mode_rejects_total").await;
+    assert_eq!(danmaku(&mut fan, "f2", "hall").await, Ok(3));
+    let retry = slowed(danmaku(&mut fan, "f3", "hall").await);
+    assert!((25_000..=30_000).contains(&retry), "{retry}");
+    let retry = slowed(danmaku(&mut fan_phone, "p1", "hall").await);
+    assert!((25_000..=30_000).contains(&retry), "{retry}");
+    assert_eq!(
+        danmaku(&mut other, "o1", "hall").await,
+        Ok(4),
+        "another user is unaffected"
+    );
+    assert!(danmaku(&mut other, "o2", "hall").await.is_err());
+    for i in 0..3 {
+        assert!(
+            danmaku(&mut payer, &format!("pay{i}"), "hall")
+                .await
+                .is_ok(),
+            "paid is exempt"
+        );
+        assert!(
+            danmaku(&mut ops, &format!("sys{i}"), "hall").await.is_ok(),
+            "system is exempt"
+        );
+    }
+    assert_eq!(
+        danmaku(&mut fan, "f4", "lobby").await,
+        Ok(1),
+        "other rooms keep their own setting"
+    );
+    // The counter is process-wide: other tests may add to it, never take away.
+    let rejects = common::metric(&node, "chorus_live_slow_mode_rejects_total").await - before;
+    assert!(
+        rejects >= 3.0,
+        "each slow-mode reject is counted: {rejects}"
+    );
+
+    // The viewer saw exactly the accepted items.
+    let (items, dropped) = collect(&mut viewer, 10).await;
+    assert_eq!(dropped, 0);
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids[..4], ["f0", "f1", "f2", "o1"]);
+    assert!(!ids.contains(&"f3") && !ids.contains(&"p1"));
+
+    let (status, body) = admin_get_with_token(&node, "/admin/live/slow/hall").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["slow_mode_s"],
+        30
+    );
+
+    // Turned off: the fan may send at once, again and again.
+    let answer = set_slow_mode(&admin, "hall", Some(0)).await;
+    assert_eq!(answer["slow_mode_s"], 0);
+    assert!(danmaku(&mut fan, "f5", "hall").await.is_ok());
+    assert!(danmaku(&mut fan_phone, "p2", "hall").await.is_ok());
+    assert!(danmaku(&mut fan, "f6", "hall").await.is_ok());
+    // Back to the configured default, which is off too.
+    let answer = set_slow_mode(&admin, "hall", None).await;
+    assert_eq!(
+        answer,
+        json!({ "room": "hall", "slow_mode_s": 0, "override_s": null, "default_s": 0 })
+    );
+    assert!(danmaku(&mut fan, "f7", "hall").await.is_ok());
+}
+
+#[tokio::test]
+async fn slow_mode_requests_are_validated() {
+    let node = start_node_with(|c| c.admin.token = Some(Secret::new(ADMIN_TOKEN))).await;
+    let admin = node.node.addrs().admin.to_string();
+    let client = AdminClient::new(Some(ADMIN_TOKEN.into()), WAIT);
+    for body in [
+        json!({ "room": "no spaces", "seconds": 5 }),
+        json!({ "room": "r", "seconds": 86_401 }),
+        json!({ "room": "r" }),
+        json!({ "room": "r", "seconds": -5 }),
+    ] {
+        let err = client
+            .post(&admin, "/admin/live/slow", Some(Body::json(&body)))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("HTTP 400"), "{body}: {err}");
+    }
+    let err = client
+        .get(&admin, "/admin/live/slow/bad%20room")
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("HTTP 400"), "{err}");
+    // The largest setting is taken, and a room nobody set follows the default.
+    assert_eq!(
+        set_slow_mode(&admin, "r", Some(86_400)).await["slow_mode_s"],
+        86_400
+    );
+    let fresh = client.get(&admin, "/admin/live/slow/fresh").await.unwrap();
+    assert_eq!(
+        fresh,
+        json!({ "room": "fresh", "slow_mode_s": 0, "override_s": null, "default_s": 0 })
+    );
+}
+
+/// `GET path` on the admin listener with the admin token.
+async fn admin_get_with_token(node: &TestNode, path: &str) -> (u16, String) {
+    let client = AdminClient::new(Some(ADMIN_TOKEN.into()), WAIT);
+    match client.get(&node.node.addrs().admin.to_string(), path).await {
+        Ok(value) => (200, value.to_string()),
+        Err(chorus_node::ctl::CtlError::Server {
+            status, message, ..
+        }) => (status, message),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A `chorus serve` process on `config` (a TOML file), and where it listens.
+struct Proc {
+    child: std::process::Child,
+    tcp: std::net::SocketAddr,
+    admin: String,
+}
+
+impl Proc {
+    /// Starts the binary and waits for its "listening" line.
+    fn spawn(config: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--log-level", "warn"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("chorus binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("a listening line")
+            .unwrap();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {line:?}"))
+                .to_string()
+        };
+        Proc {
+            child,
+            tcp: field("tcp=").parse().unwrap(),
+            admin: field("admin="),
+        }
+    }
+
+    async fn login(&self, user: &str) -> RawTcp {
+        let stream = tokio::net::TcpStream::connect(self.tcp).await.unwrap();
+        let mut c = RawTcp::from_stream(stream);
+        c.send(&ClientFrame::Hello {
+            protocol: 1,
+            token: user.into(),
+            device: None,
+        })
+        .await;
+        match c.recv().await {
+            Some(ServerFrame::Welcome { .. }) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The setting lives in the store, not in the room: after `kill -9` of the node
+/// and a restart on the same data, the room comes back in slow mode.
+#[tokio::test]
+async fn slow_mode_survives_kill_9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(&dir.path().join("data"));
+    let mut text = format!(
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[listen]\ntcp = \"127.0.0.1:0\"\nws = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[live]\nrate_per_user = 1000\nrate_window_s = 1\n[storage]\npath = {:?}\n",
+        config.storage.path
+    );
+    // On the scylla backend the restarted node must find the same keyspace.
+    if config.storage.backend == chorus_config::StorageBackend::Scylla {
+        text.push_str(&format!(
+            "backend = \"scylla\"\ncontact_points = [{:?}]\nkeyspace = {:?}\nconsistency = \"one\"\n",
+            config.storage.contact_points[0], config.storage.keyspace
+        ));
+    }
+    let file = dir.path().join("chorus.toml");
+    std::fs::write(&file, text).unwrap();
+
+    let node = Proc::spawn(&file);
+    let answer = set_slow_mode(&node.admin, "stage", Some(600)).await;
+    assert_eq!(answer["slow_mode_s"], 600);
+    let mut fan = node.login("fan").await;
+    assert_eq!(danmaku(&mut fan, "a1", "stage").await, Ok(1));
+    slowed(danmaku(&mut fan, "a2", "stage").await);
+    node.kill_9();
+
+    let node = Proc::spawn(&file);
+    let mut fan = node.login("fan").await;
+    // The room starts afresh (seqs from 1, nobody remembered) but in slow mode.
+    assert_eq!(danmaku(&mut fan, "b1", "stage").await, Ok(1));
+    let retry = slowed(danmaku(&mut fan, "b2", "stage").await);
+    assert!((590_000..=600_000).contains(&retry), "{retry}");
+    let mut other = node.login("other").await;
+    assert_eq!(danmaku(&mut other, "c1", "stage").await, Ok(2));
+    assert_eq!(danmaku(&mut other, "c2", "elsewhere").await, Ok(1));
+    assert_eq!(
+        danmaku(&mut other, "c3", "elsewhere").await,
+        Ok(2),
+        "not in slow mode"
+    );
 }

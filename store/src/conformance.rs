@@ -15,6 +15,7 @@
 //! - [`groups`]: create (first wins), read, update with links and unlinks.
 //! - [`dedup`]: the idempotency window and its edges.
 //! - [`seq_blocks`]: seq blocks, alone and under concurrent allocation.
+//! - [`room_settings`]: live rooms' operator settings.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -55,6 +56,7 @@ pub mod conversations;
 pub mod dedup;
 pub mod groups;
 pub mod history;
+pub mod room_settings;
 pub mod seq_blocks;
 
 /// The store as the checks take it: shared, because the concurrent checks hand it
@@ -146,6 +148,11 @@ impl Namespace {
     pub fn client_id(&self) -> String {
         self.id('m')
     }
+
+    /// A new live room id (without `live:`).
+    pub fn room(&self) -> String {
+        self.id('r')
+    }
 }
 
 /// The dm conversation id of two users, in canonical order.
@@ -227,6 +234,8 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         dedup::window_edges,
         seq_blocks::blocks_start_at_one_and_advance,
         seq_blocks::blocks_disjoint_under_concurrency,
+        room_settings::last_write_reads_back,
+        room_settings::rooms_stay_apart,
     );
     if failures.is_empty() {
         Ok(())

@@ -39,7 +39,7 @@ use self::layout::{Space, Spaces, check_id};
 use self::writer::{Counters, Reply, Request, Writer};
 use crate::{
     AppendBatch, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, MessageStore, SeqBlock, StoreError, StoreResult,
+    HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 
 /// How an [`EmbeddedStore`] runs.
@@ -320,6 +320,24 @@ impl MessageStore for EmbeddedStore {
 
     async fn flush(&self) -> StoreResult<()> {
         self.call(|reply| Request::Flush { reply }).await
+    }
+
+    async fn set_room_settings(&self, room: &str, settings: &RoomSettings) -> StoreResult<()> {
+        let (room, settings) = (room.to_string(), *settings);
+        self.call(|reply| Request::SetRoomSettings {
+            room,
+            settings,
+            reply,
+        })
+        .await
+    }
+
+    async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings> {
+        check_id("room id", room)?;
+        match self.get(Space::RoomSettings, room.as_bytes())? {
+            Some(v) => record::decode_room_settings(&v),
+            None => Ok(RoomSettings::default()),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   overlapping blocks for one conversation, even across restarts.
 //! - Read positions never move backwards.
 //! - The idempotency window keeps `(conv, sender, client id) → seq` for 24 h.
+//! - A live room's [`RoomSettings`] read back as last written, by any node.
 
 use async_trait::async_trait;
 pub use chorus_wire::{ConversationItem, Message};
@@ -119,6 +120,25 @@ pub struct GroupRecord {
     pub members: Vec<String>,
 }
 
+/// An operator's settings of one live room, kept in the store so that they follow
+/// the room to whichever node runs it next (drain, failover, restart). A field that
+/// is `None` follows the node's configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RoomSettings {
+    /// Slow mode: seconds a user must wait after a danmaku of theirs is accepted
+    /// before the room accepts another. `Some(0)` turns it off for this room;
+    /// `None` follows `[live] slow_mode_s`.
+    pub slow_mode_s: Option<u32>,
+}
+
+impl RoomSettings {
+    /// Whether nothing is set: the room follows the configuration entirely, and
+    /// a backend need not keep a record for it.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The storage seam. See the crate docs for the contract.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
@@ -170,4 +190,12 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Makes everything written so far durable (used at shutdown).
     async fn flush(&self) -> StoreResult<()>;
+
+    /// Replaces the settings of live room `room` (the id without `live:`),
+    /// durably; writing [`RoomSettings::default`] removes them.
+    async fn set_room_settings(&self, room: &str, settings: &RoomSettings) -> StoreResult<()>;
+
+    /// The settings of live room `room`; [`RoomSettings::default`] when none were
+    /// written.
+    async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings>;
 }

@@ -10,6 +10,7 @@
 //! - `seqs`: seq blocks fenced by a lightweight transaction; `lwt` reads the
 //!   answers of lightweight transactions.
 //! - `groups`: group records and their members' links.
+//! - live rooms' settings: one row per room in `room_settings`, here.
 //! - `error`: driver errors as [`StoreError`]s.
 //!
 //! # How the contract is kept
@@ -21,6 +22,7 @@
 //! | read positions, `last_seq` never go back | the value is written with itself as the write timestamp, so the server's last-write-wins keeps the maximum |
 //! | dedup window of 24 h | `USING TTL`, and the exact window checked against `ts_ms` on read |
 //! | group ids first-wins | `INSERT ... IF NOT EXISTS` |
+//! | room settings read back as last written | one row per room, replaced whole (deleted when all default) |
 //!
 //! Timelines are partitioned by `(conv, bucket)` with `bucket = seq / BUCKET_SIZE`,
 //! so no partition grows past [`BUCKET_SIZE`] messages however long a conversation
@@ -53,7 +55,7 @@ use self::error::{check_id, from_cql, query_error, to_cql};
 use self::statements::Statements;
 use crate::{
     AppendBatch, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, MessageStore, SeqBlock, StoreError, StoreResult,
+    HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 
 /// Seqs per timeline partition: `bucket = seq / BUCKET_SIZE`. 10,000 messages of at
@@ -356,5 +358,40 @@ impl MessageStore for ScyllaStore {
         // Nothing is buffered here: every write was acknowledged at the configured
         // consistency before the call that made it returned.
         Ok(())
+    }
+
+    async fn set_room_settings(&self, room: &str, settings: &RoomSettings) -> StoreResult<()> {
+        check_id("room id", room)?;
+        let result = if settings.is_default() {
+            self.session
+                .execute_unpaged(&self.st.delete_room_settings, (room,))
+                .await
+        } else {
+            // Every column is written, `null` included, so the row is replaced whole.
+            let slow_mode_s = settings.slow_mode_s.map(i64::from);
+            self.session
+                .execute_unpaged(&self.st.insert_room_settings, (room, slow_mode_s))
+                .await
+        };
+        result.map_err(|e| query_error("writing a room's settings", e))?;
+        Ok(())
+    }
+
+    async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings> {
+        check_id("room id", room)?;
+        let row: Option<(Option<i64>,)> = self
+            .one_row(
+                "reading a room's settings",
+                &self.st.select_room_settings,
+                (room,),
+            )
+            .await?;
+        let slow_mode_s = match row.and_then(|(slow,)| slow) {
+            Some(s) => Some(u32::try_from(s).map_err(|_| {
+                StoreError::Corrupt(format!("slow_mode_s {s} of room {room} is not a u32"))
+            })?),
+            None => None,
+        };
+        Ok(RoomSettings { slow_mode_s })
     }
 }

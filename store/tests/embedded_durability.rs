@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chorus_store::conformance::{Namespace, dm, group_conv, message, query, seqs};
 use chorus_store::embedded::EmbeddedStore;
-use chorus_store::{AppendBatch, ConversationItem, DedupKey, GroupRecord, MessageStore};
+use chorus_store::{
+    AppendBatch, ConversationItem, DedupKey, GroupRecord, MessageStore, RoomSettings,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -40,6 +42,10 @@ async fn everything_survives_close_and_reopen() -> TestResult {
     let written: Vec<_> = (1..=30)
         .map(|seq| message(&ns, &conv, seq, &alice, "durable"))
         .collect();
+    let room = ns.room();
+    let slow = RoomSettings {
+        slow_mode_s: Some(30),
+    };
 
     let block = {
         let store = EmbeddedStore::open(dir.path())?;
@@ -52,6 +58,7 @@ async fn everything_survives_close_and_reopen() -> TestResult {
             .await?;
         assert_eq!(store.set_read(&bob, &conv, 12).await?, 12);
         assert!(store.create_group(&group).await?);
+        store.set_room_settings(&room, &slow).await?;
         store.close()?;
         block
     };
@@ -62,6 +69,7 @@ async fn everything_survives_close_and_reopen() -> TestResult {
     assert_eq!(store.last_seq(&conv).await?, 30);
     assert_eq!(store.read_seq(&bob, &conv).await?, 12);
     assert_eq!(store.group(&gid).await?, Some(group));
+    assert_eq!(store.room_settings(&room).await?, slow);
     let bobs = store.conversations(&bob).await?;
     assert_eq!(bobs, {
         let mut want = vec![

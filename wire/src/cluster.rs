@@ -175,6 +175,14 @@ pub enum EntityEnvelope {
         /// The sending session.
         reply: SessionAddr,
     },
+    /// An operator changed the slow mode of `room`; the store already holds it.
+    LiveSlowMode {
+        /// Room id.
+        room: String,
+        /// Seconds between one user's accepted danmaku (0: off); `None` follows
+        /// the owner's `[live] slow_mode_s`.
+        seconds: Option<u32>,
+    },
 }
 
 impl EntityEnvelope {
@@ -192,7 +200,8 @@ impl EntityEnvelope {
             Self::LiveJoin { room, .. }
             | Self::LiveLeave { room, .. }
             | Self::LiveViewers { room, .. }
-            | Self::LiveDanmaku { room, .. } => format!("live:{room}"),
+            | Self::LiveDanmaku { room, .. }
+            | Self::LiveSlowMode { room, .. } => format!("live:{room}"),
         }
     }
 }

@@ -106,6 +106,14 @@ fn samples() -> Vec<Envelope> {
             item: item.clone(),
             reply: addr(),
         }),
+        entity(EntityEnvelope::LiveSlowMode {
+            room: "r".into(),
+            seconds: Some(30),
+        }),
+        entity(EntityEnvelope::LiveSlowMode {
+            room: "r".into(),
+            seconds: None,
+        }),
         Envelope::Sessions {
             ids: vec![1, 2, 3],
             user: "alice".into(),
@@ -150,6 +158,33 @@ fn entity_keys_name_the_owner() {
     assert_eq!(keys[0], "user:alice");
     assert_eq!(keys[4], "dm:alice:bob");
     assert_eq!(keys[8], "live:r");
+    assert_eq!(keys[12], "live:r", "slow mode goes to the room's owner");
+}
+
+/// Variants are appended only: the ones that existed before slow mode keep their
+/// index, so nodes of the previous release still decode them.
+#[test]
+fn slow_mode_is_the_last_entity_variant() {
+    let bytes = |msg| encode_envelope(&Envelope::Entity { hops: 0, msg });
+    let danmaku = bytes(EntityEnvelope::LiveDanmaku {
+        room: "r".into(),
+        item: LiveItem {
+            seq: 0,
+            id: "d".into(),
+            from: "u".into(),
+            body: String::new(),
+            ts_ms: 0,
+            prio: Prio::Normal,
+        },
+        reply: addr(),
+    });
+    let slow = bytes(EntityEnvelope::LiveSlowMode {
+        room: "r".into(),
+        seconds: Some(0),
+    });
+    // Envelope::Entity is 0, hops 0, then the entity variant's index.
+    assert_eq!(&danmaku[..3], &[0, 0, 11]);
+    assert_eq!(&slow[..3], &[0, 0, 12]);
 }
 
 #[test]

@@ -102,6 +102,22 @@ fn typed_values_parse() {
 }
 
 #[test]
+fn live_slow_mode_parses_and_defaults_to_off() {
+    let config = Config::from_toml_str("[live]\nslow_mode_s = 30\n").expect("parses");
+    assert_eq!(config.live.slow_mode_s, 30);
+    assert_eq!(config.live.slow_mode(), std::time::Duration::from_secs(30));
+    // Untouched keys of the section keep their defaults, and an absent key is off.
+    assert_eq!(config.live.rate_per_user, 5);
+    let default = Config::from_toml_str("[live]\nwindow_ms = 100\n").expect("parses");
+    assert_eq!(default.live.slow_mode_s, 0);
+    assert!(default.live.slow_mode().is_zero());
+    let message = parse_error("[live]\nslow_mode_s = -1\n");
+    assert!(message.contains("line 2"), "{message}");
+    let message = parse_error("[live]\nslow_mode = 30\n");
+    assert!(message.contains("unknown field `slow_mode`"), "{message}");
+}
+
+#[test]
 fn secrets_are_redacted_in_debug() {
     let config = Config::from_toml_str(
         "[auth]\nmode = \"jwt\"\nsecret = \"super-secret-value\"\n[admin]\ntoken = \"admin-token-value\"\n",

@@ -325,6 +325,17 @@ fn live_values_must_be_positive() {
     );
 }
 
+#[test]
+fn live_slow_mode_is_at_most_a_day() {
+    assert!(problems("[live]\nslow_mode_s = 0\n").is_empty(), "off");
+    assert!(problems("[live]\nslow_mode_s = 86400\n").is_empty());
+    assert_one_problem(
+        "[live]\nslow_mode_s = 86401\n",
+        "live.slow_mode_s",
+        &["is 86401", "86400", "0 turns slow mode off"],
+    );
+}
+
 // [limits]
 
 #[test]

@@ -19,6 +19,7 @@ struct FakeNode {
     asked_where: Mutex<Vec<String>>,
     drained: Mutex<u32>,
     tokens: Mutex<Vec<(String, Vec<String>, u64)>>,
+    slow_modes: Mutex<Vec<(String, Option<u32>)>>,
 }
 
 impl AdminBackend for FakeNode {
@@ -75,6 +76,20 @@ impl AdminBackend for FakeNode {
             let body =
                 json!({ "token": "eyJ.fake", "user": user, "roles": roles, "expires_in_s": ttl_s });
             self.tokens.lock().unwrap().push((user, roles, ttl_s));
+            Ok(body)
+        })
+    }
+
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
+        Box::pin(async move {
+            Ok(json!({ "room": room, "slow_mode_s": 0, "override_s": null, "default_s": 0 }))
+        })
+    }
+
+    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
+        Box::pin(async move {
+            let body = json!({ "room": room, "slow_mode_s": seconds.unwrap_or(0), "override_s": seconds, "default_s": 0 });
+            self.slow_modes.lock().unwrap().push((room, seconds));
             Ok(body)
         })
     }
@@ -552,6 +567,71 @@ async fn token_requests_are_checked_before_the_backend() {
 }
 
 #[tokio::test]
+async fn slow_mode_requests_are_checked_before_the_backend() {
+    let backend = Arc::new(FakeNode::default());
+    let node = start(Readiness::new(), Some(TOKEN), backend.clone()).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    let post =
+        |body: &'static str| request_with_body(node.addr, "POST", "/admin/live/slow", &auth, body);
+
+    let reply = post(r#"{"room": "r1", "seconds": 30}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(json_of(&reply)["override_s"], 30);
+    for body in [
+        r#"{"room": "r1", "seconds": 0}"#,
+        r#"{"room": "r.2", "seconds": 86400}"#,
+        r#"{"room": "r1", "seconds": null}"#,
+    ] {
+        let reply = post(body).await;
+        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+    }
+    for (body, says) in [
+        ("", "must be JSON"),
+        (r#"{"seconds": 30}"#, "missing field `room`"),
+        (r#"{"room": "r1"}"#, "\"seconds\" is required"),
+        (r#"{"room": "r1", "seconds": 86401}"#, "at most 86400 s"),
+        (
+            r#"{"room": "r1", "seconds": 18446744073709551615}"#,
+            "at most 86400 s",
+        ),
+        (r#"{"room": "r1", "seconds": -1}"#, "must be JSON"),
+        (r#"{"room": "r1", "seconds": "30"}"#, "must be JSON"),
+        (
+            r#"{"room": "r1", "seconds": 30, "s": 1}"#,
+            "unknown field `s`",
+        ),
+        (r#"{"room": "live:r1", "seconds": 30}"#, "room id"),
+        (r#"{"room": "", "seconds": 30}"#, "room id"),
+    ] {
+        let reply = post(body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        let error = json_of(&reply);
+        assert_eq!(error["error"], "bad_request", "{body}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert_eq!(
+        *backend.slow_modes.lock().unwrap(),
+        [
+            ("r1".to_string(), Some(30)),
+            ("r1".to_string(), Some(0)),
+            ("r.2".to_string(), Some(86_400)),
+            ("r1".to_string(), None),
+        ]
+    );
+
+    let reply = request(node.addr, "GET", "/admin/live/slow/r1", &auth).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(json_of(&reply)["room"], "r1");
+    let reply = request(node.addr, "GET", "/admin/live/slow/r%201", &auth).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let reply = request(node.addr, "GET", "/admin/live/slow/r1", &[]).await;
+    assert_eq!(reply.status, 401);
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn new_operations_answer_501_until_the_node_implements_them() {
     let node = start(Readiness::new(), Some(TOKEN), Arc::new(MinimalNode)).await;
     let auth = bearer(TOKEN);
@@ -570,6 +650,21 @@ async fn new_operations_answer_501_until_the_node_implements_them() {
         assert_eq!(
             json_of(&reply),
             json!({ "error": "unsupported", "message": format!("{operation} is not implemented by this node") })
+        );
+    }
+    for (method, path, body) in [
+        ("GET", "/admin/live/slow/r1", ""),
+        (
+            "POST",
+            "/admin/live/slow",
+            r#"{"room": "r1", "seconds": 5}"#,
+        ),
+    ] {
+        let reply = request_with_body(node.addr, method, path, &auth, body).await;
+        assert_eq!(reply.status, 501, "{method} {path}: {}", reply.body);
+        assert_eq!(
+            json_of(&reply)["message"],
+            "live slow is not implemented by this node"
         );
     }
     // The router still refuses a bad request first: 400, not 501.

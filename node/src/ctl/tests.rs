@@ -113,6 +113,35 @@ fn subcommands_parse() {
     );
     assert_eq!(parse(&["members"]).unwrap().command, Command::Members);
     assert_eq!(parse(&["shards"]).unwrap().command, Command::Shards);
+    let slow = |room: &str, seconds, reset| {
+        Command::Live(LiveCommand::Slow(SlowArgs {
+            room: room.into(),
+            seconds,
+            reset,
+        }))
+    };
+    assert_eq!(
+        parse(&["live", "slow", "r1", "30"]).unwrap().command,
+        slow("r1", Some(30), false)
+    );
+    assert_eq!(
+        parse(&["live", "slow", "r1", "0", "--json"])
+            .unwrap()
+            .command,
+        slow("r1", Some(0), false)
+    );
+    assert_eq!(
+        parse(&["live", "slow", "r1", "86400"]).unwrap().command,
+        slow("r1", Some(86_400), false)
+    );
+    assert_eq!(
+        parse(&["live", "slow", "r1"]).unwrap().command,
+        slow("r1", None, false)
+    );
+    assert_eq!(
+        parse(&["live", "slow", "r1", "--reset"]).unwrap().command,
+        slow("r1", None, true)
+    );
 }
 
 #[test]
@@ -128,6 +157,11 @@ fn bad_arguments_are_refused_by_name() {
         (&["drain"], "<NODE>"),
         (&["where"], "<KEY>"),
         (&["bogus"], "bogus"),
+        (&["live", "slow"], "<ROOM>"),
+        (&["live", "slow", "r1", "86401"], "86401"),
+        (&["live", "slow", "r1", "-1"], "-1"),
+        (&["live", "slow", "r1", "5", "--reset"], "--reset"),
+        (&["live", "fast", "r1"], "fast"),
     ] {
         let err = parse(args).unwrap_err().to_string();
         assert!(err.contains(says), "{args:?}: {err}");
@@ -441,6 +475,30 @@ fn node_answers_as_text() {
          filter version  2\n"
     );
     assert!(render::filter_test_text(&json!({ "hits": [] })).starts_with("hits            none\n"));
+
+    assert_eq!(
+        live::slow_text(&json!({
+            "room": "r1", "slow_mode_s": 30, "override_s": 30, "default_s": 0,
+        })),
+        "room       r1\n\
+         slow mode  30 s per user\n\
+         set by     this room's setting\n\
+         default    off\n"
+    );
+    assert_eq!(
+        live::slow_text(&json!({
+            "room": "r2", "slow_mode_s": 10, "override_s": null, "default_s": 10,
+        })),
+        "room       r2\n\
+         slow mode  10 s per user\n\
+         set by     the default ([live] slow_mode_s)\n\
+         default    10 s per user\n"
+    );
+    // An answer of another shape still prints, with dashes.
+    assert_eq!(
+        live::slow_text(&json!({ "room": "r3" })),
+        "room       r3\nslow mode  -\nset by     -\ndefault    -\n"
+    );
 }
 
 // ---- HTTP ----

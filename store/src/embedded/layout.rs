@@ -33,6 +33,8 @@ pub(super) enum Space {
     DedupByTime,
     /// `conv` → first seq not yet handed out.
     SeqAlloc,
+    /// `room id` → an operator's room settings (absent: all default).
+    RoomSettings,
 }
 
 /// Handles on every keyspace of the store.
@@ -46,6 +48,7 @@ pub(super) struct Spaces {
     dedup: Keyspace,
     dedup_by_time: Keyspace,
     seq_alloc: Keyspace,
+    room_settings: Keyspace,
 }
 
 impl Spaces {
@@ -61,6 +64,7 @@ impl Spaces {
             dedup: open("dedup")?,
             dedup_by_time: open("dedup_by_time")?,
             seq_alloc: open("seq_alloc")?,
+            room_settings: open("room_settings")?,
         })
     }
 
@@ -75,6 +79,7 @@ impl Spaces {
             Space::Dedup => &self.dedup,
             Space::DedupByTime => &self.dedup_by_time,
             Space::SeqAlloc => &self.seq_alloc,
+            Space::RoomSettings => &self.room_settings,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! actually present and reports anything off as [`StoreError::Corrupt`]: stored
 //! bytes are never trusted enough to panic on.
 
-use crate::{DedupHit, GroupRecord, Message, StoreError, StoreResult};
+use crate::{DedupHit, GroupRecord, Message, RoomSettings, StoreError, StoreResult};
 
 /// The first byte of every value; a later layout gets a new number so old values
 /// stay readable.
@@ -33,6 +33,20 @@ impl Encoder {
     fn u64(mut self, v: u64) -> Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
+    }
+
+    /// A presence byte (0 or 1), then the value when present.
+    fn opt_u64(mut self, v: Option<u64>) -> Self {
+        match v {
+            Some(v) => {
+                self.buf.push(1);
+                self.u64(v)
+            }
+            None => {
+                self.buf.push(0);
+                self
+            }
+        }
     }
 
     fn str(mut self, s: &str) -> Self {
@@ -94,6 +108,14 @@ impl<'a> Decoder<'a> {
         let bytes = self.take(8)?;
         let arr = <[u8; 8]>::try_from(bytes).map_err(|_| self.corrupt("truncated"))?;
         Ok(u64::from_be_bytes(arr))
+    }
+
+    fn opt_u64(&mut self) -> StoreResult<Option<u64>> {
+        match self.take(1)? {
+            [0] => Ok(None),
+            [1] => self.u64().map(Some),
+            _ => Err(self.corrupt("bad presence byte")),
+        }
     }
 
     fn u32(&mut self) -> StoreResult<u32> {
@@ -208,4 +230,22 @@ pub(super) fn decode_group(id: &str, value: &[u8]) -> StoreResult<GroupRecord> {
         owner,
         members,
     })
+}
+
+/// A live room's settings; the room id lives in the key.
+pub(super) fn encode_room_settings(settings: &RoomSettings) -> Vec<u8> {
+    Encoder::new(9)
+        .opt_u64(settings.slow_mode_s.map(u64::from))
+        .finish_fixed()
+}
+
+/// A live room's settings back.
+pub(super) fn decode_room_settings(value: &[u8]) -> StoreResult<RoomSettings> {
+    let mut d = Decoder::new(value, "room settings")?;
+    let slow_mode_s = match d.opt_u64()? {
+        Some(s) => Some(u32::try_from(s).map_err(|_| d.corrupt("slow mode beyond u32"))?),
+        None => None,
+    };
+    d.finish()?;
+    Ok(RoomSettings { slow_mode_s })
 }

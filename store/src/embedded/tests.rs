@@ -4,7 +4,7 @@
 use super::layout::{self, Space, Spaces};
 use super::record;
 use super::{EmbeddedStore, backend};
-use crate::{DedupHit, GroupRecord, Message, MessageStore, StoreError};
+use crate::{DedupHit, GroupRecord, Message, MessageStore, RoomSettings, StoreError};
 
 fn message() -> Message {
     Message {
@@ -35,7 +35,35 @@ fn records_round_trip() -> Result<(), StoreError> {
         members: vec!["a".into(), "b".into()],
     };
     assert_eq!(record::decode_group("g", &record::encode_group(&g)?)?, g);
+
+    for slow_mode_s in [None, Some(0), Some(30), Some(u32::MAX)] {
+        let settings = RoomSettings { slow_mode_s };
+        let bytes = record::encode_room_settings(&settings);
+        assert_eq!(record::decode_room_settings(&bytes)?, settings);
+    }
     Ok(())
+}
+
+#[test]
+fn damaged_room_settings_are_corrupt_not_panics() {
+    let good = record::encode_room_settings(&RoomSettings {
+        slow_mode_s: Some(30),
+    });
+    for len in 0..good.len() {
+        let res = record::decode_room_settings(&good[..len]);
+        assert!(matches!(res, Err(StoreError::Corrupt(_))), "len {len}");
+    }
+    let bad_presence = [1u8, 2];
+    assert!(matches!(
+        record::decode_room_settings(&bad_presence),
+        Err(StoreError::Corrupt(_))
+    ));
+    let mut too_big = vec![1u8, 1];
+    too_big.extend_from_slice(&(u64::from(u32::MAX) + 1).to_be_bytes());
+    assert!(matches!(
+        record::decode_room_settings(&too_big),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[test]

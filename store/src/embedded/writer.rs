@@ -34,7 +34,9 @@ use tokio::sync::oneshot;
 
 use super::layout::{self, Space, Spaces, check_id};
 use super::{EmbeddedOptions, backend, record, same_error};
-use crate::{AppendBatch, DEDUP_WINDOW_MS, DedupHit, GroupRecord, SeqBlock, StoreResult};
+use crate::{
+    AppendBatch, DEDUP_WINDOW_MS, DedupHit, GroupRecord, RoomSettings, SeqBlock, StoreResult,
+};
 use chorus_wire::ConvId;
 
 /// Where a request's outcome goes.
@@ -95,6 +97,15 @@ pub(super) enum Request {
         size: u64,
         /// Answered with the block once its high-water mark is durable.
         reply: Reply<SeqBlock>,
+    },
+    /// Replace a live room's settings (the default removes them).
+    SetRoomSettings {
+        /// The room id.
+        room: String,
+        /// Its new settings.
+        settings: RoomSettings,
+        /// Answered once durable.
+        reply: Reply<()>,
     },
     /// Delete dedup entries expired at `now_ms` (bounded by the sweep limit).
     SweepDedup {
@@ -204,6 +215,13 @@ impl Writer {
                 Request::AllocateSeqs { conv, size, reply } => {
                     staging.apply(reply, &mut done, |s| stage_allocate(s, &conv, size));
                 }
+                Request::SetRoomSettings {
+                    room,
+                    settings,
+                    reply,
+                } => staging.apply(reply, &mut done, |s| {
+                    stage_room_settings(s, &room, &settings)
+                }),
                 Request::SweepDedup { now_ms, reply } => {
                     staging.apply(reply, &mut done, |s| {
                         stage_sweep(s, now_ms, limit).map(|swept| swept.removed)
@@ -514,6 +532,25 @@ fn stage_allocate(s: &mut Staging<'_>, conv: &str, size: u64) -> StoreResult<Seq
         record::encode_u64(end),
     );
     Ok(SeqBlock { start, end })
+}
+
+fn stage_room_settings(
+    s: &mut Staging<'_>,
+    room: &str,
+    settings: &RoomSettings,
+) -> StoreResult<()> {
+    check_id("room id", room)?;
+    let key = room.as_bytes().to_vec();
+    if settings.is_default() {
+        s.delete(Space::RoomSettings, key);
+    } else {
+        s.put(
+            Space::RoomSettings,
+            key,
+            record::encode_room_settings(settings),
+        );
+    }
+    Ok(())
 }
 
 /// What one sweep run did.

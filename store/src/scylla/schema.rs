@@ -10,6 +10,7 @@
 //! user_convs    (user_id, conv)                                    conversation lists
 //! read_pos      (user_id, conv) → read_seq                         write timestamp = read_seq
 //! chat_groups   (id) → name, owner, members                        created with LWT
+//! room_settings (room) → slow_mode_s                               live rooms' operator settings
 //! ```
 //!
 //! `conv_meta` and `read_pos` are written only with `USING TIMESTAMP <value>` and
@@ -98,6 +99,9 @@ fn ddl(options: &ScyllaOptions) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.chat_groups (\
              id text PRIMARY KEY, name text, owner text, members frozen<list<text>>)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.room_settings (room text PRIMARY KEY, slow_mode_s bigint)"
         ),
     ]
 }

@@ -60,6 +60,12 @@ pub(super) struct Statements {
     pub(super) update_group: PreparedStatement,
     /// `(id)` → `name, owner, members`.
     pub(super) select_group: PreparedStatement,
+    /// `(room, slow_mode_s)`.
+    pub(super) insert_room_settings: PreparedStatement,
+    /// `(room)`.
+    pub(super) delete_room_settings: PreparedStatement,
+    /// `(room)` → `slow_mode_s`.
+    pub(super) select_room_settings: PreparedStatement,
 }
 
 impl Statements {
@@ -161,6 +167,15 @@ impl Statements {
                 .await?,
             select_group: p
                 .read("SELECT name, owner, members FROM {ks}.chat_groups WHERE id = ?")
+                .await?,
+            insert_room_settings: p
+                .write("INSERT INTO {ks}.room_settings (room, slow_mode_s) VALUES (?, ?)")
+                .await?,
+            delete_room_settings: p
+                .write("DELETE FROM {ks}.room_settings WHERE room = ?")
+                .await?,
+            select_room_settings: p
+                .read("SELECT slow_mode_s FROM {ks}.room_settings WHERE room = ?")
                 .await?,
         })
     }

@@ -1,0 +1,88 @@
+//! `chorusctl live`: operators' settings of live rooms.
+//!
+//! ```text
+//! chorusctl live slow ROOM             show the room's slow mode
+//! chorusctl live slow ROOM SECONDS     one accepted danmaku per user per SECONDS (0: off)
+//! chorusctl live slow ROOM --reset     drop the room's setting: [live] slow_mode_s applies
+//! ```
+//!
+//! Any node answers: the setting lives in the message store, and the node that
+//! takes it tells the room wherever it runs.
+
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::http::{Body, CtlError, encode_segment};
+use super::render::{NONE, cell};
+use super::table::fields;
+use super::{Ctl, Outcome};
+use crate::admin::SlowModeRequest;
+
+/// `chorusctl live`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum LiveCommand {
+    /// Show or set a room's slow mode: at most one accepted danmaku per user per
+    /// SECONDS (senders with the paid or system role are exempt).
+    Slow(SlowArgs),
+}
+
+/// `chorusctl live slow`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SlowArgs {
+    /// The room id (without `live:`).
+    pub room: String,
+    /// Seconds between one user's accepted danmaku, 0 to turn slow mode off in
+    /// this room; omit it to show the current setting.
+    #[arg(value_parser = RangedU64ValueParser::<u32>::new().range(0..=u64::from(SlowModeRequest::MAX_SECONDS)))]
+    pub seconds: Option<u32>,
+    /// Remove the room's own setting, so that the nodes' `[live] slow_mode_s`
+    /// applies again.
+    #[arg(long, conflicts_with = "seconds")]
+    pub reset: bool,
+}
+
+impl Ctl {
+    pub(super) async fn live(&self, command: &LiveCommand) -> Result<Outcome, CtlError> {
+        match command {
+            LiveCommand::Slow(args) => self.live_slow(args).await,
+        }
+    }
+
+    async fn live_slow(&self, args: &SlowArgs) -> Result<Outcome, CtlError> {
+        let answer = if args.reset || args.seconds.is_some() {
+            let request = json!({ "room": args.room, "seconds": args.seconds });
+            self.client
+                .post(&self.admin, "/admin/live/slow", Some(Body::json(&request)))
+                .await?
+        } else {
+            let path = format!("/admin/live/slow/{}", encode_segment(&args.room));
+            self.client.get(&self.admin, &path).await?
+        };
+        Ok(if self.json {
+            Outcome::json(&answer)
+        } else {
+            Outcome::text(slow_text(&answer))
+        })
+    }
+}
+
+/// `chorusctl live slow`: the room, what it applies, and where that comes from.
+pub(crate) fn slow_text(answer: &Value) -> String {
+    let seconds = |key: &str| match answer.get(key).and_then(Value::as_u64) {
+        Some(0) => "off".to_string(),
+        Some(s) => format!("{s} s per user"),
+        None => NONE.to_string(),
+    };
+    let source = match answer.get("override_s") {
+        Some(Value::Number(_)) => "this room's setting".to_string(),
+        Some(Value::Null) => "the default ([live] slow_mode_s)".to_string(),
+        _ => NONE.to_string(),
+    };
+    fields(&[
+        ("room", cell(answer.get("room"))),
+        ("slow mode", seconds("slow_mode_s")),
+        ("set by", source),
+        ("default", seconds("default_s")),
+    ])
+}
