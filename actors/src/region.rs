@@ -327,6 +327,18 @@ impl ShardRegion {
         });
     }
 
+    /// Whether this node owns `user` and runs no User entity for it. A session of
+    /// such a user need not attach: the entity, when a message for the user starts
+    /// it, collects this node's sessions from the session directory. So an idle
+    /// connection costs no actor; only users with traffic have one.
+    ///
+    /// Register the session in the directory before asking: a User started after
+    /// this answer then finds it there.
+    pub fn user_is_dormant(&self, user: &str) -> bool {
+        matches!(self.route(&format!("user:{user}"), 0, false), Route::Local)
+            && !self.inner.users.contains(user)
+    }
+
     /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
     /// is running on this node.
     pub fn is_running(&self, key: &str) -> bool {

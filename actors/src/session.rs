@@ -72,15 +72,19 @@ impl Session {
     /// entity. Send `welcome` only after this returns (PROTOCOL.md §4.5).
     pub async fn open(region: ShardRegion, identity: Identity, handle: SessionHandle) -> Self {
         region.sessions().register(&handle);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let port: ractor::RpcReplyPort<()> = tx.into();
-        region.tell_user(
-            &identity.user,
-            UserMsg::Attach(SessionRef::Local(handle.clone()), Attached::Port(port)),
-        );
-        // If the User entity died before answering, the supervisor restarts it from
-        // the session directory, which already holds this session.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+        // A User of this node that is not running finds the session in the directory
+        // when it starts; an idle connection then costs no actor.
+        if !region.user_is_dormant(&identity.user) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let port: ractor::RpcReplyPort<()> = tx.into();
+            region.tell_user(
+                &identity.user,
+                UserMsg::Attach(SessionRef::Local(handle.clone()), Attached::Port(port)),
+            );
+            // If the User entity died before answering, the supervisor restarts it
+            // from the session directory, which already holds this session.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+        }
         let inflight = Arc::new(Semaphore::new(region.settings().max_inflight_sends.max(1)));
         Self {
             identity,
@@ -109,8 +113,12 @@ impl Session {
         self.region
             .sessions()
             .unregister(&self.identity.user, self.handle.id());
-        self.region
-            .tell_user(&self.identity.user, UserMsg::Detach(self.handle.id()));
+        // A User started from here on no longer finds the session; one running
+        // must be told.
+        if !self.region.user_is_dormant(&self.identity.user) {
+            self.region
+                .tell_user(&self.identity.user, UserMsg::Detach(self.handle.id()));
+        }
     }
 
     fn user(&self) -> &str {

@@ -94,7 +94,7 @@ async fn status_members_shards_and_where_describe_the_node() {
     let node = node_with(&dir, |_| {}).await;
     let addrs = node.node.addrs();
     let admin = addrs.admin.to_string();
-    let _alice = RawTcp::login(&node, "alice").await;
+    let mut alice = RawTcp::login(&node, "alice").await;
 
     let text = ok(&admin, &["status"]).await;
     let rows = words(&text);
@@ -128,7 +128,15 @@ async fn status_members_shards_and_where_describe_the_node() {
     let shards = json(&ok(&admin, &["shards", "--json"]).await);
     assert_eq!(shards["owners"]["node-1"].as_array().unwrap().len(), 1024);
 
-    // alice is logged in, so her user entity runs here.
+    // alice is logged in but idle: no User entity runs for her yet.
+    let text = ok(&admin, &["where", "user:alice"]).await;
+    assert!(text.contains("owner       node-1\n"), "{text}");
+    assert!(text.contains("running on  nowhere"), "{text}");
+    // A message to her starts it here (her own session, the sender, gets the ack).
+    common::send_msg(&mut alice, "m1", "user:alice", "note to self").await;
+    alice
+        .recv_until(|f| matches!(f, ServerFrame::Ack { .. }))
+        .await;
     let text = ok(&admin, &["where", "user:alice"]).await;
     assert!(text.contains("owner       node-1\n"), "{text}");
     assert!(text.contains("running on  node-1\n"), "{text}");

@@ -108,7 +108,9 @@ impl FrameWriter for WsWriter {
 fn ws_config(max_frame: u32) -> WebSocketConfig {
     let max = max_frame as usize;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        // The read buffer's first allocation, held by every idle connection; it grows
+        // to a larger frame when one comes.
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(max.saturating_mul(4).max(64 * 1024))
         .max_message_size(Some(max))
