@@ -283,7 +283,9 @@ impl TcpDecoder {
     /// A decoder enforcing `max_frame`.
     pub fn new(max_frame: u32) -> Self {
         Self {
-            buf: BytesMut::with_capacity(4096),
+            // Held by every idle connection; a longer frame reserves its length
+            // once its prefix is read.
+            buf: BytesMut::with_capacity(1024),
             max_frame,
         }
     }

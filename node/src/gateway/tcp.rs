@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use chorus_actors::SharedFrame;
 use chorus_wire::Encoding;
 use chorus_wire::codec::TcpDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -41,9 +41,11 @@ impl FrameReader for TcpReader {
     }
 }
 
-/// Writes length-prefixed frames, one flush per batch.
+/// Writes length-prefixed frames, one write per batch: the batch is laid out in
+/// `scratch` (which grows to the largest batch), so no buffered writer, with a
+/// buffer of its own held by every idle connection, is needed.
 pub struct TcpWriter {
-    socket: BufWriter<OwnedWriteHalf>,
+    socket: OwnedWriteHalf,
     scratch: BytesMut,
 }
 
@@ -61,8 +63,7 @@ impl FrameWriter for TcpWriter {
             self.scratch.extend_from_slice(&len.to_be_bytes());
             self.scratch.extend_from_slice(bytes);
         }
-        self.socket.write_all(&self.scratch).await?;
-        self.socket.flush().await
+        self.socket.write_all(&self.scratch).await
     }
 
     async fn close(&mut self) {
@@ -86,7 +87,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>) {
                     decoder: TcpDecoder::new(ctx.max_frame),
                 };
                 let writer = TcpWriter {
-                    socket: BufWriter::new(write),
+                    socket: write,
                     scratch: BytesMut::new(),
                 };
                 tokio::spawn(serve_connection(reader, writer, ctx.clone(), "tcp"));
