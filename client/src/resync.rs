@@ -28,9 +28,12 @@
 //! once at its first connect as a *floor*: what was stored before the client existed
 //! is not "missed" when a later reconnect resyncs, and the sender's own acks can move
 //! the position from there. The floor never de-duplicates (a message stored just
-//! before the list may still arrive live after it): de-duplication and gap detection
-//! use held alone. A conversation's *position* is the larger of held and floor; it is
-//! where resyncs start and what the client reports for saving.
+//! before the list may still arrive live after it): de-duplication uses held, and
+//! below the floor the seqs actually emitted. Under load the list can be answered
+//! after messages sent since the connect, still on their way to the client; fills
+//! start above them, and when they arrive they are emitted, late but not lost. A
+//! conversation's *position* is the larger of held and floor; it is where resyncs
+//! start and what the client reports for saving.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -99,7 +102,17 @@ struct ConvState {
     /// travel through User entities, so an ack may overtake the `msg` before it;
     /// these fill such holes without asking history.
     own: BTreeSet<u64>,
+    /// Held when the floor was set: every seq up to it was emitted (or skipped)
+    /// before the floor could matter.
+    floor_base: u64,
+    /// Seqs above `floor_base` and at or below the floor emitted so far (see
+    /// [`ConvState::unseen_below_floor`]).
+    below_floor: BTreeSet<u64>,
 }
+
+/// Seqs below the floor remembered per conversation: the messages on their way
+/// while the first conversation list was answered, a few at most.
+const MAX_BELOW_FLOOR: usize = 4096;
 
 /// Own acked seqs remembered per conversation; beyond it gap repair takes over.
 const MAX_OWN: usize = 4096;
@@ -107,6 +120,29 @@ const MAX_OWN: usize = 4096;
 impl ConvState {
     fn position(&self) -> u64 {
         self.held.max(self.floor)
+    }
+
+    /// Whether a `msg` at or below held is one this client has not emitted: a
+    /// message at or below the floor that arrives live was stored after this
+    /// session attached (what was stored before is never pushed to it), so it was
+    /// on its way when the list was answered, and fills started above it. Records it.
+    fn unseen_below_floor(&mut self, seq: u64) -> bool {
+        self.is_below_floor(seq)
+            && self.below_floor.len() < MAX_BELOW_FLOOR
+            && self.below_floor.insert(seq)
+    }
+
+    /// Whether `seq` lies between what was held when the floor was set and the floor.
+    fn is_below_floor(&self, seq: u64) -> bool {
+        self.floor_base < seq && seq <= self.floor
+    }
+
+    /// Emits `msg`, remembering it if it is at or below the floor.
+    fn emit(&mut self, msg: Message, out: &mut Vec<Step>) {
+        if self.is_below_floor(msg.seq) && self.below_floor.len() < MAX_BELOW_FLOOR {
+            self.below_floor.insert(msg.seq);
+        }
+        out.push(Step::Emit(msg));
     }
 
     /// Moves the position over own acked seqs that directly follow it.
@@ -168,25 +204,35 @@ impl SeqTracker {
     /// The first connect's conversation list said `conv` had messages up to `last_seq`.
     pub(crate) fn set_floor(&mut self, conv: &str, last_seq: u64) {
         let st = self.convs.entry(conv.to_string()).or_default();
-        st.floor = st.floor.max(last_seq);
+        if last_seq > st.floor {
+            st.floor = last_seq;
+            st.floor_base = st.held;
+        }
     }
 
     /// A `msg` arrived.
     pub(crate) fn on_msg(&mut self, msg: Message, out: &mut Vec<Step>) {
         let st = self.convs.entry(msg.conv.clone()).or_default();
+        if msg.seq <= st.held {
+            if st.unseen_below_floor(msg.seq) {
+                out.push(Step::Emit(msg));
+            }
+            return;
+        }
         if let Some(fill) = st.fill.as_mut() {
-            if msg.seq > st.held {
-                if fill.buffered.len() >= MAX_BUFFERED {
-                    fill.buffered.clear();
-                    fill.refetch = true;
-                } else {
-                    fill.buffered.push_back(msg);
-                }
+            if fill.buffered.len() >= MAX_BUFFERED {
+                fill.buffered.clear();
+                fill.refetch = true;
+            } else {
+                fill.buffered.push_back(msg);
             }
             return;
         }
         st.absorb_own();
         if msg.seq <= st.held {
+            if st.unseen_below_floor(msg.seq) {
+                out.push(Step::Emit(msg));
+            }
             return;
         }
         // A gap, also before the first message of a conversation new to this
@@ -205,7 +251,7 @@ impl SeqTracker {
         }
         st.held = msg.seq;
         st.absorb_own();
-        out.push(Step::Emit(msg));
+        st.emit(msg, out);
     }
 
     /// This client's own `send` was acked at `seq`. The sender gets no `msg` for its
@@ -280,6 +326,10 @@ impl SeqTracker {
             }
             st.held = m.seq;
             fill.count += 1;
+            if st.floor_base < m.seq && m.seq <= st.floor && st.below_floor.len() < MAX_BELOW_FLOOR
+            {
+                st.below_floor.insert(m.seq);
+            }
             out.push(Step::Emit(m));
         }
         // A page that does not advance cannot be followed by a useful one.
@@ -709,5 +759,117 @@ mod tests {
         // `more` without progress must not loop.
         t.on_page(C, vec![msg(C, 4)], true, &mut out);
         assert_eq!(emitted(&out), [6]);
+    }
+
+    /// A model of one client in a busy 1:1 conversation, run over many random
+    /// schedules: the client's own acks come straight from the conversation, the
+    /// peer's messages through the User entity (in order, but late by a random
+    /// delay), and history pages are read from the store at a random time after
+    /// their request, which starts at the position held when it is sent (at most
+    /// four fetches in flight, as the driver does). Every peer message must be
+    /// emitted exactly once.
+    #[test]
+    fn random_schedules_emit_every_peer_message_exactly_once() {
+        use std::collections::BTreeMap;
+
+        #[derive(Debug)]
+        enum Ev {
+            Ack(u64),
+            Msg(u64),
+            Page {
+                after: u64,
+                upto: u64,
+            },
+            /// The first connect's conversation list, answered late under load.
+            Baseline(u64),
+        }
+        struct Rng(u64);
+        impl Rng {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n.max(1)
+            }
+        }
+        for seed in 1..400u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut t = SeqTracker::default();
+            // (time, order) -> event: the session's outbound queue, by push time.
+            let mut queue: BTreeMap<(u64, u64), Ev> = BTreeMap::new();
+            let mut order = 0u64;
+            let mut push = |q: &mut BTreeMap<(u64, u64), Ev>, at: u64, ev: Ev| {
+                order += 1;
+                q.insert((at, order), ev);
+            };
+            let mut peer = BTreeSet::new();
+            let mut user_free = 0u64;
+            let max_delay = 1 + rng.below(40_000);
+            for seq in 1..=600u64 {
+                let at = seq * 1_000;
+                if rng.below(2) == 0 {
+                    push(&mut queue, at, Ev::Ack(seq));
+                } else {
+                    peer.insert(seq);
+                    user_free = user_free.max(at + rng.below(max_delay));
+                    push(&mut queue, user_free, Ev::Msg(seq));
+                }
+            }
+            let listed_at = rng.below(300_000);
+            push(
+                &mut queue,
+                listed_at,
+                Ev::Baseline((listed_at / 1_000).min(600)),
+            );
+            let mut emitted: Vec<u64> = Vec::new();
+            let mut fetch_queue = 0usize;
+            let mut in_flight = 0usize;
+            let mut now = 0u64;
+            let mut steps = Vec::new();
+            loop {
+                for step in steps.drain(..) {
+                    match step {
+                        Step::Emit(m) => emitted.push(m.seq),
+                        Step::Fetch { .. } => fetch_queue += 1,
+                        Step::Resynced { .. } => {}
+                    }
+                }
+                while in_flight < 4 && fetch_queue > 0 {
+                    fetch_queue -= 1;
+                    in_flight += 1;
+                    let after = t.position(C);
+                    let read_at = now + rng.below(20_000);
+                    // Stored by then: every seq whose write completed (seq * 1 ms).
+                    let upto = (read_at / 1_000).min(600);
+                    push(&mut queue, read_at, Ev::Page { after, upto });
+                }
+                let Some(((at, _), ev)) = queue.pop_first() else {
+                    break;
+                };
+                now = at;
+                match ev {
+                    Ev::Ack(seq) => {
+                        t.on_ack(C, seq, &mut steps);
+                    }
+                    Ev::Msg(seq) => t.on_msg(msg(C, seq), &mut steps),
+                    Ev::Baseline(last) => t.set_floor(C, last),
+                    Ev::Page { after, upto } => {
+                        in_flight -= 1;
+                        let last = upto.min(after + u64::from(PAGE_LIMIT));
+                        let page = (after + 1..=last).map(|s| msg(C, s)).collect();
+                        t.on_page(C, page, last < upto, &mut steps);
+                    }
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for s in &emitted {
+                assert!(seen.insert(*s), "seed {seed}: seq {s} emitted twice");
+            }
+            let missing: Vec<u64> = peer.difference(&seen).copied().collect();
+            assert!(
+                missing.is_empty(),
+                "seed {seed}: peer seqs never emitted: {missing:?}"
+            );
+        }
     }
 }

@@ -308,13 +308,22 @@ pub async fn run(cfg: StormConfig) -> Result<StormReport, LoadError> {
     }))
 }
 
+/// Kicks in flight at once: each is an HTTP connection, in the tool and in the node,
+/// beside one connection per client, and both processes' descriptors are limited.
+const KICKS_IN_FLIGHT: usize = 64;
+
 /// Kicks every user through the admin API; returns the sessions closed.
 async fn kick_all(shared: &Shared, users: u32, admin: std::net::SocketAddr, token: &str) -> u64 {
     let mut kicks = JoinSet::new();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(KICKS_IN_FLIGHT));
     for i in 0..users {
         let path = format!("/admin/kick/{}", shared.user_id(i));
         let token = token.to_string();
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         kicks.spawn(async move {
+            let _permit = permit;
             match node_http::request(admin, "POST", &path, Some(&token)).await {
                 Ok(r) if r.status == 200 => serde_json::from_str::<serde_json::Value>(&r.body)
                     .ok()
