@@ -193,9 +193,9 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
-    /// A point lookup.
+    /// A point lookup, of whole group commits only (see `Spaces::snapshot`).
     fn get(&self, space: Space, key: &[u8]) -> StoreResult<Option<fjall::Slice>> {
-        self.spaces.get(space).get(key).map_err(backend)
+        fjall::Readable::get(&self.spaces.snapshot(), self.spaces.get(space), key).map_err(backend)
     }
 }
 

@@ -6,7 +6,7 @@
 //! `part ‖ 0x00` never strays into a longer id sharing that prefix. Integers are
 //! big-endian so that byte order is numeric order and range scans come out sorted.
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Snapshot};
 
 use crate::{StoreError, StoreResult};
 
@@ -40,6 +40,8 @@ pub(super) enum Space {
 /// Handles on every keyspace of the store.
 #[derive(Clone)]
 pub(super) struct Spaces {
+    /// For snapshots: a read sees whole group commits or nothing of them.
+    db: Database,
     messages: Keyspace,
     conv_meta: Keyspace,
     user_convs: Keyspace,
@@ -56,6 +58,7 @@ impl Spaces {
     pub(super) fn open(db: &Database) -> fjall::Result<Self> {
         let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         Ok(Self {
+            db: db.clone(),
             messages: open("messages")?,
             conv_meta: open("conv_meta")?,
             user_convs: open("user_convs")?,
@@ -66,6 +69,14 @@ impl Spaces {
             seq_alloc: open("seq_alloc")?,
             room_settings: open("room_settings")?,
         })
+    }
+
+    /// A consistent view for reads. A keyspace read outside a snapshot sees the
+    /// latest version of each key, including the keys of a group commit the writer
+    /// is applying at that moment: a history page could then hold a later message
+    /// of a conversation without an earlier one.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        self.db.snapshot()
     }
 
     /// The keyspace holding one kind of record.

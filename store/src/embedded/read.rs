@@ -3,6 +3,8 @@
 
 use std::ops::Bound;
 
+use fjall::Readable;
+
 use super::layout::{self, Space, Spaces, check_id};
 use super::{backend, record};
 use crate::{ConversationItem, HistoryQuery, HistorySlice, StoreResult};
@@ -36,13 +38,20 @@ pub(super) fn history(spaces: &Spaces, conv: &str, q: HistoryQuery) -> StoreResu
     };
 
     let keyspace = spaces.get(Space::Messages);
+    // Whole group commits only: a page must never hold a message without the
+    // conversation's earlier ones (the SDK trusts a page as complete).
+    let snapshot = spaces.snapshot();
     let mut messages = Vec::with_capacity(want.min(256).saturating_add(1));
     if q.after.is_some() {
-        for guard in keyspace.range(range).take(want.saturating_add(1)) {
+        for guard in snapshot.range(keyspace, range).take(want.saturating_add(1)) {
             messages.push(decode(guard)?);
         }
     } else {
-        for guard in keyspace.range(range).rev().take(want.saturating_add(1)) {
+        for guard in snapshot
+            .range(keyspace, range)
+            .rev()
+            .take(want.saturating_add(1))
+        {
             messages.push(decode(guard)?);
         }
     }
@@ -60,15 +69,16 @@ pub(super) fn conversations(spaces: &Spaces, user: &str) -> StoreResult<Vec<Conv
     let prefix = layout::prefix(user);
     let meta = spaces.get(Space::ConvMeta);
     let reads = spaces.get(Space::ReadPos);
+    let snapshot = spaces.snapshot();
     let mut items = Vec::new();
-    for guard in spaces.get(Space::UserConvs).prefix(&prefix) {
+    for guard in snapshot.prefix(spaces.get(Space::UserConvs), &prefix) {
         let key = guard.key().map_err(backend)?;
         let conv = layout::pair_tail(&key, prefix.len())?;
-        let last_seq = match meta.get(conv.as_bytes()).map_err(backend)? {
+        let last_seq = match snapshot.get(meta, conv.as_bytes()).map_err(backend)? {
             Some(v) => record::decode_u64(&v, "conversation meta")?,
             None => 0,
         };
-        let read_seq = match reads.get(&key).map_err(backend)? {
+        let read_seq = match snapshot.get(reads, &key).map_err(backend)? {
             Some(v) => record::decode_u64(&v, "read position")?,
             None => 0,
         };
