@@ -484,18 +484,7 @@ impl Proc {
     }
 
     async fn login(&self, user: &str) -> RawTcp {
-        let stream = tokio::net::TcpStream::connect(self.tcp).await.unwrap();
-        let mut c = RawTcp::from_stream(stream);
-        c.send(&ClientFrame::Hello {
-            protocol: 1,
-            token: user.into(),
-            device: None,
-        })
-        .await;
-        match c.recv().await {
-            Some(ServerFrame::Welcome { .. }) => c,
-            other => panic!("expected welcome, got {other:?}"),
-        }
+        RawTcp::login_at(self.tcp, user).await
     }
 
     /// SIGKILL: no shutdown, no flush.

@@ -78,7 +78,12 @@ impl RawTcp {
     }
 
     pub async fn login(node: &TestNode, user: &str) -> Self {
-        let mut c = Self::connect(node).await;
+        Self::login_at(node.node.addrs().tcp, user).await
+    }
+
+    /// Logs in as `user` at a TCP listener (of a node in this process or another).
+    pub async fn login_at(addr: std::net::SocketAddr, user: &str) -> Self {
+        let mut c = Self::from_stream(TcpStream::connect(addr).await.unwrap());
         c.send(&ClientFrame::Hello {
             protocol: 1,
             token: user.into(),
