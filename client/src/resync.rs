@@ -104,15 +104,35 @@ struct ConvState {
     own: BTreeSet<u64>,
     /// Held when the floor was set: every seq up to it was emitted (or skipped)
     /// before the floor could matter.
-    floor_base: u64,
-    /// Seqs above `floor_base` and at or below the floor emitted so far (see
-    /// [`ConvState::unseen_below_floor`]).
-    below_floor: BTreeSet<u64>,
+    below_floor: BelowFloor,
 }
 
 /// Seqs below the floor remembered per conversation: the messages on their way
 /// while the first conversation list was answered, a few at most.
 const MAX_BELOW_FLOOR: usize = 4096;
+
+/// What was emitted between the held seq at the time the floor was set and the
+/// floor. A `msg` at or below the floor that arrives live was stored after this
+/// session attached (what was stored before is never pushed to it): it was on its
+/// way when the list was answered, fills started above it, and it is emitted once.
+#[derive(Debug, Default)]
+struct BelowFloor {
+    /// Held when the floor was set: every seq up to it was emitted (or skipped)
+    /// before the floor could matter.
+    base: u64,
+    emitted: BTreeSet<u64>,
+}
+
+impl BelowFloor {
+    /// Records `seq` as emitted if it lies above `base` and at or below `floor`;
+    /// returns whether it was not recorded before.
+    fn record(&mut self, floor: u64, seq: u64) -> bool {
+        self.base < seq
+            && seq <= floor
+            && self.emitted.len() < MAX_BELOW_FLOOR
+            && self.emitted.insert(seq)
+    }
+}
 
 /// Own acked seqs remembered per conversation; beyond it gap repair takes over.
 const MAX_OWN: usize = 4096;
@@ -122,26 +142,9 @@ impl ConvState {
         self.held.max(self.floor)
     }
 
-    /// Whether a `msg` at or below held is one this client has not emitted: a
-    /// message at or below the floor that arrives live was stored after this
-    /// session attached (what was stored before is never pushed to it), so it was
-    /// on its way when the list was answered, and fills started above it. Records it.
-    fn unseen_below_floor(&mut self, seq: u64) -> bool {
-        self.is_below_floor(seq)
-            && self.below_floor.len() < MAX_BELOW_FLOOR
-            && self.below_floor.insert(seq)
-    }
-
-    /// Whether `seq` lies between what was held when the floor was set and the floor.
-    fn is_below_floor(&self, seq: u64) -> bool {
-        self.floor_base < seq && seq <= self.floor
-    }
-
     /// Emits `msg`, remembering it if it is at or below the floor.
     fn emit(&mut self, msg: Message, out: &mut Vec<Step>) {
-        if self.is_below_floor(msg.seq) && self.below_floor.len() < MAX_BELOW_FLOOR {
-            self.below_floor.insert(msg.seq);
-        }
+        self.below_floor.record(self.floor, msg.seq);
         out.push(Step::Emit(msg));
     }
 
@@ -206,7 +209,7 @@ impl SeqTracker {
         let st = self.convs.entry(conv.to_string()).or_default();
         if last_seq > st.floor {
             st.floor = last_seq;
-            st.floor_base = st.held;
+            st.below_floor.base = st.held;
         }
     }
 
@@ -214,7 +217,7 @@ impl SeqTracker {
     pub(crate) fn on_msg(&mut self, msg: Message, out: &mut Vec<Step>) {
         let st = self.convs.entry(msg.conv.clone()).or_default();
         if msg.seq <= st.held {
-            if st.unseen_below_floor(msg.seq) {
+            if st.below_floor.record(st.floor, msg.seq) {
                 out.push(Step::Emit(msg));
             }
             return;
@@ -230,7 +233,7 @@ impl SeqTracker {
         }
         st.absorb_own();
         if msg.seq <= st.held {
-            if st.unseen_below_floor(msg.seq) {
+            if st.below_floor.record(st.floor, msg.seq) {
                 out.push(Step::Emit(msg));
             }
             return;
@@ -326,10 +329,7 @@ impl SeqTracker {
             }
             st.held = m.seq;
             fill.count += 1;
-            if st.floor_base < m.seq && m.seq <= st.floor && st.below_floor.len() < MAX_BELOW_FLOOR
-            {
-                st.below_floor.insert(m.seq);
-            }
+            st.below_floor.record(st.floor, m.seq);
             out.push(Step::Emit(m));
         }
         // A page that does not advance cannot be followed by a useful one.

@@ -280,8 +280,7 @@ impl TokenRequest {
                 "the body must be JSON like {{\"user\": \"alice\", \"roles\": [\"vip\"], \"ttl_s\": 3600}}: {e}"
             ))
         })?;
-        chorus_wire::ids::validate_id("user id", &request.user)
-            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        valid_id("user id", &request.user)?;
         if let Some(unknown) = request.roles.iter().find(|r| Role::from_name(r).is_none()) {
             let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
             return Err(AdminError::BadRequest(format!(
@@ -342,8 +341,7 @@ impl SlowModeRequest {
                 "the body must be JSON like {{\"room\": \"r1\", \"seconds\": 30}}: {e}"
             ))
         })?;
-        chorus_wire::ids::validate_id("room id", &request.room)
-            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        valid_id("room id", &request.room)?;
         let seconds = match request.seconds {
             None => {
                 return Err(AdminError::BadRequest(
@@ -557,8 +555,7 @@ async fn admin_kick(
     State(state): State<AdminState>,
     Path(user): Path<String>,
 ) -> Result<axum::Json<Value>, AdminError> {
-    chorus_wire::ids::validate_id("user id", &user)
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    valid_id("user id", &user)?;
     state.backend.kick(user).await.map(axum::Json)
 }
 
@@ -579,8 +576,7 @@ async fn admin_live_slow(
     State(state): State<AdminState>,
     Path(room): Path<String>,
 ) -> Result<axum::Json<Value>, AdminError> {
-    chorus_wire::ids::validate_id("room id", &room)
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    valid_id("room id", &room)?;
     state.backend.live_slow_mode(room).await.map(axum::Json)
 }
 
@@ -595,6 +591,11 @@ async fn admin_set_live_slow(
         .set_live_slow_mode(room, seconds)
         .await
         .map(axum::Json)
+}
+
+/// Checks an id from a request; a bad one is the client's error (400).
+fn valid_id(kind: &'static str, id: &str) -> Result<(), AdminError> {
+    chorus_wire::ids::validate_id(kind, id).map_err(|e| AdminError::BadRequest(e.to_string()))
 }
 
 async fn admin_not_found() -> AdminError {
