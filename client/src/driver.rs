@@ -150,6 +150,8 @@ pub(crate) struct Driver {
     in_flight: InFlight,
     /// Conversations whose next history page is still to be requested.
     fetch_queue: VecDeque<String>,
+    /// Fetches that failed, each with when to queue it again.
+    retries: Vec<(Instant, String)>,
     fetches_in_flight: usize,
     /// When a `goaway` said the node will close; the client leaves first.
     goaway_at: Option<Instant>,
@@ -177,6 +179,7 @@ impl Driver {
             endpoints,
             in_flight: InFlight::default(),
             fetch_queue: VecDeque::new(),
+            retries: Vec::new(),
             fetches_in_flight: 0,
             goaway_at: None,
         }
@@ -294,7 +297,10 @@ impl Driver {
     fn wake_at(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let heartbeat = self.heartbeat.as_ref().map_or(far, Heartbeat::wake_at);
-        self.goaway_at.map_or(heartbeat, |g| g.min(heartbeat))
+        let retry = self.retries.iter().map(|(at, _)| *at).min().unwrap_or(far);
+        self.goaway_at
+            .map_or(heartbeat, |g| g.min(heartbeat))
+            .min(retry)
     }
 
     async fn on_timer(&mut self, conn: &mut Connection) -> Option<SessionEnd> {
@@ -324,6 +330,17 @@ impl Driver {
                 self.in_flight.sweep();
             }
             Tick::Wait => {}
+        }
+        if self.retries.iter().any(|(at, _)| *at <= now) {
+            let (due, later) = std::mem::take(&mut self.retries)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
+            self.retries = later;
+            self.fetch_queue
+                .extend(due.into_iter().map(|(_, conv): (Instant, String)| conv));
+            if let Err(e) = self.pump_fetches(conn).await {
+                return Some(lost(e.to_string()));
+            }
         }
         None
     }
@@ -533,9 +550,17 @@ impl Driver {
                     ServerFrame::HistoryPage { messages, more, .. } => {
                         self.tracker.on_page(&conv, messages, more, &mut steps);
                     }
+                    ServerFrame::Error { code, message, .. } => {
+                        let lasting = matches!(
+                            code,
+                            ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::Invalid
+                        );
+                        tracing::warn!(%conv, code = code.as_str(), %message, lasting, "history fetch failed");
+                        self.tracker.on_fetch_failed(&conv, lasting, &mut steps);
+                    }
                     other => {
-                        tracing::warn!(%conv, kind = other.type_name(), "history fetch failed");
-                        self.tracker.on_fetch_failed(&conv, &mut steps);
+                        tracing::warn!(%conv, kind = other.type_name(), "history fetch answered with the wrong frame");
+                        self.tracker.on_fetch_failed(&conv, false, &mut steps);
                     }
                 }
                 self.shared
@@ -569,6 +594,7 @@ impl Driver {
             match step {
                 Step::Emit(msg) => self.emit(Event::Message(msg)).await,
                 Step::Fetch { conv, .. } => self.fetch_queue.push_back(conv),
+                Step::Retry { conv, delay } => self.retries.push((Instant::now() + delay, conv)),
                 Step::Resynced { conv, count } => self.emit(Event::Resynced { conv, count }).await,
             }
         }
@@ -621,6 +647,7 @@ impl Driver {
         self.emit(Event::Disconnected { reason }).await;
         self.in_flight.connection_lost(self.cfg.reconnect);
         self.fetch_queue.clear();
+        self.retries.clear();
         self.fetches_in_flight = 0;
         let mut steps = Vec::new();
         self.tracker

@@ -19,6 +19,11 @@
 //! 4. **Done.** History is the authority: seqs it did not return were skipped by the
 //!    server, so the message that revealed the gap is accepted even if history ended
 //!    below it. Buffered messages then go through step 1 again, in order.
+//! 5. **Failed fetch.** A fetch answered with a passing error (`internal` while a
+//!    conversation moves between nodes, `overloaded`, ...) is retried after a growing
+//!    delay for as long as the connection lasts: giving up would skip whatever
+//!    history had not yet returned. Only a refusal that lasts (`forbidden`,
+//!    `not_found`, ...: the client lost access) ends the fill with what it buffered.
 //!
 //! A resync (after a re-connect, or a first connect with saved positions) is a fill
 //! without a triggering message, started for every conversation whose `last_seq` is
@@ -36,6 +41,7 @@
 //! start and what the client reports for saving.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
 
 use chorus_wire::Message;
 
@@ -58,6 +64,13 @@ pub(crate) enum Step {
         /// The conversation's position when the step was made; the page is requested
         /// after the position at the time it is sent.
         after: u64,
+    },
+    /// Fetch `conv`'s next page again after `delay`: the last attempt failed.
+    Retry {
+        /// Conversation id.
+        conv: String,
+        /// How long to wait first.
+        delay: Duration,
     },
     /// A resync of `conv` completed after emitting `count` messages from history.
     Resynced {
@@ -82,13 +95,22 @@ struct Fill {
     buffered: VecDeque<Message>,
     /// The buffer overflowed: fetch again from held before finishing.
     refetch: bool,
-    /// Fetches of this fill that failed; it is retried up to [`FETCH_ATTEMPTS`].
+    /// Fetches of this fill that failed in a row; each retry waits longer.
     failures: u32,
 }
 
-/// Attempts of one history fetch before a fill gives up (a node answering
-/// `internal` while a conversation moves between nodes, say).
-const FETCH_ATTEMPTS: u32 = 3;
+/// The wait before the first retry of a failed fetch; it doubles with each failure
+/// in a row, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts of a failing fetch.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before retrying a fetch that failed `failures` times in a row.
+fn retry_delay(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
 
 #[derive(Debug, Default)]
 struct ConvState {
@@ -322,6 +344,7 @@ impl SeqTracker {
             return;
         };
         let Some(fill) = st.fill.as_mut() else { return };
+        fill.failures = 0;
         let before = st.held;
         for m in messages {
             if m.conv != conv || m.seq <= st.held {
@@ -351,25 +374,23 @@ impl SeqTracker {
         self.finish(conv, true, out);
     }
 
-    /// A fetch for `conv` failed (an `error` for its `ref`): fetch again, and after
-    /// [`FETCH_ATTEMPTS`] give the fill up and accept what is buffered.
-    pub(crate) fn on_fetch_failed(&mut self, conv: &str, out: &mut Vec<Step>) {
-        let Some(st) = self.convs.get_mut(conv) else {
+    /// A fetch for `conv` failed (an `error` for its `ref`). A passing failure is
+    /// retried after a growing delay, however often it fails: the fill only ends
+    /// with what history returned. A `lasting` refusal (the client lost access to
+    /// the conversation) ends the fill with what it buffered.
+    pub(crate) fn on_fetch_failed(&mut self, conv: &str, lasting: bool, out: &mut Vec<Step>) {
+        let Some(fill) = self.convs.get_mut(conv).and_then(|st| st.fill.as_mut()) else {
             return;
         };
-        let position = st.position();
-        let Some(fill) = st.fill.as_mut() else {
-            return;
-        };
-        fill.failures += 1;
-        if fill.failures < FETCH_ATTEMPTS {
-            out.push(Step::Fetch {
-                conv: conv.to_string(),
-                after: position,
-            });
+        if lasting {
+            self.finish(conv, false, out);
             return;
         }
-        self.finish(conv, false, out);
+        fill.failures += 1;
+        out.push(Step::Retry {
+            conv: conv.to_string(),
+            delay: retry_delay(fill.failures),
+        });
     }
 
     /// The connection was lost, and with it every answer in flight. When a resync
@@ -543,23 +564,45 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_fetch_is_retried_then_accepts_the_buffered_messages() {
+    fn a_failing_fetch_is_retried_ever_later_and_never_skips_a_seq() {
         let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
         feed(&mut t, C, &[5, 6]);
-        for _ in 1..FETCH_ATTEMPTS {
+        let mut delays = Vec::new();
+        for _ in 0..12 {
             let mut out = Vec::new();
-            t.on_fetch_failed(C, &mut out);
-            assert_eq!(
-                out,
-                [Step::Fetch {
-                    conv: C.into(),
-                    after: 1
-                }],
-                "fetched again"
-            );
+            t.on_fetch_failed(C, false, &mut out);
+            match out.as_slice() {
+                [Step::Retry { conv, delay }] if conv == C => delays.push(*delay),
+                other => panic!("expected one retry, got {other:?}"),
+            }
         }
+        assert_eq!(delays[0], RETRY_FIRST);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        assert_eq!(delays.last(), Some(&RETRY_MAX));
+        assert_eq!(t.held(C), 1, "nothing accepted past the hole");
+        // History answers at last: the hole is filled, then the buffer follows.
         let mut out = Vec::new();
-        t.on_fetch_failed(C, &mut out);
+        t.on_page(C, vec![msg(C, 2), msg(C, 3), msg(C, 4)], false, &mut out);
+        assert_eq!(emitted(&out), [2, 3, 4, 5, 6]);
+        // A later failure of another fill starts from the first delay again.
+        feed(&mut t, C, &[9]);
+        let mut out = Vec::new();
+        t.on_fetch_failed(C, false, &mut out);
+        assert_eq!(
+            out,
+            [Step::Retry {
+                conv: C.into(),
+                delay: RETRY_FIRST
+            }]
+        );
+    }
+
+    #[test]
+    fn a_lasting_refusal_ends_the_fill_with_what_it_buffered() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[5, 6]);
+        let mut out = Vec::new();
+        t.on_fetch_failed(C, true, &mut out);
         assert_eq!(emitted(&out), [5, 6]);
     }
 
@@ -831,7 +874,7 @@ mod tests {
                     match step {
                         Step::Emit(m) => emitted.push(m.seq),
                         Step::Fetch { .. } => fetch_queue += 1,
-                        Step::Resynced { .. } => {}
+                        Step::Retry { .. } | Step::Resynced { .. } => {}
                     }
                 }
                 while in_flight < 4 && fetch_queue > 0 {

@@ -159,6 +159,45 @@ async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
 }
 
 #[tokio::test]
+async fn a_failing_gap_fetch_is_retried_until_history_answers() {
+    let peer = Peer::bind(Transport::Tcp).await;
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
+    let (client, mut events) = client.expect("connect");
+    let mut node = node;
+    node.answer_conversations(vec![]).await;
+    node.send(&ServerFrame::Msg(msg(DM, 1))).await;
+    node.send(&ServerFrame::Msg(msg(DM, 4))).await;
+    assert_eq!(next_message(&mut events).await.seq, 1);
+    // The conversation is moving between nodes: history fails more often than any
+    // fixed number of attempts would allow, and 4 must still wait for 2 and 3.
+    for _ in 0..5 {
+        match node.recv_no_ping().await {
+            Some(ClientFrame::History {
+                reference, after, ..
+            }) => {
+                assert_eq!(after, Some(1));
+                node.send(&ServerFrame::Error {
+                    reference: Some(reference),
+                    code: ErrorCode::Internal,
+                    message: "the node owning this is unreachable; retry".into(),
+                })
+                .await;
+            }
+            other => panic!("expected a history retry, got {other:?}"),
+        }
+    }
+    answer_history(&mut node, DM, 1, &[2, 3, 4], false).await;
+    for expected in [2, 3, 4] {
+        assert_eq!(next_message(&mut events).await.seq, expected);
+    }
+    assert_eq!(client.positions(), HashMap::from([(DM.to_string(), 4)]));
+    client.close().await;
+}
+
+#[tokio::test]
 async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     let peer = Peer::bind(Transport::WsBinary).await;
     let (client, node) = tokio::join!(
