@@ -70,6 +70,10 @@ const ACK_LATENCY_BUCKETS: [f64; 14] = [
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The embedded store's group-commit time (recorded by the store crate), in the
+/// same buckets as acks: a commit is most of an ack.
+const STORE_COMMIT_SECONDS: &str = "chorus_store_commit_seconds";
+
 /// How often histogram samples are folded into their buckets when nobody scrapes,
 /// so that memory stays bounded.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -138,7 +142,13 @@ fn install_recorder() -> PrometheusHandle {
             Matcher::Full(metric::ACK_LATENCY_SECONDS.to_string()),
             &ACK_LATENCY_BUCKETS,
         )
-        .expect("the ack latency bucket list is a non-empty constant");
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(STORE_COMMIT_SECONDS.to_string()),
+                &ACK_LATENCY_BUCKETS,
+            )
+        })
+        .expect("the latency bucket list is a non-empty constant");
     let handle = match builder.install_recorder() {
         Ok(handle) => handle,
         Err(e) => {

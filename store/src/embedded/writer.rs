@@ -283,7 +283,9 @@ impl Writer {
         if batch.is_empty() {
             return Ok(false);
         }
+        let started = Instant::now();
         batch.commit().map_err(backend)?;
+        metrics::histogram!("chorus_store_commit_seconds").record(started.elapsed().as_secs_f64());
         if mode == PersistMode::SyncAll {
             self.count_fsync();
         }
