@@ -60,6 +60,10 @@ pub struct EmbeddedOptions {
     /// which bounds how long a sweep holds up the writer. A sweep that hits the
     /// limit runs again a second later.
     pub dedup_sweep_limit: usize,
+    /// The size at which a keyspace's memtable is sealed and flushed to disk
+    /// (default 64 MiB, fjall's own). Each of the store's keyspaces has one, so
+    /// this bounds the write buffers' share of the node's memory.
+    pub memtable_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -69,6 +73,7 @@ impl Default for EmbeddedOptions {
             max_group_requests: 1024,
             dedup_sweep_interval: Duration::from_secs(10 * 60),
             dedup_sweep_limit: 10_000,
+            memtable_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -119,7 +124,7 @@ impl EmbeddedStore {
             .manual_journal_persist(true)
             .open()
             .map_err(open_error)?;
-        let spaces = Arc::new(Spaces::open(&db).map_err(open_error)?);
+        let spaces = Arc::new(Spaces::open(&db, options.memtable_bytes).map_err(open_error)?);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -193,9 +198,10 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
-    /// A point lookup, of whole group commits only (see `Spaces::snapshot`).
+    /// A point lookup (see `Spaces::point_snapshot`).
     fn get(&self, space: Space, key: &[u8]) -> StoreResult<Option<fjall::Slice>> {
-        fjall::Readable::get(&self.spaces.snapshot(), self.spaces.get(space), key).map_err(backend)
+        fjall::Readable::get(&self.spaces.point_snapshot(), self.spaces.get(space), key)
+            .map_err(backend)
     }
 }
 

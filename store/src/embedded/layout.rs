@@ -6,6 +6,9 @@
 //! `part ‖ 0x00` never strays into a longer id sharing that prefix. Integers are
 //! big-endian so that byte order is numeric order and range scans come out sorted.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Snapshot};
 
 use crate::{StoreError, StoreResult};
@@ -42,6 +45,8 @@ pub(super) enum Space {
 pub(super) struct Spaces {
     /// For snapshots: a read sees whole group commits or nothing of them.
     db: Database,
+    /// Group commits started plus group commits finished: odd while one runs.
+    commits: Arc<AtomicU64>,
     messages: Keyspace,
     conv_meta: Keyspace,
     user_convs: Keyspace,
@@ -53,12 +58,26 @@ pub(super) struct Spaces {
     room_settings: Keyspace,
 }
 
+/// A group commit in progress; see [`Spaces::snapshot`].
+pub(super) struct CommitGuard<'a>(&'a AtomicU64);
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl Spaces {
     /// Opens (creating on first use) every keyspace.
-    pub(super) fn open(db: &Database) -> fjall::Result<Self> {
-        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+    pub(super) fn open(db: &Database, memtable_bytes: u64) -> fjall::Result<Self> {
+        let open = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+            })
+        };
         Ok(Self {
             db: db.clone(),
+            commits: Arc::new(AtomicU64::new(0)),
             messages: open("messages")?,
             conv_meta: open("conv_meta")?,
             user_convs: open("user_convs")?,
@@ -71,12 +90,53 @@ impl Spaces {
         })
     }
 
-    /// A consistent view for reads. A keyspace read outside a snapshot sees the
-    /// latest version of each key, including the keys of a group commit the writer
-    /// is applying at that moment: a history page could then hold a later message
-    /// of a conversation without an earlier one.
+    /// A view of whole group commits for reads that span keys (history pages,
+    /// conversation lists).
+    ///
+    /// A keyspace read outside a snapshot sees the latest version of each key,
+    /// including the keys of a group commit the writer is applying at that moment.
+    /// A plain fjall snapshot is not enough either: fjall publishes a batch to new
+    /// snapshots once it is applied, but a memtable flush or compaction that
+    /// finishes meanwhile on one of fjall's threads raises the visible seqno too,
+    /// past the batch still being applied. Either way a history page could hold a
+    /// later message of a conversation without an earlier one, and the SDK, which
+    /// trusts a page as complete, would skip the missing ones.
+    ///
+    /// So every group commit is bracketed by [`Spaces::commit_guard`] (a seqlock
+    /// with one writer), and a snapshot counts only if no commit ran at any moment
+    /// while it was opened. Blocks for as long as a commit runs: call it on the
+    /// blocking pool.
     pub(super) fn snapshot(&self) -> Snapshot {
+        let mut spins = 0u32;
+        loop {
+            let before = self.commits.load(Ordering::SeqCst);
+            if before.is_multiple_of(2) {
+                let snapshot = self.db.snapshot();
+                if self.commits.load(Ordering::SeqCst) == before {
+                    return snapshot;
+                }
+            }
+            // A commit is being applied: a few hundred microseconds, or an fsync.
+            spins += 1;
+            if spins < 16 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// A view for a lookup of one key: each key's latest version is either
+    /// absent or whole and durable (fjall applies a batch after its journal is
+    /// written), so a point read need not wait for a commit to finish.
+    pub(super) fn point_snapshot(&self) -> Snapshot {
         self.db.snapshot()
+    }
+
+    /// Marks a group commit as running until the guard is dropped.
+    pub(super) fn commit_guard(&self) -> CommitGuard<'_> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        CommitGuard(&self.commits)
     }
 
     /// The keyspace holding one kind of record.

@@ -284,7 +284,10 @@ impl Writer {
             return Ok(false);
         }
         let started = Instant::now();
-        batch.commit().map_err(backend)?;
+        {
+            let _running = self.spaces.commit_guard();
+            batch.commit().map_err(backend)?;
+        }
         metrics::histogram!("chorus_store_commit_seconds").record(started.elapsed().as_secs_f64());
         if mode == PersistMode::SyncAll {
             self.count_fsync();
