@@ -11,6 +11,7 @@ use chorus_wire::{
     ClientFrame, ConversationItem, HeartbeatInfo, LimitsInfo, LiveItem, Message, ServerFrame,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::config::ClientConfig;
 use crate::connection::{Endpoints, establish};
@@ -150,10 +151,15 @@ impl Client {
             events,
             endpoints,
         );
-        tokio::spawn(async move {
-            driver.run((conn, welcome)).await;
-            drop(done_tx);
-        });
+        // The SDK's log lines say whose client they come from.
+        let span = tracing::debug_span!("client", user = %welcome.user);
+        tokio::spawn(
+            async move {
+                driver.run((conn, welcome)).await;
+                drop(done_tx);
+            }
+            .instrument(span),
+        );
         let inner = Inner {
             commands,
             close,

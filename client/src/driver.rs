@@ -544,6 +544,7 @@ impl Driver {
                 let _ = reply.send(Ok(answer));
             }
             (Pending::Fetch { conv }, answer) => {
+                tracing::debug!(%conv, %reference, "fetch answered");
                 self.fetches_in_flight = self.fetches_in_flight.saturating_sub(1);
                 let mut steps = Vec::new();
                 match answer {
@@ -609,6 +610,7 @@ impl Driver {
             };
             let reference = self.shared.next_ref();
             let after = Some(self.tracker.position(&conv));
+            tracing::debug!(%conv, ?after, %reference, "fetch sent");
             self.in_flight
                 .expect(reference.clone(), Pending::Fetch { conv: conv.clone() });
             self.fetches_in_flight += 1;

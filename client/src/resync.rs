@@ -246,6 +246,7 @@ impl SeqTracker {
         }
         if let Some(fill) = st.fill.as_mut() {
             if fill.buffered.len() >= MAX_BUFFERED {
+                tracing::debug!(conv = %msg.conv, seq = msg.seq, held = st.held, "fill buffer full: refetch");
                 fill.buffered.clear();
                 fill.refetch = true;
             } else {
@@ -266,6 +267,7 @@ impl SeqTracker {
         if msg.seq > st.position() + 1 {
             let after = st.position();
             let conv = msg.conv.clone();
+            tracing::debug!(%conv, trigger = msg.seq, after, "gap: fill");
             st.fill = Some(Fill {
                 trigger: Some(msg.seq),
                 buffered: VecDeque::from([msg]),
@@ -301,6 +303,7 @@ impl SeqTracker {
             st.own.insert(seq);
             if stuck {
                 let after = st.position();
+                tracing::debug!(%conv, ack = seq, after, "own ack stuck: fill");
                 st.fill = Some(Fill::default());
                 out.push(Step::Fetch {
                     conv: conv.to_string(),
@@ -343,9 +346,21 @@ impl SeqTracker {
         let Some(st) = self.convs.get_mut(conv) else {
             return;
         };
-        let Some(fill) = st.fill.as_mut() else { return };
+        let Some(fill) = st.fill.as_mut() else {
+            tracing::debug!(%conv, "page without a fill ignored");
+            return;
+        };
         fill.failures = 0;
         let before = st.held;
+        tracing::debug!(
+            %conv,
+            held = before,
+            first = messages.first().map(|m| m.seq),
+            last = messages.last().map(|m| m.seq),
+            count = messages.len(),
+            more,
+            "page"
+        );
         for m in messages {
             if m.conv != conv || m.seq <= st.held {
                 continue;
@@ -420,6 +435,14 @@ impl SeqTracker {
             return;
         };
         let Some(fill) = st.fill.take() else { return };
+        tracing::debug!(
+            conv,
+            completed,
+            held = st.held,
+            trigger = fill.trigger,
+            buffered = fill.buffered.len(),
+            "fill done"
+        );
         if let Some(trigger) = fill.trigger {
             st.held = st.held.max(trigger.saturating_sub(1));
         }
