@@ -150,11 +150,20 @@ pub(crate) struct Driver {
     in_flight: InFlight,
     /// Conversations whose next history page is still to be requested.
     fetch_queue: VecDeque<String>,
-    /// Fetches that failed, each with when to queue it again.
-    retries: Vec<(Instant, String)>,
+    /// The tracker's delayed steps, each with when it is due.
+    timers: Vec<(Instant, Later)>,
     fetches_in_flight: usize,
     /// When a `goaway` said the node will close; the client leaves first.
     goaway_at: Option<Instant>,
+}
+
+/// A tracker step carried out later.
+#[derive(Debug)]
+enum Later {
+    /// Queue a fetch of the conversation's next page again.
+    Refetch(String),
+    /// [`SeqTracker::on_stuck_check`] for the conversation.
+    StuckCheck(String),
 }
 
 impl Driver {
@@ -179,7 +188,7 @@ impl Driver {
             endpoints,
             in_flight: InFlight::default(),
             fetch_queue: VecDeque::new(),
-            retries: Vec::new(),
+            timers: Vec::new(),
             fetches_in_flight: 0,
             goaway_at: None,
         }
@@ -297,10 +306,10 @@ impl Driver {
     fn wake_at(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let heartbeat = self.heartbeat.as_ref().map_or(far, Heartbeat::wake_at);
-        let retry = self.retries.iter().map(|(at, _)| *at).min().unwrap_or(far);
+        let timer = self.timers.iter().map(|(at, _)| *at).min().unwrap_or(far);
         self.goaway_at
             .map_or(heartbeat, |g| g.min(heartbeat))
-            .min(retry)
+            .min(timer)
     }
 
     async fn on_timer(&mut self, conn: &mut Connection) -> Option<SessionEnd> {
@@ -331,13 +340,19 @@ impl Driver {
             }
             Tick::Wait => {}
         }
-        if self.retries.iter().any(|(at, _)| *at <= now) {
-            let (due, later) = std::mem::take(&mut self.retries)
+        if self.timers.iter().any(|(at, _)| *at <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
                 .into_iter()
                 .partition(|(at, _)| *at <= now);
-            self.retries = later;
-            self.fetch_queue
-                .extend(due.into_iter().map(|(_, conv): (Instant, String)| conv));
+            self.timers = later;
+            let mut steps = Vec::new();
+            for (_, step) in due {
+                match step {
+                    Later::Refetch(conv) => self.fetch_queue.push_back(conv),
+                    Later::StuckCheck(conv) => self.tracker.on_stuck_check(&conv, &mut steps),
+                }
+            }
+            self.apply(steps).await;
             if let Err(e) = self.pump_fetches(conn).await {
                 return Some(lost(e.to_string()));
             }
@@ -595,7 +610,14 @@ impl Driver {
             match step {
                 Step::Emit(msg) => self.emit(Event::Message(msg)).await,
                 Step::Fetch { conv, .. } => self.fetch_queue.push_back(conv),
-                Step::Retry { conv, delay } => self.retries.push((Instant::now() + delay, conv)),
+                Step::Retry { conv, delay } => {
+                    self.timers
+                        .push((Instant::now() + delay, Later::Refetch(conv)));
+                }
+                Step::CheckStuck { conv, delay } => {
+                    self.timers
+                        .push((Instant::now() + delay, Later::StuckCheck(conv)));
+                }
                 Step::Resynced { conv, count } => self.emit(Event::Resynced { conv, count }).await,
             }
         }
@@ -649,7 +671,7 @@ impl Driver {
         self.emit(Event::Disconnected { reason }).await;
         self.in_flight.connection_lost(self.cfg.reconnect);
         self.fetch_queue.clear();
-        self.retries.clear();
+        self.timers.clear();
         self.fetches_in_flight = 0;
         let mut steps = Vec::new();
         self.tracker

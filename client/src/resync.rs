@@ -65,6 +65,13 @@ pub(crate) enum Step {
         /// after the position at the time it is sent.
         after: u64,
     },
+    /// Call [`SeqTracker::on_stuck_check`] for `conv` after `delay`.
+    CheckStuck {
+        /// Conversation id.
+        conv: String,
+        /// How long to wait first.
+        delay: Duration,
+    },
     /// Fetch `conv`'s next page again after `delay`: the last attempt failed.
     Retry {
         /// Conversation id.
@@ -127,6 +134,8 @@ struct ConvState {
     /// Held when the floor was set: every seq up to it was emitted (or skipped)
     /// before the floor could matter.
     below_floor: BelowFloor,
+    /// A [`Step::CheckStuck`] is pending.
+    stuck_check: bool,
 }
 
 /// Seqs below the floor remembered per conversation: the messages on their way
@@ -158,6 +167,11 @@ impl BelowFloor {
 
 /// Own acked seqs remembered per conversation; beyond it gap repair takes over.
 const MAX_OWN: usize = 4096;
+
+/// How long an own ack may wait above a hole for the `msg`s before it before the
+/// hole is fetched from history. Under load those `msg`s trail the ack by up to
+/// seconds; fetching at once would read back, and send again, what is on its way.
+const STUCK_WAIT: Duration = Duration::from_secs(1);
 
 impl ConvState {
     fn position(&self) -> u64 {
@@ -283,35 +297,56 @@ impl SeqTracker {
 
     /// This client's own `send` was acked at `seq`. The sender gets no `msg` for its
     /// own message, so the position moves when the ack is the next seq. Another seq
-    /// is remembered: usually the `msg` before it is still on its way and fills the
-    /// hole. If an earlier own ack is still waiting on a hole when this one comes,
-    /// the hole is not a `msg` in flight (seqs skip when a conversation moves to
-    /// another node, or a fan-out was lost): history fills it. Returns whether the
-    /// position moved.
+    /// is remembered: usually the `msg` before it is still on its way (the node
+    /// answers a sender directly while other members' `msg`s go through their User
+    /// entities) and fills the hole. A hole still open [`STUCK_WAIT`] later is not
+    /// a `msg` in flight (seqs skip when a conversation moves to another node, or a
+    /// fan-out was lost): [`Step::CheckStuck`] asks for that look, and history fills
+    /// it. Returns whether the position moved.
     pub(crate) fn on_ack(&mut self, conv: &str, seq: u64, out: &mut Vec<Step>) -> bool {
         let st = self.convs.entry(conv.to_string()).or_default();
-        if seq == st.position() + 1 {
+        if seq == st.position() + 1 && st.fill.is_none() {
             st.held = seq;
             st.absorb_own();
             return true;
         }
-        if seq > st.position() && st.fill.is_none() {
-            let stuck = st.own.first().is_some_and(|&earlier| earlier < seq);
+        if seq > st.position() {
             if st.own.len() >= MAX_OWN {
                 st.own.clear();
             }
             st.own.insert(seq);
-            if stuck {
-                let after = st.position();
-                tracing::debug!(%conv, ack = seq, after, "own ack stuck: fill");
-                st.fill = Some(Fill::default());
-                out.push(Step::Fetch {
+            if st.fill.is_none() && !st.stuck_check {
+                st.stuck_check = true;
+                out.push(Step::CheckStuck {
                     conv: conv.to_string(),
-                    after,
+                    delay: STUCK_WAIT,
                 });
             }
         }
         false
+    }
+
+    /// [`STUCK_WAIT`] after an own ack stopped above a hole: if the hole is still
+    /// there, fetch it from history.
+    pub(crate) fn on_stuck_check(&mut self, conv: &str, out: &mut Vec<Step>) {
+        let Some(st) = self.convs.get_mut(conv) else {
+            return;
+        };
+        st.stuck_check = false;
+        if st.fill.is_some() {
+            return;
+        }
+        st.absorb_own();
+        if st.own.is_empty() {
+            return;
+        }
+        let after = st.position();
+        tracing::debug!(%conv, own = st.own.len(), after, "own ack stuck: fill");
+        st.fill = Some(Fill::default());
+        out.push(Step::Fetch {
+            conv: conv.to_string(),
+            after,
+        });
     }
 
     /// A resync learnt that `conv` has messages up to `last_seq`.
@@ -445,6 +480,14 @@ impl SeqTracker {
         );
         if let Some(trigger) = fill.trigger {
             st.held = st.held.max(trigger.saturating_sub(1));
+        }
+        st.absorb_own();
+        if !st.own.is_empty() && !st.stuck_check {
+            st.stuck_check = true;
+            out.push(Step::CheckStuck {
+                conv: conv.to_string(),
+                delay: STUCK_WAIT,
+            });
         }
         if fill.announce && completed {
             out.push(Step::Resynced {
@@ -630,13 +673,24 @@ mod tests {
     }
 
     #[test]
-    fn an_own_ack_stuck_behind_a_hole_fetches_history() {
+    fn an_own_ack_stuck_behind_a_hole_fetches_history_after_a_while() {
         let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 22)]));
         // The conversation moved to another node: its seqs continue at 1001.
         let mut out = Vec::new();
         assert!(!t.on_ack(C, 1001, &mut out));
-        assert!(out.is_empty(), "one ack ahead may be a msg overtaken");
+        assert_eq!(
+            out,
+            [Step::CheckStuck {
+                conv: C.into(),
+                delay: STUCK_WAIT
+            }],
+            "one ack ahead may be a msg overtaken: look again later"
+        );
+        let mut out = Vec::new();
         assert!(!t.on_ack(C, 1002, &mut out));
+        assert!(out.is_empty(), "one look is pending already");
+        let mut out = Vec::new();
+        t.on_stuck_check(C, &mut out);
         assert_eq!(
             out,
             [Step::Fetch {
@@ -653,6 +707,19 @@ mod tests {
         );
         assert_eq!(emitted(&out), [23, 1001, 1002]);
         assert_eq!(t.position(C), 1002);
+    }
+
+    #[test]
+    fn a_hole_filled_by_its_msg_before_the_look_fetches_nothing() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
+        let mut out = Vec::new();
+        t.on_ack(C, 6, &mut out);
+        t.on_ack(C, 7, &mut out);
+        assert_eq!(emitted(&feed(&mut t, C, &[5])), [5]);
+        assert_eq!(t.position(C), 7, "the own acks follow the msg");
+        let mut out = Vec::new();
+        t.on_stuck_check(C, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
@@ -848,6 +915,8 @@ mod tests {
             },
             /// The first connect's conversation list, answered late under load.
             Baseline(u64),
+            /// A `CheckStuck` step's wait is over.
+            Stuck,
         }
         struct Rng(u64);
         impl Rng {
@@ -893,12 +962,19 @@ mod tests {
             let mut now = 0u64;
             let mut steps = Vec::new();
             loop {
+                let mut checks = 0;
                 for step in steps.drain(..) {
                     match step {
                         Step::Emit(m) => emitted.push(m.seq),
                         Step::Fetch { .. } => fetch_queue += 1,
+                        Step::CheckStuck { .. } => checks += 1,
                         Step::Retry { .. } | Step::Resynced { .. } => {}
                     }
+                }
+                for _ in 0..checks {
+                    // Any wait: the check must be right however late or early it runs.
+                    let at = now + rng.below(60_000);
+                    push(&mut queue, at, Ev::Stuck);
                 }
                 while in_flight < 4 && fetch_queue > 0 {
                     fetch_queue -= 1;
@@ -919,6 +995,7 @@ mod tests {
                     }
                     Ev::Msg(seq) => t.on_msg(msg(C, seq), &mut steps),
                     Ev::Baseline(last) => t.set_floor(C, last),
+                    Ev::Stuck => t.on_stuck_check(C, &mut steps),
                     Ev::Page { after, upto } => {
                         in_flight -= 1;
                         let last = upto.min(after + u64::from(PAGE_LIMIT));

@@ -198,6 +198,46 @@ async fn a_failing_gap_fetch_is_retried_until_history_answers() {
 }
 
 #[tokio::test]
+async fn an_own_ack_left_above_a_hole_fetches_the_hole_a_second_later() {
+    let peer = Peer::bind(Transport::Tcp).await;
+    let (client, node) = tokio::join!(
+        Client::connect(peer.config("alice")),
+        peer.accept_hello("alice", "s1")
+    );
+    let (client, mut events) = client.expect("connect");
+    let mut node = node;
+    node.answer_conversations(vec![]).await;
+    node.send(&ServerFrame::Msg(msg(DM, 1))).await;
+    assert_eq!(next_message(&mut events).await.seq, 1);
+    let sending = tokio::spawn({
+        let c = client.clone();
+        async move { c.send_with_id("m-3", DM, "hi").await }
+    });
+    assert!(matches!(node.recv_no_ping().await, Some(ClientFrame::Send { id, .. }) if id == "m-3"));
+    // Seq 2 went to another owner and its msg never comes: the ack stays above a
+    // hole, and only history can fill it.
+    let asked = std::time::Instant::now();
+    node.send(&ServerFrame::Ack {
+        id: "m-3".into(),
+        conv: DM.into(),
+        seq: 3,
+        ts_ms: 1,
+    })
+    .await;
+    step("send", sending).await.expect("task").expect("acked");
+    answer_history(&mut node, DM, 1, &[2, 3], false).await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "the msg before an ack gets its time to arrive"
+    );
+    assert_eq!(next_message(&mut events).await.seq, 2);
+    // The own message from the page is emitted too (the app sees its echo).
+    assert_eq!(next_message(&mut events).await.seq, 3);
+    assert_eq!(client.positions(), HashMap::from([(DM.to_string(), 3)]));
+    client.close().await;
+}
+
+#[tokio::test]
 async fn a_reconnect_resyncs_every_conversation_past_its_held_seq() {
     let peer = Peer::bind(Transport::WsBinary).await;
     let (client, node) = tokio::join!(
