@@ -133,6 +133,7 @@ impl EmbeddedStore {
             rx,
             options,
             counters: Arc::clone(&counters),
+            tops: writer::ConvTops::default(),
         };
         let handle = std::thread::Builder::new()
             .name("chorus-store-writer".into())

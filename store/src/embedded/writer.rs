@@ -139,6 +139,38 @@ pub(super) struct Writer {
     pub(super) rx: Receiver<Request>,
     pub(super) options: EmbeddedOptions,
     pub(super) counters: Arc<Counters>,
+    /// What the writer itself stored as conversations' highest seqs.
+    pub(super) tops: ConvTops,
+}
+
+/// The highest seq stored per conversation, as the writer thread last committed
+/// it. Every append raises its conversation's top, and reading it back from the
+/// store is a memtable search among the many versions of one key, a tenth of the
+/// writer's time at 5,000 msgs/s. The writer is the only one writing it, so what
+/// it committed is what the store holds.
+#[derive(Debug, Default)]
+pub(super) struct ConvTops(HashMap<Vec<u8>, u64>);
+
+/// Conversations [`ConvTops`] remembers before it starts afresh.
+const MAX_CONV_TOPS: usize = 100_000;
+
+impl ConvTops {
+    fn get(&self, conv: &[u8]) -> Option<u64> {
+        self.0.get(conv).copied()
+    }
+
+    /// A group with these top writes was committed.
+    fn committed(&mut self, written: Vec<(Vec<u8>, u64)>) {
+        if self.0.len() + written.len() > MAX_CONV_TOPS {
+            self.0.clear();
+        }
+        self.0.extend(written);
+    }
+
+    /// A group failed: what it staged may or may not be on disk.
+    fn forget(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Delivers a staged request's outcome once its group's commit has settled.
@@ -151,7 +183,7 @@ const SWEEP_BACKLOG_DELAY: Duration = Duration::from_secs(1);
 impl Writer {
     /// Serves requests until every sender is gone, then makes the last writes
     /// durable. The returned error is what `close` reports.
-    pub(super) fn run(self) -> StoreResult<()> {
+    pub(super) fn run(mut self) -> StoreResult<()> {
         // The first sweep runs as soon as the thread starts: entries that expired
         // while the node was down are cleared at open.
         let mut next_sweep = Instant::now();
@@ -182,8 +214,8 @@ impl Writer {
     }
 
     /// Stages, commits and answers one group of requests.
-    fn commit_group(&self, group: Vec<Request>) {
-        let mut staging = Staging::new(&self.spaces);
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let mut staging = Staging::new(&self.spaces, &self.tops);
         let mut done: Vec<Completion> = Vec::with_capacity(group.len());
         let mut flush = false;
         let limit = self.options.dedup_sweep_limit;
@@ -240,7 +272,12 @@ impl Writer {
         } else {
             PersistMode::Buffer
         };
+        let tops = staging.tops_written();
         let mut outcome = self.commit(staging, mode);
+        match outcome {
+            Ok(_) => self.tops.committed(tops),
+            Err(_) => self.tops.forget(),
+        }
         let batch_synced = matches!(outcome, Ok(true)) && self.options.sync;
         if flush && !batch_synced && outcome.is_ok() {
             outcome = self
@@ -304,7 +341,7 @@ impl Writer {
     /// the next run.
     fn periodic_sweep(&self) -> Duration {
         let limit = self.options.dedup_sweep_limit;
-        let mut staging = Staging::new(&self.spaces);
+        let mut staging = Staging::new(&self.spaces, &self.tops);
         let swept = stage_sweep(&mut staging, now_ms(), limit);
         // Losing a sweep's deletes in a crash only means sweeping them again, so
         // this group does not pay for an fsync of its own.
@@ -345,6 +382,8 @@ type Layer = HashMap<Space, HashMap<Vec<u8>, Option<Vec<u8>>>>;
 /// fails has its own writes discarded and does not disturb the others.
 struct Staging<'a> {
     spaces: &'a Spaces,
+    /// Conversation tops already known, read before the disk.
+    tops: &'a ConvTops,
     /// Writes of requests already staged successfully.
     group: Layer,
     /// Writes of the request being staged.
@@ -352,9 +391,10 @@ struct Staging<'a> {
 }
 
 impl<'a> Staging<'a> {
-    fn new(spaces: &'a Spaces) -> Self {
+    fn new(spaces: &'a Spaces, tops: &'a ConvTops) -> Self {
         Self {
             spaces,
+            tops,
             group: Layer::new(),
             op: Layer::new(),
         }
@@ -399,10 +439,35 @@ impl<'a> Staging<'a> {
     }
 
     fn get_u64(&self, space: Space, key: &[u8], what: &'static str) -> StoreResult<u64> {
+        if space == Space::ConvMeta && !self.staged(space, key) {
+            if let Some(top) = self.tops.get(key) {
+                return Ok(top);
+            }
+        }
         match self.get(space, key)? {
             Some(value) => record::decode_u64(&value, what),
             None => Ok(0),
         }
+    }
+
+    fn staged(&self, space: Space, key: &[u8]) -> bool {
+        [&self.op, &self.group]
+            .iter()
+            .any(|layer| layer.get(&space).is_some_and(|w| w.contains_key(key)))
+    }
+
+    /// The conversation tops this group writes, for [`ConvTops`] once committed.
+    fn tops_written(&self) -> Vec<(Vec<u8>, u64)> {
+        let Some(writes) = self.group.get(&Space::ConvMeta) else {
+            return Vec::new();
+        };
+        writes
+            .iter()
+            .filter_map(|(conv, value)| {
+                let top = record::decode_u64(value.as_deref()?, "conversation meta").ok()?;
+                Some((conv.clone(), top))
+            })
+            .collect()
     }
 
     fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
