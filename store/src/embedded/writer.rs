@@ -439,10 +439,11 @@ impl<'a> Staging<'a> {
     }
 
     fn get_u64(&self, space: Space, key: &[u8], what: &'static str) -> StoreResult<u64> {
-        if space == Space::ConvMeta && !self.staged(space, key) {
-            if let Some(top) = self.tops.get(key) {
-                return Ok(top);
-            }
+        if space == Space::ConvMeta
+            && !self.staged(space, key)
+            && let Some(top) = self.tops.get(key)
+        {
+            return Ok(top);
         }
         match self.get(space, key)? {
             Some(value) => record::decode_u64(&value, what),
