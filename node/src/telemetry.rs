@@ -73,6 +73,8 @@ const ACK_LATENCY_BUCKETS: [f64; 14] = [
 /// The embedded store's group-commit time (recorded by the store crate), in the
 /// same buckets as acks: a commit is most of an ack.
 const STORE_COMMIT_SECONDS: &str = "chorus_store_commit_seconds";
+/// How long a request waited for the embedded store's writer thread.
+const STORE_QUEUE_SECONDS: &str = "chorus_store_queue_seconds";
 
 /// How often histogram samples are folded into their buckets when nobody scrapes,
 /// so that memory stays bounded.
@@ -145,6 +147,12 @@ fn install_recorder() -> PrometheusHandle {
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full(STORE_COMMIT_SECONDS.to_string()),
+                &ACK_LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(STORE_QUEUE_SECONDS.to_string()),
                 &ACK_LATENCY_BUCKETS,
             )
         })
@@ -232,7 +240,7 @@ fn describe_metrics() {
     describe_histogram!(
         ACK_LATENCY_SECONDS,
         Unit::Seconds,
-        "Time from a send being decoded to its ack being queued."
+        "Time from a send accepted by its conversation (seq given) to its ack being queued."
     );
     describe_gauge!(
         PROCESS_RESIDENT_MEMORY_BYTES,

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fjall::Database;
@@ -101,7 +101,7 @@ pub struct CommitStats {
 pub struct EmbeddedStore {
     /// The writer's queue. `None` once closed; dropping it is what tells the
     /// writer to finish.
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<(Instant, Request)>>,
     /// Joined on close/drop so the directory is unlocked when the store is gone.
     writer: Option<JoinHandle<StoreResult<()>>>,
     /// Keyspace handles for reads.
@@ -183,7 +183,8 @@ impl EmbeddedStore {
     async fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> StoreResult<T> {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        tx.send(request(reply)).map_err(|_| StoreError::Closed)?;
+        tx.send((Instant::now(), request(reply)))
+            .map_err(|_| StoreError::Closed)?;
         // A dropped reply means the writer thread is gone.
         answer.await.map_err(|_| StoreError::Closed)?
     }

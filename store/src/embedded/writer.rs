@@ -136,7 +136,8 @@ pub(super) struct Counters {
 pub(super) struct Writer {
     pub(super) db: Database,
     pub(super) spaces: Arc<Spaces>,
-    pub(super) rx: Receiver<Request>,
+    /// Requests, each with when it was queued.
+    pub(super) rx: Receiver<(Instant, Request)>,
     pub(super) options: EmbeddedOptions,
     pub(super) counters: Arc<Counters>,
     /// What the writer itself stored as conversations' highest seqs.
@@ -214,12 +215,14 @@ impl Writer {
     }
 
     /// Stages, commits and answers one group of requests.
-    fn commit_group(&mut self, group: Vec<Request>) {
+    fn commit_group(&mut self, group: Vec<(Instant, Request)>) {
         let mut staging = Staging::new(&self.spaces, &self.tops);
         let mut done: Vec<Completion> = Vec::with_capacity(group.len());
         let mut flush = false;
         let limit = self.options.dedup_sweep_limit;
-        for req in group {
+        for (queued, req) in group {
+            metrics::histogram!("chorus_store_queue_seconds")
+                .record(queued.elapsed().as_secs_f64());
             match req {
                 Request::Append { batch, reply } => {
                     staging.apply(reply, &mut done, |s| stage_append(s, &batch));
