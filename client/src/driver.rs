@@ -567,9 +567,11 @@ impl Driver {
                         self.tracker.on_page(&conv, messages, more, &mut steps);
                     }
                     ServerFrame::Error { code, message, .. } => {
-                        let lasting = matches!(
+                        // Only these pass by waiting; retrying anything else
+                        // would freeze the conversation for the connection's life.
+                        let lasting = !matches!(
                             code,
-                            ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::Invalid
+                            ErrorCode::Internal | ErrorCode::Overloaded | ErrorCode::RateLimited
                         );
                         tracing::warn!(%conv, code = code.as_str(), %message, lasting, "history fetch failed");
                         self.tracker.on_fetch_failed(&conv, lasting, &mut steps);

@@ -22,8 +22,9 @@
 //! 5. **Failed fetch.** A fetch answered with a passing error (`internal` while a
 //!    conversation moves between nodes, `overloaded`, ...) is retried after a growing
 //!    delay for as long as the connection lasts: giving up would skip whatever
-//!    history had not yet returned. Only a refusal that lasts (`forbidden`,
-//!    `not_found`, ...: the client lost access) ends the fill with what it buffered.
+//!    history had not yet returned. Any other refusal (`forbidden` or `not_found`
+//!    when the client lost access to the conversation, `invalid`, ...) will not
+//!    pass by retrying, and ends the fill with what it buffered.
 //!
 //! A resync (after a re-connect, or a first connect with saved positions) is a fill
 //! without a triggering message, started for every conversation whose `last_seq` is
@@ -342,7 +343,13 @@ impl SeqTracker {
         }
         let after = st.position();
         tracing::debug!(%conv, own = st.own.len(), after, "own ack stuck: fill");
-        st.fill = Some(Fill::default());
+        // Like a gap's triggering `msg`, the highest own ack is stored for sure:
+        // history is the authority on what lies below it, and a fill that ends
+        // refused does not leave the acks waiting (and looking again) forever.
+        st.fill = Some(Fill {
+            trigger: st.own.last().copied(),
+            ..Fill::default()
+        });
         out.push(Step::Fetch {
             conv: conv.to_string(),
             after,
@@ -426,8 +433,9 @@ impl SeqTracker {
 
     /// A fetch for `conv` failed (an `error` for its `ref`). A passing failure is
     /// retried after a growing delay, however often it fails: the fill only ends
-    /// with what history returned. A `lasting` refusal (the client lost access to
-    /// the conversation) ends the fill with what it buffered.
+    /// with what history returned. A `lasting` refusal (retrying will not help: the
+    /// client lost access to the conversation, say) ends the fill with what it
+    /// buffered.
     pub(crate) fn on_fetch_failed(&mut self, conv: &str, lasting: bool, out: &mut Vec<Step>) {
         let Some(fill) = self.convs.get_mut(conv).and_then(|st| st.fill.as_mut()) else {
             return;
@@ -447,21 +455,36 @@ impl SeqTracker {
     /// follows (`resync_follows`), fills are dropped with their buffers: everything
     /// buffered is stored and the resync fetches it. Otherwise each fill ends as if
     /// it had failed, delivering what it buffered.
+    ///
+    /// Pending [`Step::CheckStuck`] waits die with the connection's timers; every
+    /// conversation with own acks still above a hole asks for a new one.
     pub(crate) fn on_disconnect(&mut self, resync_follows: bool, out: &mut Vec<Step>) {
+        for st in self.convs.values_mut() {
+            st.stuck_check = false;
+        }
         if resync_follows {
             for st in self.convs.values_mut() {
                 st.fill = None;
             }
-            return;
+        } else {
+            let filling: Vec<String> = self
+                .convs
+                .iter()
+                .filter(|(_, s)| s.fill.is_some())
+                .map(|(c, _)| c.clone())
+                .collect();
+            for conv in filling {
+                self.finish(&conv, false, out);
+            }
         }
-        let filling: Vec<String> = self
-            .convs
-            .iter()
-            .filter(|(_, s)| s.fill.is_some())
-            .map(|(c, _)| c.clone())
-            .collect();
-        for conv in filling {
-            self.finish(&conv, false, out);
+        for (conv, st) in &mut self.convs {
+            if st.fill.is_none() && !st.own.is_empty() && !st.stuck_check {
+                st.stuck_check = true;
+                out.push(Step::CheckStuck {
+                    conv: conv.clone(),
+                    delay: STUCK_WAIT,
+                });
+            }
         }
     }
 
@@ -720,6 +743,70 @@ mod tests {
         let mut out = Vec::new();
         t.on_stuck_check(C, &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_lost_connection_asks_again_for_the_look_at_a_stuck_ack() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
+        let mut out = Vec::new();
+        t.on_ack(C, 6, &mut out);
+        assert_eq!(out.len(), 1, "a look is asked for");
+        // The connection goes, and with it the driver's timers.
+        for resync in [true, false] {
+            let mut out = Vec::new();
+            t.on_disconnect(resync, &mut out);
+            assert_eq!(
+                out,
+                [Step::CheckStuck {
+                    conv: C.into(),
+                    delay: STUCK_WAIT
+                }],
+                "resync {resync}"
+            );
+        }
+        let mut out = Vec::new();
+        t.on_stuck_check(C, &mut out);
+        assert_eq!(
+            out,
+            [Step::Fetch {
+                conv: C.into(),
+                after: 4
+            }]
+        );
+    }
+
+    #[test]
+    fn a_refused_stuck_fill_moves_past_the_own_acks_and_stops_looking() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
+        let mut out = Vec::new();
+        t.on_ack(C, 6, &mut out);
+        t.on_ack(C, 8, &mut out);
+        let mut out = Vec::new();
+        t.on_stuck_check(C, &mut out);
+        assert!(matches!(out.as_slice(), [Step::Fetch { .. }]));
+        let mut out = Vec::new();
+        t.on_fetch_failed(C, true, &mut out);
+        assert!(out.is_empty(), "no new look: {out:?}");
+        assert_eq!(t.position(C), 8);
+    }
+
+    #[test]
+    fn an_own_ack_next_in_line_during_a_fill_is_kept_for_after_it() {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 1)]));
+        feed(&mut t, C, &[4]);
+        // The fill for 2..3 runs; this client's own message 5 is acked meanwhile.
+        let mut out = Vec::new();
+        assert!(!t.on_ack(C, 5, &mut out));
+        assert!(out.is_empty(), "no look while a fill runs: {out:?}");
+        let mut out = Vec::new();
+        t.on_page(C, vec![msg(C, 2), msg(C, 3), msg(C, 4)], false, &mut out);
+        assert_eq!(emitted(&out), [2, 3, 4]);
+        assert_eq!(t.position(C), 5, "the ack follows the fill");
+        assert_eq!(
+            emitted(&feed(&mut t, C, &[5, 6])),
+            [6],
+            "5 is this client's own"
+        );
     }
 
     #[test]
