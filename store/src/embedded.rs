@@ -62,7 +62,8 @@ pub struct EmbeddedOptions {
     pub dedup_sweep_limit: usize,
     /// The size at which a keyspace's memtable is sealed and flushed to disk
     /// (default 64 MiB, fjall's own). Each of the store's keyspaces has one, so
-    /// this bounds the write buffers' share of the node's memory.
+    /// this bounds the write buffers' share of the node's memory. fjall keeps the
+    /// value a keyspace was created with: it applies to a new data directory only.
     pub memtable_bytes: u64,
 }
 

@@ -6,8 +6,7 @@
 //! `part ‖ 0x00` never strays into a longer id sharing that prefix. Integers are
 //! big-endian so that byte order is numeric order and range scans come out sorted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Snapshot};
 
@@ -45,8 +44,9 @@ pub(super) enum Space {
 pub(super) struct Spaces {
     /// For snapshots: a read sees whole group commits or nothing of them.
     db: Database,
-    /// Group commits started plus group commits finished: odd while one runs.
-    commits: Arc<AtomicU64>,
+    /// The snapshot multi-key reads use: opened by the writer after its last
+    /// commit, so it holds whole group commits only (see [`Spaces::snapshot`]).
+    published: Arc<RwLock<Arc<Snapshot>>>,
     messages: Keyspace,
     conv_meta: Keyspace,
     user_convs: Keyspace,
@@ -56,15 +56,6 @@ pub(super) struct Spaces {
     dedup_by_time: Keyspace,
     seq_alloc: Keyspace,
     room_settings: Keyspace,
-}
-
-/// A group commit in progress; see [`Spaces::snapshot`].
-pub(super) struct CommitGuard<'a>(&'a AtomicU64);
-
-impl Drop for CommitGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 impl Spaces {
@@ -77,7 +68,7 @@ impl Spaces {
         };
         Ok(Self {
             db: db.clone(),
-            commits: Arc::new(AtomicU64::new(0)),
+            published: Arc::new(RwLock::new(Arc::new(db.snapshot()))),
             messages: open("messages")?,
             conv_meta: open("conv_meta")?,
             user_convs: open("user_convs")?,
@@ -95,48 +86,40 @@ impl Spaces {
     ///
     /// A keyspace read outside a snapshot sees the latest version of each key,
     /// including the keys of a group commit the writer is applying at that moment.
-    /// A plain fjall snapshot is not enough either: fjall publishes a batch to new
-    /// snapshots once it is applied, but a memtable flush or compaction that
-    /// finishes meanwhile on one of fjall's threads raises the visible seqno too,
-    /// past the batch still being applied. Either way a history page could hold a
-    /// later message of a conversation without an earlier one, and the SDK, which
-    /// trusts a page as complete, would skip the missing ones.
+    /// A snapshot opened at any moment is not enough either: fjall publishes a
+    /// batch to new snapshots once it is applied, but a memtable flush or
+    /// compaction that finishes meanwhile on one of fjall's threads raises the
+    /// visible seqno too, past the batch still being applied. Either way a history
+    /// page could hold a later message of a conversation without an earlier one,
+    /// and the SDK, which trusts a page as complete, would skip the missing ones.
     ///
-    /// So every group commit is bracketed by [`Spaces::commit_guard`] (a seqlock
-    /// with one writer), and a snapshot counts only if no commit ran at any moment
-    /// while it was opened. Blocks for as long as a commit runs: call it on the
-    /// blocking pool.
-    pub(super) fn snapshot(&self) -> Snapshot {
-        let mut spins = 0u32;
-        loop {
-            let before = self.commits.load(Ordering::SeqCst);
-            if before.is_multiple_of(2) {
-                let snapshot = self.db.snapshot();
-                if self.commits.load(Ordering::SeqCst) == before {
-                    return snapshot;
-                }
-            }
-            // A commit is being applied: a few hundred microseconds, or an fsync.
-            spins += 1;
-            if spins < 16 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            }
-        }
+    /// So the writer, the only one who writes, opens a snapshot after each commit
+    /// and before answering it ([`Spaces::publish`]), and reads use the latest. A
+    /// read never waits for a commit, and a read after an ack sees what was acked.
+    pub(super) fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
-    /// A view for a lookup of one key: each key's latest version is either
-    /// absent or whole and durable (fjall applies a batch after its journal is
-    /// written), so a point read need not wait for a commit to finish.
+    /// Makes everything committed so far visible to [`Spaces::snapshot`]. Called
+    /// by the writer thread only, between its commits.
+    pub(super) fn publish(&self) {
+        let latest = Arc::new(self.db.snapshot());
+        *self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = latest;
+    }
+
+    /// A view for a lookup of one key: each key's latest version is whole (fjall
+    /// applies a batch after writing its journal, and fsyncs it first when the
+    /// store runs with `sync`), so a point read can take the newest state.
     pub(super) fn point_snapshot(&self) -> Snapshot {
         self.db.snapshot()
-    }
-
-    /// Marks a group commit as running until the guard is dropped.
-    pub(super) fn commit_guard(&self) -> CommitGuard<'_> {
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        CommitGuard(&self.commits)
     }
 
     /// The keyspace holding one kind of record.

@@ -261,7 +261,9 @@ async fn history_pages_never_show_part_of_a_group_commit() -> Result<(), Box<dyn
 /// threads also raises the visible seqno, past a batch still being applied: a
 /// snapshot taken at that moment holds part of a group commit. With tiny memtables
 /// flushes run all the time; a page must still never show a message without the
-/// conversation's earlier ones.
+/// conversation's earlier ones. (The writer stages a group in a hash map, so a
+/// batch's keys are applied in no particular order and a partial batch shows as a
+/// hole, not only as a shorter page.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_stay_whole_while_memtables_flush() -> Result<(), Box<dyn std::error::Error>>
 {

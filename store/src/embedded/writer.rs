@@ -160,12 +160,17 @@ impl ConvTops {
         self.0.get(conv).copied()
     }
 
-    /// A group with these top writes was committed.
-    fn committed(&mut self, written: Vec<(Vec<u8>, u64)>) {
+    /// A group with these top writes (`None`: deleted) was committed.
+    fn committed(&mut self, written: Vec<(Vec<u8>, Option<u64>)>) {
         if self.0.len() + written.len() > MAX_CONV_TOPS {
             self.0.clear();
         }
-        self.0.extend(written);
+        for (conv, top) in written {
+            match top {
+                Some(top) => self.0.insert(conv, top),
+                None => self.0.remove(&conv),
+            };
+        }
     }
 
     /// A group failed: what it staged may or may not be on disk.
@@ -324,11 +329,10 @@ impl Writer {
             return Ok(false);
         }
         let started = Instant::now();
-        {
-            let _running = self.spaces.commit_guard();
-            batch.commit().map_err(backend)?;
-        }
+        batch.commit().map_err(backend)?;
         metrics::histogram!("chorus_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        // Before anyone is answered: a read after an ack sees what was acked.
+        self.spaces.publish();
         if mode == PersistMode::SyncAll {
             self.count_fsync();
         }
@@ -460,16 +464,19 @@ impl<'a> Staging<'a> {
             .any(|layer| layer.get(&space).is_some_and(|w| w.contains_key(key)))
     }
 
-    /// The conversation tops this group writes, for [`ConvTops`] once committed.
-    fn tops_written(&self) -> Vec<(Vec<u8>, u64)> {
+    /// The conversation tops this group writes or deletes, for [`ConvTops`] once
+    /// committed. A value that does not decode is left to the store to read back.
+    fn tops_written(&self) -> Vec<(Vec<u8>, Option<u64>)> {
         let Some(writes) = self.group.get(&Space::ConvMeta) else {
             return Vec::new();
         };
         writes
             .iter()
-            .filter_map(|(conv, value)| {
-                let top = record::decode_u64(value.as_deref()?, "conversation meta").ok()?;
-                Some((conv.clone(), top))
+            .map(|(conv, value)| {
+                let top = value
+                    .as_deref()
+                    .and_then(|v| record::decode_u64(v, "conversation meta").ok());
+                (conv.clone(), top)
             })
             .collect()
     }
