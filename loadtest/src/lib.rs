@@ -45,6 +45,7 @@ pub mod live;
 pub mod memory;
 mod node_http;
 pub mod plot;
+pub mod probe;
 mod progress;
 mod raw;
 mod relay;

@@ -11,6 +11,7 @@ use chorus_client::Transport;
 use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
 use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
+use chorus_loadtest::probe;
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
 use chorus_loadtest::target::resolve_loopback;
 use chorus_loadtest::token::Tokens;
@@ -153,6 +154,17 @@ enum Scenario {
         #[arg(long, default_value_t = 30.0)]
         settle_timeout: f64,
     },
+    /// No node needed: time fixed CPU work on every core and report the seconds in
+    /// which the machine itself stalled (a floor under any latency tail measured
+    /// on it).
+    Probe {
+        /// Threads working at once; 0: one per core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Seconds to probe.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+    },
     /// Viewers watch live rooms while senders send danmaku at a rate and in bursts;
     /// send→visible latency, deliveries per second, and a per-viewer check that
     /// accepted = delivered + Σ dropped with every paid/system item delivered.
@@ -248,6 +260,21 @@ fn main() -> ExitCode {
 /// Runs the scenario and writes its outputs; `Ok(passed)`.
 async fn run(cli: Cli) -> Result<bool, LoadError> {
     let common = &cli.common;
+    if let Scenario::Probe { threads, duration } = cli.scenario {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let cfg = probe::ProbeConfig {
+            threads,
+            duration: seconds(duration, "duration")?,
+        };
+        let report = tokio::task::spawn_blocking(move || probe::run(&cfg))
+            .await
+            .map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+        write_report(common, &report)?;
+        return Ok(true);
+    }
     let target = target(common)?;
     let progress = !common.quiet;
     match cli.scenario {
@@ -389,6 +416,7 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
             output(common, &report, &report.plot)?;
             Ok(report.passed)
         }
+        Scenario::Probe { .. } => Ok(true),
     }
 }
 
@@ -417,14 +445,20 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, LoadError> {
 
 /// Writes the report (pretty JSON) and, when asked, the plot.
 fn output(common: &Common, report: &impl Serialize, plot: &Plot) -> Result<(), LoadError> {
+    write_report(common, report)?;
+    if let Some(path) = &common.svg {
+        plot.write_svg(path)?;
+    }
+    Ok(())
+}
+
+/// Writes the report as pretty JSON to `--report` or stdout.
+fn write_report(common: &Common, report: &impl Serialize) -> Result<(), LoadError> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
     match &common.report {
         Some(path) => std::fs::write(path, json + "\n")?,
         None => println!("{json}"),
-    }
-    if let Some(path) = &common.svg {
-        plot.write_svg(path)?;
     }
     Ok(())
 }
