@@ -19,7 +19,7 @@ use serde::Serialize;
 /// A chunk slower than this many medians counts as stalled.
 pub const SLOW_FACTOR: f64 = 5.0;
 
-/// Multiply-add steps per chunk: ~30 µs on a 2020s server core.
+/// Multiply-add steps per chunk: tens of microseconds on a 2020s server core.
 const CHUNK_STEPS: u32 = 20_000;
 
 /// What to probe.
@@ -131,12 +131,13 @@ fn time_chunks(duration: Duration) -> Vec<Chunk> {
             break;
         }
         for _ in 0..CHUNK_STEPS {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            // `black_box` keeps each step a step: without it the compiler folds
+            // the chain and a chunk shrinks to a few microseconds.
+            x = std::hint::black_box(
+                x.wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407),
+            );
         }
-        // Keeps the loop from being folded away.
-        std::hint::black_box(x);
         chunks.push(Chunk {
             at,
             took: began.elapsed(),
