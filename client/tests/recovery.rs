@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chorus_client::{Client, ClientError, ErrorCode, Event, Transport};
+use chorus_client::{Client, ClientError, ErrorCode, Event, Events, Transport};
 use chorus_wire::{ClientFrame, ConversationItem, ServerFrame};
 use support::{Peer, PeerConn, msg, next_event, next_message, step};
 
@@ -40,16 +40,24 @@ async fn answer_history(node: &mut PeerConn, conv: &str, after: u64, seqs: &[u64
     }
 }
 
-#[tokio::test]
-async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
-    let peer = Peer::bind(Transport::Tcp).await;
+/// Alice connected to a scripted node that answered her first conversation list
+/// with none: the node's listener (keep it alive), the client, its events and the
+/// node's end of the connection.
+async fn alice_connected(transport: Transport) -> (Peer, Client, Events, PeerConn) {
+    let peer = Peer::bind(transport).await;
     let (client, node) = tokio::join!(
         Client::connect(peer.config("alice")),
         peer.accept_hello("alice", "s1")
     );
-    let (client, mut events) = client.expect("connect");
+    let (client, events) = client.expect("connect");
     let mut node = node;
     node.answer_conversations(vec![]).await;
+    (peer, client, events, node)
+}
+
+#[tokio::test]
+async fn a_send_cut_off_by_a_dropped_connection_is_resent_with_the_same_id() {
+    let (peer, client, mut events, mut node) = alice_connected(Transport::Tcp).await;
     let sending = tokio::spawn({
         let c = client.clone();
         async move { c.send_with_id("m-7", "group:g", "hello").await }
@@ -130,14 +138,7 @@ async fn without_reconnect_a_lost_connection_fails_the_send_and_ends_the_events(
 
 #[tokio::test]
 async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
-    let peer = Peer::bind(Transport::WsJson).await;
-    let (client, node) = tokio::join!(
-        Client::connect(peer.config("alice")),
-        peer.accept_hello("alice", "s1")
-    );
-    let (client, mut events) = client.expect("connect");
-    let mut node = node;
-    node.answer_conversations(vec![]).await;
+    let (_peer, client, mut events, mut node) = alice_connected(Transport::WsJson).await;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
     node.send(&ServerFrame::Msg(msg(DM, 4))).await;
     assert_eq!(next_message(&mut events).await.seq, 1);
@@ -160,14 +161,7 @@ async fn a_seq_gap_is_fetched_from_history_and_duplicates_are_dropped() {
 
 #[tokio::test]
 async fn a_failing_gap_fetch_is_retried_until_history_answers() {
-    let peer = Peer::bind(Transport::Tcp).await;
-    let (client, node) = tokio::join!(
-        Client::connect(peer.config("alice")),
-        peer.accept_hello("alice", "s1")
-    );
-    let (client, mut events) = client.expect("connect");
-    let mut node = node;
-    node.answer_conversations(vec![]).await;
+    let (_peer, client, mut events, mut node) = alice_connected(Transport::Tcp).await;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
     node.send(&ServerFrame::Msg(msg(DM, 4))).await;
     assert_eq!(next_message(&mut events).await.seq, 1);
@@ -199,14 +193,7 @@ async fn a_failing_gap_fetch_is_retried_until_history_answers() {
 
 #[tokio::test]
 async fn an_own_ack_left_above_a_hole_fetches_the_hole_a_second_later() {
-    let peer = Peer::bind(Transport::Tcp).await;
-    let (client, node) = tokio::join!(
-        Client::connect(peer.config("alice")),
-        peer.accept_hello("alice", "s1")
-    );
-    let (client, mut events) = client.expect("connect");
-    let mut node = node;
-    node.answer_conversations(vec![]).await;
+    let (_peer, client, mut events, mut node) = alice_connected(Transport::Tcp).await;
     node.send(&ServerFrame::Msg(msg(DM, 1))).await;
     assert_eq!(next_message(&mut events).await.seq, 1);
     let sending = tokio::spawn({

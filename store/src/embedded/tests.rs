@@ -170,6 +170,25 @@ async fn corrupt_values_on_disk_are_reported() -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
+/// Batch `b` of conversation `dm:a{c}:b`: seqs `b * per_batch + 1 ..= (b + 1) *
+/// per_batch`, each with a body of `body_len` bytes.
+fn nth_batch(c: u64, b: u64, per_batch: u64, body_len: usize) -> crate::AppendBatch {
+    let messages = (1..=per_batch)
+        .map(|i| Message {
+            conv: format!("dm:a{c}:b"),
+            seq: b * per_batch + i,
+            id: format!("m{b}-{i}"),
+            from: format!("a{c}"),
+            body: "x".repeat(body_len),
+            ts_ms: 1,
+        })
+        .collect();
+    crate::AppendBatch {
+        messages,
+        links: Vec::new(),
+    }
+}
+
 /// Reads concurrent with group commits see each commit whole: a history page never
 /// holds a message of a conversation without the earlier ones. (A keyspace read
 /// outside a snapshot could see part of a commit being applied, and the SDK, which
@@ -190,24 +209,8 @@ async fn history_pages_never_show_part_of_a_group_commit() -> Result<(), Box<dyn
                 let mut appends = tokio::task::JoinSet::new();
                 for c in 0..CONVS {
                     let store = store.clone();
-                    appends.spawn(async move {
-                        let messages = (1..=PER_BATCH)
-                            .map(|i| Message {
-                                conv: format!("dm:a{c}:b"),
-                                seq: b * PER_BATCH + i,
-                                id: format!("m{b}-{i}"),
-                                from: format!("a{c}"),
-                                body: "x".repeat(40),
-                                ts_ms: 1,
-                            })
-                            .collect();
-                        store
-                            .append(crate::AppendBatch {
-                                messages,
-                                links: Vec::new(),
-                            })
-                            .await
-                    });
+                    appends
+                        .spawn(async move { store.append(nth_batch(c, b, PER_BATCH, 40)).await });
                 }
                 while let Some(done) = appends.join_next().await {
                     done.map_err(|e| StoreError::Backend(e.to_string()))??;
@@ -288,21 +291,7 @@ async fn history_pages_stay_whole_while_memtables_flush() -> Result<(), Box<dyn 
                 for c in 0..CONVS {
                     let (store, stored) = (store.clone(), stored.clone());
                     appends.spawn(async move {
-                        let messages = (1..=PER_BATCH)
-                            .map(|i| Message {
-                                conv: format!("dm:a{c}:b"),
-                                seq: b * PER_BATCH + i,
-                                id: format!("m{b}-{i}"),
-                                from: format!("a{c}"),
-                                body: "x".repeat(200),
-                                ts_ms: 1,
-                            })
-                            .collect();
-                        let batch = crate::AppendBatch {
-                            messages,
-                            links: Vec::new(),
-                        };
-                        store.append(batch).await?;
+                        store.append(nth_batch(c, b, PER_BATCH, 200)).await?;
                         stored[c as usize]
                             .store((b + 1) * PER_BATCH, std::sync::atomic::Ordering::SeqCst);
                         Ok::<(), StoreError>(())
