@@ -25,7 +25,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::outbound::{CloseReason, OutFrame, SessionHandle, SessionId, SharedFrame};
 
-/// How long a send forwarded to another node may wait for its answer.
+/// How long a send forwarded to another node, or a call to one, may wait for
+/// its answer.
 pub const REMOTE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the region's envelopes go: the node's transport.
@@ -50,6 +51,7 @@ struct RemoteSend {
 struct Call {
     node: Arc<str>,
     reply: tokio::sync::oneshot::Sender<()>,
+    since: Instant,
 }
 
 /// This node's end of the cluster: its identity, the outbox, and what it awaits
@@ -132,7 +134,8 @@ impl Link {
     }
 
     /// Registers a call to `node`; the receiver completes when it is answered and
-    /// fails (is dropped) if `node` goes away first.
+    /// fails (is dropped) if `node` goes away first or the answer takes longer
+    /// than [`REMOTE_ANSWER_TIMEOUT`].
     pub(crate) fn call(&self, node: &Arc<str>) -> (u64, tokio::sync::oneshot::Receiver<()>) {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -142,6 +145,7 @@ impl Link {
             Call {
                 node: node.clone(),
                 reply: tx,
+                since: Instant::now(),
             },
         );
         (id, rx)
@@ -184,22 +188,23 @@ impl Link {
         sends.remove(&(session, client_id.to_string()));
     }
 
-    /// Fails what waits on nodes that are gone, and sends unanswered for too long:
-    /// their clients retry (with the same id) instead of waiting forever.
+    /// Fails what waits on nodes that are gone, and sends and calls unanswered for
+    /// too long: their clients retry (with the same id) instead of waiting forever.
     pub fn sweep(&self) {
+        self.sweep_at(Instant::now());
+    }
+
+    fn sweep_at(&self, now: Instant) {
         let Some(outbox) = self.outbox.get() else {
             return;
         };
+        let late = |since: Instant| now.saturating_duration_since(since) > REMOTE_ANSWER_TIMEOUT;
         let gone = |node: &str| outbox.generation(node).is_none();
         let lost: Vec<((SessionId, String), RemoteSend)> = {
             let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
             let keys: Vec<(SessionId, String)> = sends
                 .iter()
-                .filter(|(_, s)| {
-                    gone(&s.node)
-                        || s.since.elapsed() > REMOTE_ANSWER_TIMEOUT
-                        || s.session.is_closed()
-                })
+                .filter(|(_, s)| gone(&s.node) || late(s.since) || s.session.is_closed())
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()
@@ -215,7 +220,12 @@ impl Link {
             );
         }
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        calls.retain(|_, c| !gone(&c.node));
+        calls.retain(|_, c| !gone(&c.node) && !late(c.since));
+    }
+
+    #[cfg(test)]
+    fn calls_waiting(&self) -> usize {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -344,5 +354,44 @@ impl SessionRef {
             Self::Local(h) => h.is_closed(),
             Self::Remote(r) => !r.link.reachable(&r.addr),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport on which every node is connected, in generation 1.
+    struct AllConnected;
+
+    impl Outbox for AllConnected {
+        fn send(&self, _node: &str, _bytes: Vec<u8>) -> bool {
+            true
+        }
+        fn generation(&self, _node: &str) -> Option<u64> {
+            Some(1)
+        }
+    }
+
+    #[test]
+    fn a_call_never_answered_is_dropped_after_the_answer_timeout() {
+        let link = Link::new("n1");
+        link.connect(1, Arc::new(AllConnected));
+        let node: Arc<str> = Arc::from("n2");
+        let (_, mut waiting) = link.call(&node);
+        let (answered_id, mut answered) = link.call(&node);
+        link.complete_call(answered_id);
+        assert_eq!(answered.try_recv(), Ok(()));
+        link.sweep_at(Instant::now() + REMOTE_ANSWER_TIMEOUT / 2);
+        assert_eq!(link.calls_waiting(), 1, "still within its time");
+        link.sweep_at(Instant::now() + REMOTE_ANSWER_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(link.calls_waiting(), 0);
+        assert!(
+            matches!(
+                waiting.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+            ),
+            "the caller learns the call failed"
+        );
     }
 }
