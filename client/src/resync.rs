@@ -549,6 +549,16 @@ mod tests {
             .collect()
     }
 
+    /// A tracker holding `held` of [`C`] that got this client's own acks `acks`.
+    fn with_own_acks(held: u64, acks: &[u64]) -> SeqTracker {
+        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), held)]));
+        let mut out = Vec::new();
+        for &seq in acks {
+            t.on_ack(C, seq, &mut out);
+        }
+        t
+    }
+
     fn feed(t: &mut SeqTracker, conv: &str, seqs: &[u64]) -> Vec<Step> {
         let mut out = Vec::new();
         for &s in seqs {
@@ -734,10 +744,7 @@ mod tests {
 
     #[test]
     fn a_hole_filled_by_its_msg_before_the_look_fetches_nothing() {
-        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
-        let mut out = Vec::new();
-        t.on_ack(C, 6, &mut out);
-        t.on_ack(C, 7, &mut out);
+        let mut t = with_own_acks(4, &[6, 7]);
         assert_eq!(emitted(&feed(&mut t, C, &[5])), [5]);
         assert_eq!(t.position(C), 7, "the own acks follow the msg");
         let mut out = Vec::new();
@@ -777,10 +784,7 @@ mod tests {
 
     #[test]
     fn a_refused_stuck_fill_moves_past_the_own_acks_and_stops_looking() {
-        let mut t = SeqTracker::new(&HashMap::from([(C.to_string(), 4)]));
-        let mut out = Vec::new();
-        t.on_ack(C, 6, &mut out);
-        t.on_ack(C, 8, &mut out);
+        let mut t = with_own_acks(4, &[6, 8]);
         let mut out = Vec::new();
         t.on_stuck_check(C, &mut out);
         assert!(matches!(out.as_slice(), [Step::Fetch { .. }]));

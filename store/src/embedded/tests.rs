@@ -189,6 +189,43 @@ fn nth_batch(c: u64, b: u64, per_batch: u64, body_len: usize) -> crate::AppendBa
     }
 }
 
+/// Appends batches `0..batches` to conversations `dm:a0:b ..` (all conversations'
+/// batch `b` in flight at once, so they share group commits). The counters hold,
+/// per conversation, the highest seq whose append has returned.
+fn spawn_writer(
+    store: &std::sync::Arc<EmbeddedStore>,
+    convs: u64,
+    batches: u64,
+    per_batch: u64,
+    body_len: usize,
+) -> (
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+    std::sync::Arc<Vec<std::sync::atomic::AtomicU64>>,
+) {
+    let stored: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> =
+        std::sync::Arc::new((0..convs).map(|_| Default::default()).collect());
+    let (store, counters) = (store.clone(), stored.clone());
+    let writer = tokio::spawn(async move {
+        for b in 0..batches {
+            let mut appends = tokio::task::JoinSet::new();
+            for c in 0..convs {
+                let (store, counters) = (store.clone(), counters.clone());
+                appends.spawn(async move {
+                    store.append(nth_batch(c, b, per_batch, body_len)).await?;
+                    counters[c as usize]
+                        .store((b + 1) * per_batch, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<(), StoreError>(())
+                });
+            }
+            while let Some(done) = appends.join_next().await {
+                done.map_err(|e| StoreError::Backend(e.to_string()))??;
+            }
+        }
+        Ok(())
+    });
+    (writer, stored)
+}
+
 /// Reads concurrent with group commits see each commit whole: a history page never
 /// holds a message of a conversation without the earlier ones. (A keyspace read
 /// outside a snapshot could see part of a commit being applied, and the SDK, which
@@ -201,24 +238,7 @@ async fn history_pages_never_show_part_of_a_group_commit() -> Result<(), Box<dyn
     const CONVS: u64 = 8;
     const BATCHES: u64 = 150;
     const PER_BATCH: u64 = 40;
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for b in 0..BATCHES {
-                // Several conversations' appends in flight at once share group commits.
-                let mut appends = tokio::task::JoinSet::new();
-                for c in 0..CONVS {
-                    let store = store.clone();
-                    appends
-                        .spawn(async move { store.append(nth_batch(c, b, PER_BATCH, 40)).await });
-                }
-                while let Some(done) = appends.join_next().await {
-                    done.map_err(|e| StoreError::Backend(e.to_string()))??;
-                }
-            }
-            Ok::<(), StoreError>(())
-        })
-    };
+    let (writer, _) = spawn_writer(&store, CONVS, BATCHES, PER_BATCH, 40);
     let mut pages = 0u64;
     while !writer.is_finished() {
         for c in 0..CONVS {
@@ -280,30 +300,7 @@ async fn history_pages_stay_whole_while_memtables_flush() -> Result<(), Box<dyn 
     const CONVS: u64 = 4;
     const BATCHES: u64 = 150;
     const PER_BATCH: u64 = 40;
-    // The highest seq stored per conversation, raised once its append returned.
-    let stored: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> =
-        std::sync::Arc::new((0..CONVS).map(|_| Default::default()).collect());
-    let writer = {
-        let (store, stored) = (store.clone(), stored.clone());
-        tokio::spawn(async move {
-            for b in 0..BATCHES {
-                let mut appends = tokio::task::JoinSet::new();
-                for c in 0..CONVS {
-                    let (store, stored) = (store.clone(), stored.clone());
-                    appends.spawn(async move {
-                        store.append(nth_batch(c, b, PER_BATCH, 200)).await?;
-                        stored[c as usize]
-                            .store((b + 1) * PER_BATCH, std::sync::atomic::Ordering::SeqCst);
-                        Ok::<(), StoreError>(())
-                    });
-                }
-                while let Some(done) = appends.join_next().await {
-                    done.map_err(|e| StoreError::Backend(e.to_string()))??;
-                }
-            }
-            Ok::<(), StoreError>(())
-        })
-    };
+    let (writer, stored) = spawn_writer(&store, CONVS, BATCHES, PER_BATCH, 200);
     let mut pages = 0u64;
     while !writer.is_finished() {
         for c in 0..CONVS {
