@@ -20,6 +20,7 @@ use std::time::Instant;
 use chorus_store::{
     AppendBatch, DEDUP_WINDOW_MS, DedupKey, GroupRecord, HistoryQuery, MessageStore, SeqBlock,
 };
+use chorus_wire::fit::{self, Keep};
 use chorus_wire::{ConvId, ErrorCode, Message, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
@@ -674,16 +675,26 @@ impl ConversationState {
         }
         let store = self.store.clone();
         let conv = self.key.clone();
+        let max_frame = self.region.settings().max_frame;
+        // A page read forward keeps its oldest messages when it must be cut; one
+        // read backward (or the newest) keeps its newest.
+        let keep = if query.after.is_some() {
+            Keep::First
+        } else {
+            Keep::Last
+        };
         // Reading can take a while; the entity keeps sequencing meanwhile.
         tokio::spawn(async move {
             match store.history(&conv, query).await {
                 Ok(page) => {
-                    req.reply.send(ServerFrame::HistoryPage {
-                        reference: req.reference,
+                    req.reply.send(fit::history_page(
+                        req.reference,
                         conv,
-                        messages: page.messages,
-                        more: page.more,
-                    });
+                        page.messages,
+                        page.more,
+                        keep,
+                        max_frame,
+                    ));
                 }
                 Err(e) => error(&req, ErrorCode::Internal, format!("store: {e}")),
             }

@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chorus_store::RoomSettings;
+use chorus_wire::fit;
 use chorus_wire::{ConvId, ErrorCode, LiveItem, Prio, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -315,12 +316,13 @@ impl Actor for LiveRoom {
                     .entry(node)
                     .or_insert(NodeViewers { count: 0 })
                     .count += u64::from(new_viewer);
-                viewer.send(ServerFrame::LiveJoined {
+                viewer.send(fit::live_joined(
                     reference,
-                    room: state.room.clone(),
-                    viewers: state.viewers(),
-                    recent: state.recent.iter().cloned().collect(),
-                });
+                    state.room.clone(),
+                    state.viewers(),
+                    state.recent.iter().cloned().collect(),
+                    state.region.settings().max_frame,
+                ));
             }
             LiveRoomMsg::Leave {
                 reference,
@@ -416,21 +418,38 @@ impl LiveRoomState {
                 self.recent.push_back(item.clone());
             }
         }
-        let ordinary = !kept
-            .iter()
-            .any(|i| matches!(i.prio, Prio::Paid | Prio::System));
-        let weight = kept.len() as u64 + dropped;
-        let frame = OutFrame::new(ServerFrame::LiveBatch {
-            room: self.room.clone(),
-            items: kept,
-            viewers: self.viewers(),
+        // A window of long items is more than one frame: it goes out as several
+        // batches, `dropped` on the first.
+        let (frames, oversized) = fit::live_batches(
+            &self.room,
+            kept,
+            self.viewers(),
             dropped,
-        });
-        metrics::counter!("chorus_live_batches_total").increment(1);
-        let region = &self.region;
-        let room = &self.room;
-        self.nodes
-            .retain(|node, _| region.live_batch(node, room, &frame, weight, ordinary));
+            self.region.settings().max_frame,
+        );
+        if oversized > 0 {
+            // Impossible while limits.max_frame holds a body of limits.max_body
+            // (the config checks it); counted rather than sent over the limit.
+            metrics::counter!("chorus_live_items_oversized_total").increment(oversized as u64);
+            tracing::error!(room = %self.room, oversized, "live items larger than a frame were not sent");
+        }
+        for frame in frames {
+            let (weight, ordinary) = match &frame {
+                ServerFrame::LiveBatch { items, dropped, .. } => (
+                    items.len() as u64 + dropped,
+                    !items
+                        .iter()
+                        .any(|i| matches!(i.prio, Prio::Paid | Prio::System)),
+                ),
+                _ => (0, true),
+            };
+            let frame = OutFrame::new(frame);
+            metrics::counter!("chorus_live_batches_total").increment(1);
+            let region = &self.region;
+            let room = &self.room;
+            self.nodes
+                .retain(|node, _| region.live_batch(node, room, &frame, weight, ordinary));
+        }
     }
 }
 

@@ -32,10 +32,11 @@ pub struct OutFrame {
 pub type SharedFrame = Arc<OutFrame>;
 
 impl OutFrame {
-    /// Wraps a frame for sending.
+    /// Wraps a frame for sending; the server's own free text in it (an error's
+    /// message) is bounded here, where every frame passes.
     pub fn new(frame: ServerFrame) -> SharedFrame {
         Arc::new(Self {
-            frame,
+            frame: chorus_wire::fit::bounded(frame),
             json: OnceLock::new(),
             binary: OnceLock::new(),
             transport: OnceLock::new(),

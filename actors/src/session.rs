@@ -12,9 +12,13 @@
 
 use std::sync::Arc;
 
-use chorus_store::HistoryQuery;
+use chorus_store::{HistoryQuery, ListQuery};
+use chorus_wire::fit;
 use chorus_wire::ids::validate_id;
-use chorus_wire::{ClientFrame, ConvId, ErrorCode, LiveItem, Prio, ServerFrame, Target};
+use chorus_wire::{
+    ClientFrame, ConvId, ConversationsPage, ErrorCode, LiveItem, Prio, ServerFrame, Target,
+    Trailing,
+};
 use tokio::sync::Semaphore;
 
 use crate::conversation::{ConversationMsg, Request, SendRequest};
@@ -162,7 +166,9 @@ impl Session {
                 before,
                 limit,
             } => self.on_history(reference, conv, after, before, limit),
-            ClientFrame::Conversations { reference } => self.on_conversations(reference),
+            ClientFrame::Conversations { reference, page } => {
+                self.on_conversations(reference, page)
+            }
             ClientFrame::Read { conv, seq } => {
                 if let Ok(conv @ (ConvId::Dm(..) | ConvId::Group(_))) = ConvId::parse(&conv) {
                     self.region.tell_conversation(
@@ -444,16 +450,55 @@ impl Session {
         );
     }
 
-    fn on_conversations(&mut self, reference: String) {
+    /// One page of the user's conversation list. A v1 request (no page) gets the
+    /// first page that fits one frame, without `more`.
+    fn on_conversations(&mut self, reference: String, page: Trailing<ConversationsPage>) {
         if reference.len() > MAX_REF {
             return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
         }
+        let settings = self.region.settings();
+        let (after, limit) = match page.get() {
+            None => (None, settings.list_max),
+            Some(ConversationsPage { limit: Some(0), .. }) => {
+                return self.error(
+                    Some(&reference),
+                    ErrorCode::Invalid,
+                    "limit must be at least 1",
+                );
+            }
+            Some(ConversationsPage { after, limit }) => {
+                if let Some(after) = after
+                    && let Err(e) = ConvId::parse(after)
+                {
+                    return self.error(Some(&reference), ErrorCode::Invalid, e.to_string());
+                }
+                (
+                    after.clone(),
+                    limit.unwrap_or(settings.list_max).min(settings.list_max),
+                )
+            }
+        };
+        let query = ListQuery {
+            after,
+            limit: limit as usize,
+        };
+        let paged = page.get().is_some();
+        let max_frame = settings.max_frame;
         let store = self.region.store().clone();
         let user = self.user().to_string();
         let reply = self.handle.clone();
         tokio::spawn(async move {
-            let frame = match store.conversations(&user).await {
-                Ok(items) => ServerFrame::ConversationList { reference, items },
+            let frame = match store.conversation_page(&user, query).await {
+                Ok(slice) => fit::conversation_list(
+                    reference,
+                    slice.items,
+                    if paged {
+                        Trailing::some(slice.more)
+                    } else {
+                        Trailing::ABSENT
+                    },
+                    max_frame,
+                ),
                 Err(e) => ServerFrame::Error {
                     reference: Some(reference),
                     code: ErrorCode::Internal,

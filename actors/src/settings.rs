@@ -9,12 +9,18 @@ pub struct Settings {
     pub node_id: String,
     /// Shards entities are hashed into (`[cluster] shards`), the same on every node.
     pub shards: u32,
+    /// Largest frame in bytes (`limits.max_frame`): every list frame (history
+    /// page, conversation list, live batch) is cut or split to fit it as encoded.
+    pub max_frame: u32,
     /// Largest `body` in bytes.
     pub max_body: usize,
     /// Largest `history` page.
     pub history_max: u32,
     /// `history` page size when the client gives none.
     pub history_default: u32,
+    /// Most conversations in one `conversation_list` (fewer when they do not fit
+    /// one frame).
+    pub list_max: u32,
     /// Sends a session may have waiting for their ack; past it the session stops
     /// reading its socket until acks come back (backpressure, not an error).
     pub max_inflight_sends: usize,
@@ -41,14 +47,16 @@ impl Default for Settings {
         Self {
             node_id: "node-1".into(),
             shards: 1024,
+            max_frame: chorus_wire::limits::DEFAULT_MAX_FRAME,
             max_body: chorus_wire::limits::DEFAULT_MAX_BODY as usize,
             history_max: 200,
             history_default: 50,
+            list_max: 500,
             max_inflight_sends: 256,
             seq_block: 1000,
             conversation_idle: Duration::from_secs(120),
             user_idle: Duration::from_secs(60),
-            max_group_members: 2000,
+            max_group_members: 500,
             meltdown_restarts: 20,
             meltdown_window: Duration::from_secs(10),
             live: crate::live::LiveSettings::default(),

@@ -258,13 +258,35 @@ impl Client {
         }
     }
 
-    /// The user's conversations with their last and read seqs.
+    /// Every conversation of the user with its last and read seqs, in conversation
+    /// id order, read page by page.
     pub async fn conversations(&self) -> Result<Vec<ConversationItem>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (items, next) = self.conversation_page(after).await?;
+            all.extend(items);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of the user's conversations: those after `after` (a conversation
+    /// id; `None` for the first page), and where the next page starts, if any.
+    pub async fn conversation_page(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<ConversationItem>, Option<String>), ClientError> {
         match self
-            .request(|reference| ClientFrame::Conversations { reference })
+            .request(|reference| crate::driver::list_request(reference, after))
             .await?
         {
-            ServerFrame::ConversationList { items, .. } => Ok(items),
+            ServerFrame::ConversationList { items, more, .. } => {
+                let next = crate::driver::next_list_page(&items, more);
+                Ok((items, next))
+            }
             other => Err(unexpected(&other)),
         }
     }

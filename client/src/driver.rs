@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chorus_wire::codec::Frame;
-use chorus_wire::{ClientFrame, ErrorCode, ServerFrame};
+use chorus_wire::{
+    ClientFrame, ConversationItem, ConversationsPage, ErrorCode, ServerFrame, Trailing,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -291,9 +293,7 @@ impl Driver {
             CatchUp::Resync => Some(Pending::ConversationList),
         };
         if let Some(pending) = pending {
-            let reference = self.shared.next_ref();
-            self.in_flight.expect(reference.clone(), pending);
-            conn.send(&ClientFrame::Conversations { reference }).await?;
+            self.request_list(conn, pending, None).await?;
         }
         // Same ids: the node answers a repeated send with the original ack (§4.3).
         for frame in self.in_flight.resends() {
@@ -585,25 +585,47 @@ impl Driver {
                     .set_position(&conv, self.tracker.position(&conv));
                 self.apply(steps).await;
             }
-            (Pending::Baseline, ServerFrame::ConversationList { items, .. }) => {
+            (Pending::Baseline, ServerFrame::ConversationList { items, more, .. }) => {
+                let next = next_list_page(&items, more);
                 for item in items {
                     self.tracker.set_floor(&item.conv, item.last_seq);
                 }
                 self.shared.set_positions(self.tracker.positions());
+                if next.is_some() {
+                    self.request_list(conn, Pending::Baseline, next).await?;
+                }
             }
-            (Pending::ConversationList, ServerFrame::ConversationList { items, .. }) => {
+            (Pending::ConversationList, ServerFrame::ConversationList { items, more, .. }) => {
+                let next = next_list_page(&items, more);
                 let mut steps = Vec::new();
                 for item in items {
                     self.tracker
                         .start_resync(&item.conv, item.last_seq, &mut steps);
                 }
                 self.apply(steps).await;
+                if next.is_some() {
+                    self.request_list(conn, Pending::ConversationList, next)
+                        .await?;
+                }
             }
             (Pending::ConversationList | Pending::Baseline, other) => {
                 tracing::warn!(kind = other.type_name(), "resync: conversation list failed");
             }
         }
         self.pump_fetches(conn).await
+    }
+
+    /// Asks for the page of the conversation list after `after` for `pending`
+    /// (the floor or a resync), which pages on until the list has no `more`.
+    async fn request_list(
+        &mut self,
+        conn: &mut Connection,
+        pending: Pending,
+        after: Option<String>,
+    ) -> Result<(), ClientError> {
+        let reference = self.shared.next_ref();
+        self.in_flight.expect(reference.clone(), pending);
+        conn.send(&list_request(reference, after)).await
     }
 
     /// Carries out the tracker's steps, except sending fetches (see `pump_fetches`).
@@ -729,5 +751,30 @@ impl Driver {
     fn shutdown(&mut self) {
         self.in_flight.close();
         self.commands.close();
+    }
+}
+
+/// The conversation list's page size the SDK asks for; the node may answer with
+/// fewer (its own maximum, or what fits one frame) and says `more`.
+pub(crate) const LIST_PAGE: u32 = 500;
+
+/// A `conversations` request for the page after `after`.
+pub(crate) fn list_request(reference: String, after: Option<String>) -> ClientFrame {
+    ClientFrame::Conversations {
+        reference,
+        page: Trailing::some(ConversationsPage {
+            after,
+            limit: Some(LIST_PAGE),
+        }),
+    }
+}
+
+/// Where the next page of a conversation list starts, if the node said there is
+/// one. A node that does not page (no `more`) gave its whole answer; an empty
+/// page cannot move on.
+pub(crate) fn next_list_page(items: &[ConversationItem], more: Trailing<bool>) -> Option<String> {
+    match more.get() {
+        Some(true) => items.last().map(|i| i.conv.clone()),
+        _ => None,
     }
 }

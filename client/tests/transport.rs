@@ -172,6 +172,7 @@ async fn answers_are_matched_by_ref_in_any_order() {
     });
     let Some(ClientFrame::Conversations {
         reference: list_ref,
+        ..
     }) = node.recv_no_ping().await
     else {
         panic!("expected conversations")
@@ -203,6 +204,7 @@ async fn answers_are_matched_by_ref_in_any_order() {
             last_seq: 2,
             read_seq: 1,
         }],
+        more: chorus_wire::Trailing::ABSENT,
     })
     .await;
     node.send(&ServerFrame::HistoryPage {

@@ -50,7 +50,10 @@ pub use auth::{AuthConfig, AuthMode, MIN_SECRET_LEN};
 pub use cluster::{ClusterConfig, DEV_COOKIE};
 pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
-pub use limits::{LimitsConfig, MAX_FRAME_CEILING, MIN_FRAME};
+pub use limits::{
+    FRAME_OVERHEAD, GROUP_MEMBER_BYTES, GROUP_NAME_BYTES, JSON_ESCAPE_FACTOR, LimitsConfig,
+    MAX_FRAME_CEILING, MIN_FRAME,
+};
 pub use listen::{ListenAddrs, ListenConfig};
 pub use live::{LiveConfig, MAX_SLOW_MODE_S};
 pub use log::{LogConfig, LogFormat};

@@ -12,6 +12,23 @@ pub const MAX_FRAME_CEILING: u32 = 16 * 1024 * 1024;
 /// Smallest accepted `limits.max_frame`: room for a `hello` with a JWT.
 pub const MIN_FRAME: u32 = 1024;
 
+/// Bytes a frame may need per byte of `body`: JSON writes a control character
+/// as `\u00XX`. With [`FRAME_OVERHEAD`], the rule that one message or live item
+/// of the largest body fits a frame in either encoding (`chorus_wire::fit`, whose
+/// tests prove it over the worst case of every frame; the node's tests check that
+/// both crates state the same rule).
+pub const JSON_ESCAPE_FACTOR: u32 = 6;
+
+/// Bytes of a one-item frame besides its body: ids, `ref`, numbers, names.
+pub const FRAME_OVERHEAD: u32 = 4_096;
+
+/// Bytes of one member in a `group` frame: an id of at most 64 ASCII bytes,
+/// quoted, after a comma.
+pub const GROUP_MEMBER_BYTES: u32 = 67;
+
+/// Bytes of a group's name at most (256 bytes of text, JSON-escaped).
+pub const GROUP_NAME_BYTES: u32 = 256 * JSON_ESCAPE_FACTOR;
+
 /// `[limits]`: per-connection limits, announced in `welcome.limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +43,12 @@ pub struct LimitsConfig {
     pub outbound_queue: u32,
     /// Largest page a `history` request gets. Default 200.
     pub history_max: u32,
+    /// Largest group, in members. Default 500; a `group` frame of this many
+    /// members must fit `max_frame`.
+    pub max_group_members: u32,
+    /// Most conversations in one `conversation_list`. Default 500 (fewer when they
+    /// do not fit one frame; a client that asks for pages gets `more`).
+    pub list_max: u32,
 }
 
 impl Default for LimitsConfig {
@@ -36,6 +59,8 @@ impl Default for LimitsConfig {
             hello_timeout_ms: 5_000,
             outbound_queue: 1_024,
             history_max: 200,
+            max_group_members: 500,
+            list_max: 500,
         }
     }
 }
@@ -72,10 +97,50 @@ impl LimitsConfig {
                 ),
             );
         }
+        // Only once max_frame and max_body are each in range (a problem above).
+        if self.max_body > 0 && self.max_body < self.max_frame && self.max_frame >= MIN_FRAME {
+            let needed = u64::from(self.max_body) * u64::from(JSON_ESCAPE_FACTOR)
+                + u64::from(FRAME_OVERHEAD);
+            if u64::from(self.max_frame) < needed {
+                problems.push(
+                    "limits.max_frame",
+                    format!(
+                        "is {}; with limits.max_body = {} it must be at least {needed} \
+                         (6 × max_body + {FRAME_OVERHEAD}), so that a message of the \
+                         largest body fits a frame even as JSON, which writes a control \
+                         character in 6 bytes",
+                        self.max_frame, self.max_body
+                    ),
+                );
+            }
+            let group = u64::from(self.max_group_members) * u64::from(GROUP_MEMBER_BYTES)
+                + u64::from(GROUP_NAME_BYTES)
+                + u64::from(FRAME_OVERHEAD);
+            if u64::from(self.max_frame) < group {
+                problems.push(
+                    "limits.max_group_members",
+                    format!(
+                        "is {}; a `group` frame of that many members needs up to {group} \
+                         bytes, over limits.max_frame ({}): lower it to at most {} or \
+                         raise limits.max_frame",
+                        self.max_group_members,
+                        self.max_frame,
+                        (u64::from(self.max_frame)
+                            .saturating_sub(u64::from(GROUP_NAME_BYTES + FRAME_OVERHEAD)))
+                            / u64::from(GROUP_MEMBER_BYTES)
+                    ),
+                );
+            }
+        }
         let at_least_one = [
             ("limits.hello_timeout_ms", self.hello_timeout_ms),
             ("limits.outbound_queue", u64::from(self.outbound_queue)),
             ("limits.history_max", u64::from(self.history_max)),
+            (
+                "limits.max_group_members",
+                u64::from(self.max_group_members),
+            ),
+            ("limits.list_max", u64::from(self.list_max)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -194,6 +194,7 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
         queue,
         handle.clone(),
         encoding,
+        ctx.max_frame,
         stop_writer.clone(),
     ));
 
@@ -370,6 +371,7 @@ async fn run_writer<W: FrameWriter>(
     mut queue: OutboundQueue,
     handle: SessionHandle,
     encoding: Encoding,
+    max_frame: u32,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<SharedFrame> = Vec::with_capacity(WRITE_BATCH);
@@ -415,6 +417,9 @@ async fn run_writer<W: FrameWriter>(
             // More may wait on the lane: come back for it without a new push.
             handle.nudge_live();
         }
+        // Every frame was built to fit (`chorus_wire::fit`); one that does not would
+        // make a conforming client drop the connection, so it is never written.
+        batch.retain(|f| fits(f, encoding, max_frame));
         if batch.is_empty() {
             continue;
         }
@@ -433,6 +438,23 @@ async fn run_writer<W: FrameWriter>(
     // A polite close flushes first, which never completes if the client stopped
     // reading (a slow consumer): bounded, after which dropping the socket closes it.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.close()).await;
+}
+
+/// Whether `frame` fits the announced frame limit in `encoding`; counted and
+/// logged when it does not (a bug: list frames are cut to fit where they are made).
+fn fits(frame: &SharedFrame, encoding: Encoding, max_frame: u32) -> bool {
+    let len = frame.bytes(encoding).len();
+    if len <= max_frame as usize {
+        return true;
+    }
+    metrics::counter!("chorus_frames_oversized_total").increment(1);
+    tracing::error!(
+        kind = frame.frame().type_name(),
+        len,
+        max_frame,
+        "a frame over the frame limit was not sent"
+    );
+    false
 }
 
 /// Decrements the connection gauge when the connection task ends, however it ends.

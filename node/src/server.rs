@@ -146,8 +146,11 @@ impl Node {
         let settings = Settings {
             node_id: config.cluster.node_id.clone(),
             shards: config.cluster.shards,
+            max_frame: config.limits.max_frame,
             max_body: config.limits.max_body as usize,
             history_max: config.limits.history_max,
+            max_group_members: config.limits.max_group_members as usize,
+            list_max: config.limits.list_max,
             live: chorus_actors::live::LiveSettings {
                 window: config.live.window(),
                 max_batch: config.live.max_batch as usize,

@@ -136,6 +136,7 @@ async fn any_frame_just_before_the_deadline_resets_it_and_keeps_the_interval() {
     // Not a ping: a request is activity too.
     let list = ClientFrame::Conversations {
         reference: "c".into(),
+        page: chorus_wire::Trailing::ABSENT,
     };
     c.send(&list).await;
     assert!(matches!(

@@ -227,6 +227,7 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         conversations::read_positions_never_move_backwards,
         conversations::concurrent_reads_keep_the_highest,
         conversations::unlink_removes_one_conversation,
+        conversations::pages_walk_the_list_in_id_order,
         groups::create_then_read,
         groups::create_is_first_wins,
         groups::update_links_and_unlinks,

@@ -38,8 +38,8 @@ use tokio::sync::oneshot;
 use self::layout::{Space, Spaces, check_id};
 use self::writer::{Counters, Reply, Request, Writer};
 use crate::{
-    AppendBatch, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
+    AppendBatch, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery, HistorySlice,
+    ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 
 /// How an [`EmbeddedStore`] runs.
@@ -239,9 +239,9 @@ impl MessageStore for EmbeddedStore {
         }
     }
 
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConversationItem>> {
+    async fn conversation_page(&self, user: &str, query: ListQuery) -> StoreResult<ListSlice> {
         let user = user.to_string();
-        self.scan(move |spaces| read::conversations(spaces, &user))
+        self.scan(move |spaces| read::conversation_page(spaces, &user, &query))
             .await
     }
 

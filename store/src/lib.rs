@@ -98,6 +98,25 @@ pub struct HistorySlice {
     pub more: bool,
 }
 
+/// A page of a user's conversation list: the first `limit` conversations whose id
+/// sorts after `after` (byte order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only conversations after this id.
+    pub after: Option<String>,
+    /// Page size (at least 1).
+    pub limit: usize,
+}
+
+/// A page of a conversation list, in conversation id order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListSlice {
+    /// The conversations of the page.
+    pub items: Vec<ConversationItem>,
+    /// Whether conversations after the last item exist.
+    pub more: bool,
+}
+
 /// A half-open range of seqs `[start, end)` owned by one conversation owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeqBlock {
@@ -152,9 +171,30 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The highest seq stored for a conversation (0 when empty).
     async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
 
-    /// The conversations linked to a user, with `last_seq` and the user's `read_seq`,
-    /// ordered by conversation id.
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConversationItem>>;
+    /// A page of the conversations linked to a user, with `last_seq` and the user's
+    /// `read_seq`, ordered by conversation id: the first `limit` after `after`.
+    /// The work is bounded by `limit`, however many conversations the user has.
+    async fn conversation_page(&self, user: &str, query: ListQuery) -> StoreResult<ListSlice>;
+
+    /// Every conversation linked to a user, by paging through
+    /// [`conversation_page`](Self::conversation_page): for tools and tests, not for a
+    /// request path (its work grows with the list).
+    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConversationItem>> {
+        let mut all = Vec::new();
+        let mut query = ListQuery {
+            after: None,
+            limit: 1_000,
+        };
+        loop {
+            let page = self.conversation_page(user, query.clone()).await?;
+            let last = page.items.last().map(|i| i.conv.clone());
+            all.extend(page.items);
+            match last {
+                Some(last) if page.more => query.after = Some(last),
+                _ => return Ok(all),
+            }
+        }
+    }
 
     /// Removes a conversation from a user's list (a member who left a group).
     async fn unlink(&self, user: &str, conv: &str) -> StoreResult<()>;

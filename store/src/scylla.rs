@@ -54,8 +54,8 @@ use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 use self::error::{check_id, from_cql, query_error, to_cql};
 use self::statements::Statements;
 use crate::{
-    AppendBatch, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
+    AppendBatch, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery, HistorySlice,
+    ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 
 /// Seqs per timeline partition: `bucket = seq / BUCKET_SIZE`. 10,000 messages of at
@@ -259,8 +259,8 @@ impl MessageStore for ScyllaStore {
         }
     }
 
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConversationItem>> {
-        read::conversations(self, user).await
+    async fn conversation_page(&self, user: &str, query: ListQuery) -> StoreResult<ListSlice> {
+        read::conversation_page(self, user, &query).await
     }
 
     async fn unlink(&self, user: &str, conv: &str) -> StoreResult<()> {

@@ -11,6 +11,8 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+pub use crate::trailing::Trailing;
+
 /// The protocol version this crate speaks (`hello.protocol`, `welcome.protocol`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -65,6 +67,10 @@ pub enum ClientFrame {
         /// Echoed in the answer.
         #[serde(rename = "ref")]
         reference: String,
+        /// Paging (an addition to v1, see [`ConversationsPage`]): absent, the answer
+        /// is the first page that fits one frame, without `more`.
+        #[serde(flatten)]
+        page: Trailing<ConversationsPage>,
     },
     /// 5. Marks a conversation read up to `seq`; other members get `receipt`.
     Read {
@@ -261,8 +267,12 @@ pub enum ServerFrame {
         /// The request's `ref`.
         #[serde(rename = "ref")]
         reference: String,
-        /// One entry per conversation.
+        /// One entry per conversation, in conversation id order.
         items: Vec<ConversationItem>,
+        /// Whether conversations after the last item exist (an addition to v1): present
+        /// only in the answer to a request that asked for a page.
+        #[serde(default, skip_serializing_if = "Trailing::is_absent")]
+        more: Trailing<bool>,
     },
     /// 8. A group's state (answer to the `group_*` requests).
     Group {
@@ -383,6 +393,29 @@ pub struct Message {
     pub body: String,
     /// Server time of acceptance, ms since the Unix epoch.
     pub ts_ms: u64,
+}
+
+/// Which part of the conversation list a `conversations` request asks for.
+///
+/// An addition to v1, carried as a [`Trailing`] field: in JSON the members `after`
+/// and `limit` of the request (a request with neither is a v1 request); in binary
+/// the option that follows `ref`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct ConversationsPage {
+    /// Only conversations whose id sorts after this one (byte order): the last
+    /// `conv` of the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Most items wanted; the server may give fewer (its own maximum, or what fits
+    /// one frame), and says `more`.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl crate::trailing::MeansAbsent for ConversationsPage {
+    fn means_absent(&self) -> bool {
+        self.after.is_none() && self.limit.is_none()
+    }
 }
 
 /// One entry of `conversation_list.items`.

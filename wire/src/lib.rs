@@ -5,14 +5,19 @@
 //! - [`frame`]: every client and server frame, shared by both encodings.
 //! - [`codec`]: the only place that knows bincode and serde_json: binary and JSON
 //!   encodings, the TCP length prefix, typed decode errors.
+//! - [`fit`]: list frames (history pages, conversation lists, live batches) cut or
+//!   split to fit the frame limit as encoded.
 //! - [`ids`]: id rules, conversation ids (`dm:a:b`, `group:g`, `live:r`) and send targets.
 //! - [`limits`]: frame, body and id limits with their defaults.
+//! - [`trailing`]: fields appended to v1 frames that v1 peers leave out.
 
 pub mod cluster;
 pub mod codec;
+pub mod fit;
 pub mod frame;
 pub mod ids;
 pub mod limits;
+pub mod trailing;
 
 pub use codec::{DecodeError, Encoding};
 pub use frame::*;

@@ -6,6 +6,10 @@ pub const DEFAULT_MAX_FRAME: u32 = 65_536;
 pub const DEFAULT_MAX_BODY: u32 = 4_096;
 /// Largest id (client message id, user, group, room), in bytes.
 pub const MAX_ID_LEN: usize = 64;
+/// Longest `ref` a request may carry, in bytes; it is echoed in the answer.
+pub const MAX_REF: usize = 128;
+/// Longest group name, in bytes of UTF-8.
+pub const MAX_GROUP_NAME: usize = 256;
 /// Hard ceiling on any configured frame limit: the decoder's allocation guard.
 pub const MAX_FRAME_CEILING: u32 = 16 * 1024 * 1024;
 

@@ -482,6 +482,7 @@ fn dense_lists_within_the_frame_limit_decode() {
             };
             n / 3
         ],
+        more: Trailing::ABSENT,
     };
     let goaway = ServerFrame::Goaway {
         reason: String::new(),
@@ -642,7 +643,11 @@ fn spec_client(frame: &ClientFrame) -> Vec<u8> {
             .opt_uint(*after)
             .opt_uint(*before)
             .opt_uint(limit.map(u64::from)),
-        Conversations { reference } => s.uint(4).str(reference),
+        // The samples are v1 frames: the paging addition is tested in `trailing.rs`.
+        Conversations { reference, page } => {
+            assert!(page.is_absent());
+            s.uint(4).str(reference)
+        }
         Read { conv, seq } => s.uint(5).str(conv).uint(*seq),
         GroupCreate {
             reference,
@@ -726,7 +731,12 @@ fn spec_server(frame: &ServerFrame) -> Vec<u8> {
             }
             s.boolean(*more)
         }
-        ConversationList { reference, items } => {
+        ConversationList {
+            reference,
+            items,
+            more,
+        } => {
+            assert!(more.is_absent());
             s.uint(7).str(reference).uint(items.len() as u64);
             for i in items {
                 s.str(&i.conv).uint(i.last_seq).uint(i.read_seq);

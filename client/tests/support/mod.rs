@@ -192,9 +192,14 @@ impl PeerConn {
     /// with `items`.
     pub(crate) async fn answer_conversations(&mut self, items: Vec<ConversationItem>) {
         match self.recv_no_ping().await {
-            Some(ClientFrame::Conversations { reference }) => {
-                self.send(&ServerFrame::ConversationList { reference, items })
-                    .await;
+            Some(ClientFrame::Conversations { reference, .. }) => {
+                // A v1 node: the whole list, without `more`.
+                self.send(&ServerFrame::ConversationList {
+                    reference,
+                    items,
+                    more: chorus_wire::Trailing::ABSENT,
+                })
+                .await;
             }
             other => panic!("expected conversations, got {other:?}"),
         }

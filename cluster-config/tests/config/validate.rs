@@ -368,8 +368,35 @@ fn max_body_below_max_frame() {
 }
 
 #[test]
+fn max_frame_holds_the_worst_body_and_the_largest_group() {
+    // 6 × 8192 + 4096 = 53248.
+    assert_one_problem(
+        "[limits]\nmax_frame = 53247\nmax_body = 8192\n",
+        "limits.max_frame",
+        &["at least 53248", "6 × max_body"],
+    );
+    assert!(
+        problems("[limits]\nmax_frame = 53248\nmax_body = 8192\nmax_group_members = 10\n")
+            .is_empty()
+    );
+    // 900 members need 900 × 67 + 1536 + 4096 = 65932 bytes.
+    assert_one_problem(
+        "[limits]\nmax_group_members = 900\n",
+        "limits.max_group_members",
+        &["65932", "at most 894"],
+    );
+    assert!(problems("[limits]\nmax_group_members = 894\n").is_empty());
+}
+
+#[test]
 fn limits_values_must_be_positive() {
-    for key in ["hello_timeout_ms", "outbound_queue", "history_max"] {
+    for key in [
+        "hello_timeout_ms",
+        "outbound_queue",
+        "history_max",
+        "max_group_members",
+        "list_max",
+    ] {
         assert_one_problem(
             &format!("[limits]\n{key} = 0\n"),
             &format!("limits.{key}"),

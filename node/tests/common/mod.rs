@@ -371,6 +371,7 @@ pub async fn history(
 pub async fn conversations(c: &mut impl RawClient) -> Vec<chorus_wire::ConversationItem> {
     let frame = ClientFrame::Conversations {
         reference: "convs".into(),
+        page: chorus_wire::Trailing::ABSENT,
     };
     match request(c, "convs", &frame).await {
         ServerFrame::ConversationList { items, .. } => items,

@@ -3,7 +3,7 @@
 use tokio::task::JoinSet;
 
 use super::{CheckResult, Namespace, SharedStore, dm, group_conv, message};
-use crate::{AppendBatch, ConversationItem};
+use crate::{AppendBatch, ConversationItem, ListQuery, ListSlice};
 
 /// A user's list: every linked conversation once, in id order, with its
 /// `last_seq` (0 for a linked conversation without messages) and the user's
@@ -191,6 +191,89 @@ pub async fn unlink_removes_one_conversation(store: &SharedStore, ns: &Namespace
         store.conversations(&user).await?.len(),
         2,
         "after linking again"
+    );
+    Ok(())
+}
+
+/// `conversation_page` walks the list in id order: the first `limit` after
+/// `after`, `more` exactly when conversations follow the page, read positions on
+/// the items; paging to the end yields every conversation once.
+pub async fn pages_walk_the_list_in_id_order(store: &SharedStore, ns: &Namespace) -> CheckResult {
+    let user = ns.user();
+    let convs: Vec<String> = {
+        let mut convs: Vec<String> = (0..7).map(|_| group_conv(&ns.group_id())).collect();
+        convs.sort();
+        convs
+    };
+    let mut batch = AppendBatch::default();
+    for conv in convs.iter().rev() {
+        batch.links.push((user.clone(), conv.clone()));
+    }
+    batch.messages.push(message(ns, &convs[2], 1, &user, "hi"));
+    store.append(batch).await?;
+    store.set_read(&user, &convs[2], 1).await?;
+
+    let page = |after: Option<&String>, limit: usize| ListQuery {
+        after: after.cloned(),
+        limit,
+    };
+    let first = store.conversation_page(&user, page(None, 3)).await?;
+    let listed =
+        |slice: &ListSlice| -> Vec<String> { slice.items.iter().map(|i| i.conv.clone()).collect() };
+    ensure_eq!(listed(&first), convs[..3].to_vec(), "first page");
+    ensure!(first.more, "more after the first page");
+    ensure_eq!(
+        (first.items[2].last_seq, first.items[2].read_seq),
+        (1, 1),
+        "last and read seq on a page"
+    );
+    let second = store
+        .conversation_page(&user, page(Some(&convs[2]), 3))
+        .await?;
+    ensure_eq!(listed(&second), convs[3..6].to_vec(), "second page");
+    ensure!(second.more, "more after the second page");
+    let last = store
+        .conversation_page(&user, page(Some(&convs[5]), 3))
+        .await?;
+    ensure_eq!(listed(&last), convs[6..].to_vec(), "last page");
+    ensure!(!last.more, "no more after the last page");
+    let exact = store
+        .conversation_page(&user, page(Some(&convs[3]), 3))
+        .await?;
+    ensure_eq!(
+        listed(&exact),
+        convs[4..].to_vec(),
+        "a page that ends the list"
+    );
+    ensure!(!exact.more, "no more when the page ends exactly at the end");
+    let past = store
+        .conversation_page(&user, page(Some(&convs[6]), 3))
+        .await?;
+    ensure_eq!(
+        past,
+        ListSlice::default(),
+        "a page after the last conversation"
+    );
+    // `after` need not be in the list: the page starts at the next id.
+    let between = format!("{}-", convs[0]);
+    let from_between = store
+        .conversation_page(&user, page(Some(&between), 1))
+        .await?;
+    ensure_eq!(
+        listed(&from_between),
+        convs[1..2].to_vec(),
+        "a page after an id not listed"
+    );
+    // Another user's list is not part of this one.
+    ensure_eq!(
+        store.conversation_page(&ns.user(), page(None, 10)).await?,
+        ListSlice::default(),
+        "a new user's first page"
+    );
+    ensure_eq!(
+        store.conversations(&user).await?.len(),
+        7,
+        "paging to the end"
     );
     Ok(())
 }

@@ -155,6 +155,14 @@ pub(super) fn prefix(a: &str) -> Vec<u8> {
     key
 }
 
+/// `a ‖ 1`: the first key after every key that starts with [`prefix`]`(a)`.
+pub(super) fn prefix_end(a: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + 1);
+    key.extend_from_slice(a.as_bytes());
+    key.push(SEP + 1);
+    key
+}
+
 /// `a ‖ 0 ‖ b`: link and read-position keys (`user ‖ 0 ‖ conv`).
 pub(super) fn pair(a: &str, b: &str) -> Vec<u8> {
     let mut key = prefix(a);

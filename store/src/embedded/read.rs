@@ -7,7 +7,7 @@ use fjall::Readable;
 
 use super::layout::{self, Space, Spaces, check_id};
 use super::{backend, record};
-use crate::{ConversationItem, HistoryQuery, HistorySlice, StoreResult};
+use crate::{ConversationItem, HistoryQuery, HistorySlice, ListQuery, ListSlice, StoreResult};
 
 /// A page of history with PROTOCOL.md §4.6 semantics.
 ///
@@ -63,15 +63,35 @@ pub(super) fn history(spaces: &Spaces, conv: &str, q: HistoryQuery) -> StoreResu
     Ok(HistorySlice { messages, more })
 }
 
-/// A user's conversations in id order, with `last_seq` and the user's `read_seq`.
-pub(super) fn conversations(spaces: &Spaces, user: &str) -> StoreResult<Vec<ConversationItem>> {
+/// A page of a user's conversations in id order, with `last_seq` and the user's
+/// `read_seq`: one range scan of the user's links from `after`, read one past the
+/// page to learn `more`, and two point reads per conversation of the page.
+pub(super) fn conversation_page(
+    spaces: &Spaces,
+    user: &str,
+    query: &ListQuery,
+) -> StoreResult<ListSlice> {
     check_id("user id", user)?;
     let prefix = layout::prefix(user);
+    let lo = match &query.after {
+        Some(after) => {
+            check_id("conversation id", after)?;
+            Bound::Excluded(layout::pair(user, after))
+        }
+        None => Bound::Included(prefix.clone()),
+    };
+    let hi = Bound::Excluded(layout::prefix_end(user));
     let meta = spaces.get(Space::ConvMeta);
     let reads = spaces.get(Space::ReadPos);
     let snapshot = spaces.snapshot();
-    let mut items = Vec::new();
-    for guard in snapshot.prefix(spaces.get(Space::UserConvs), &prefix) {
+    let want = query.limit.max(1);
+    let mut items = Vec::with_capacity(want.min(1_024));
+    let mut more = false;
+    for guard in snapshot.range(spaces.get(Space::UserConvs), (lo, hi)) {
+        if items.len() == want {
+            more = true;
+            break;
+        }
         let key = guard.key().map_err(backend)?;
         let conv = layout::pair_tail(&key, prefix.len())?;
         let last_seq = match snapshot.get(meta, conv.as_bytes()).map_err(backend)? {
@@ -88,5 +108,5 @@ pub(super) fn conversations(spaces: &Spaces, user: &str) -> StoreResult<Vec<Conv
             read_seq,
         });
     }
-    Ok(items)
+    Ok(ListSlice { items, more })
 }

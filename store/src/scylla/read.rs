@@ -6,7 +6,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::error::{check_id, from_cql, next_row_error, pager_error, type_error};
 use super::{BUCKET_SIZE, ScyllaStore};
-use crate::{ConversationItem, HistoryQuery, HistorySlice, Message, StoreResult};
+use crate::{
+    ConversationItem, HistoryQuery, HistorySlice, ListQuery, ListSlice, Message, StoreResult,
+};
 
 /// How many `last_seq` lookups of one conversation list run at once: enough to
 /// hide round trips, few enough not to flood the coordinator for a huge list.
@@ -116,21 +118,34 @@ pub(super) async fn history(
     Ok(HistorySlice { messages, more })
 }
 
-/// A user's conversations in id order, with `last_seq` and the user's `read_seq`.
+/// A page of a user's conversations in id order, with `last_seq` and the user's
+/// `read_seq`.
 ///
-/// Two paged reads of the user's own partitions (links and read positions), then
-/// one `last_seq` point read per conversation, several in flight at once.
-pub(super) async fn conversations(
+/// One read of the user's links from `after` (one past the page, to learn
+/// `more`), one read of the user's read positions over the page's range, then one
+/// `last_seq` point read per conversation, several in flight at once.
+pub(super) async fn conversation_page(
     store: &ScyllaStore,
     user: &str,
-) -> StoreResult<Vec<ConversationItem>> {
+    query: &ListQuery,
+) -> StoreResult<ListSlice> {
     check_id("user id", user)?;
+    let after = match &query.after {
+        Some(after) => {
+            check_id("conversation id", after)?;
+            after.as_str()
+        }
+        // Every conversation id sorts after the empty string.
+        None => "",
+    };
     let what = "listing conversations";
     let st = &store.st;
+    let want = query.limit.max(1);
+    let fetch = i32::try_from(want.saturating_add(1)).unwrap_or(i32::MAX);
 
     let mut convs: Vec<String> = store
         .session
-        .execute_iter(st.select_links.clone(), (user,))
+        .execute_iter(st.select_links_after.clone(), (user, after, fetch))
         .await
         .map_err(|e| pager_error(what, e))?
         .rows_stream::<(String,)>()
@@ -142,13 +157,18 @@ pub(super) async fn conversations(
     // Clustering order is already byte order; sorting again is nearly free on
     // sorted input and keeps the promise whatever the server's collation.
     convs.sort_unstable();
-    if convs.is_empty() {
-        return Ok(Vec::new());
-    }
+    let more = convs.len() > want;
+    convs.truncate(want);
+    let Some(last) = convs.last().cloned() else {
+        return Ok(ListSlice::default());
+    };
 
     let reads: HashMap<String, i64> = store
         .session
-        .execute_iter(st.select_reads_of_user.clone(), (user,))
+        .execute_iter(
+            st.select_reads_between.clone(),
+            (user, after, last.as_str()),
+        )
         .await
         .map_err(|e| pager_error(what, e))?
         .rows_stream::<(String, Option<i64>)>()
@@ -174,8 +194,9 @@ pub(super) async fn conversations(
         }
     });
     // `buffered` keeps the input order: the list stays sorted.
-    stream::iter(lookups)
+    let items = stream::iter(lookups)
         .buffered(LIST_LOOKUPS_IN_FLIGHT)
         .try_collect()
-        .await
+        .await?;
+    Ok(ListSlice { items, more })
 }

@@ -32,10 +32,10 @@ pub(super) struct Statements {
     pub(super) raise_read: PreparedStatement,
     /// `(user_id, conv)` → `read_seq`.
     pub(super) select_read: PreparedStatement,
-    /// `(user_id)` → `conv, read_seq`, paged.
-    pub(super) select_reads_of_user: PreparedStatement,
-    /// `(user_id)` → `conv`, paged.
-    pub(super) select_links: PreparedStatement,
+    /// `(user_id, conv after, conv up to)` → `conv, read_seq`, paged.
+    pub(super) select_reads_between: PreparedStatement,
+    /// `(user_id, conv after, limit)` → `conv`.
+    pub(super) select_links_after: PreparedStatement,
     /// `(conv)` → `last_seq`.
     pub(super) select_last_seq: PreparedStatement,
     /// `(conv, lowest, highest)` → `bucket` ascending, paged.
@@ -106,11 +106,14 @@ impl Statements {
             select_read: p
                 .read("SELECT read_seq FROM {ks}.read_pos WHERE user_id = ? AND conv = ?")
                 .await?,
-            select_reads_of_user: p
-                .read("SELECT conv, read_seq FROM {ks}.read_pos WHERE user_id = ?")
+            select_reads_between: p
+                .read(
+                    "SELECT conv, read_seq FROM {ks}.read_pos \
+                     WHERE user_id = ? AND conv > ? AND conv <= ?",
+                )
                 .await?,
-            select_links: p
-                .read("SELECT conv FROM {ks}.user_convs WHERE user_id = ?")
+            select_links_after: p
+                .read("SELECT conv FROM {ks}.user_convs WHERE user_id = ? AND conv > ? LIMIT ?")
                 .await?,
             select_last_seq: p
                 .read("SELECT last_seq FROM {ks}.conv_meta WHERE conv = ?")

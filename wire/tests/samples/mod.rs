@@ -122,9 +122,11 @@ pub(crate) fn client_frames() -> Vec<ClientFrame> {
         },
         Conversations {
             reference: "c1".into(),
+            page: Trailing::ABSENT,
         },
         Conversations {
             reference: "ref ünïcode ✓".into(),
+            page: Trailing::ABSENT,
         },
         GroupCreate {
             reference: "g1".into(),
@@ -243,6 +245,7 @@ pub(crate) fn server_frames() -> Vec<ServerFrame> {
         ConversationList {
             reference: "c1".into(),
             items: vec![],
+            more: Trailing::ABSENT,
         },
         ConversationList {
             reference: "c2".into(),
@@ -263,6 +266,7 @@ pub(crate) fn server_frames() -> Vec<ServerFrame> {
                     read_seq: 65_536,
                 },
             ],
+            more: Trailing::ABSENT,
         },
         Group {
             reference: "g1".into(),

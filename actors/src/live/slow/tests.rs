@@ -324,11 +324,12 @@ impl MessageStore for Flaky {
     async fn last_seq(&self, conv: &str) -> chorus_store::StoreResult<u64> {
         self.inner.last_seq(conv).await
     }
-    async fn conversations(
+    async fn conversation_page(
         &self,
         user: &str,
-    ) -> chorus_store::StoreResult<Vec<chorus_store::ConversationItem>> {
-        self.inner.conversations(user).await
+        query: chorus_store::ListQuery,
+    ) -> chorus_store::StoreResult<chorus_store::ListSlice> {
+        self.inner.conversation_page(user, query).await
     }
     async fn unlink(&self, user: &str, conv: &str) -> chorus_store::StoreResult<()> {
         self.inner.unlink(user, conv).await
