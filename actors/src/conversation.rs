@@ -23,8 +23,8 @@ use chorus_store::{
 use chorus_wire::fit::{self, Keep};
 use chorus_wire::{ConvId, ErrorCode, Message, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::OwnedSemaphorePermit;
 
+use crate::budget::Held;
 use crate::outbound::OutFrame;
 use crate::region::{EntityKind, ShardRegion};
 use crate::remote::SessionRef;
@@ -45,8 +45,6 @@ pub struct SendRequest {
     pub client_id: String,
     /// Text, already validated.
     pub body: String,
-    /// The session's in-flight slot, released when the answer is queued.
-    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 /// A [`SendRequest`] taken over by its Conversation, which now owes it an answer.
@@ -55,23 +53,14 @@ struct Accepted {
     session: SessionRef,
     client_id: String,
     body: String,
-    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl SendRequest {
     /// Takes the request apart to forward it to another node: (sender, session,
-    /// client id, body, permit). The request left behind has nothing to answer.
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        String,
-        SessionRef,
-        String,
-        String,
-        Option<OwnedSemaphorePermit>,
-    ) {
+    /// client id, body). The request left behind has nothing to answer.
+    pub(crate) fn into_parts(self) -> (String, SessionRef, String, String) {
         let a = self.accept();
-        (a.sender, a.session, a.client_id, a.body, a.permit)
+        (a.sender, a.session, a.client_id, a.body)
     }
 
     /// Takes the request over; the request left behind has nothing to answer.
@@ -81,7 +70,6 @@ impl SendRequest {
             session: self.session.clone(),
             client_id: std::mem::take(&mut self.client_id),
             body: std::mem::take(&mut self.body),
-            permit: self.permit.take(),
         }
     }
 }
@@ -131,6 +119,10 @@ pub enum ConversationMsg {
         user: String,
         /// Up to which seq.
         seq: u64,
+        /// The reading session's budget units, held until the position is
+        /// stored (`read` has no answer to carry them); none when it came from
+        /// another node.
+        held: Option<Held>,
     },
     /// Creates this group.
     GroupCreate(Request, String, Vec<String>),
@@ -171,7 +163,6 @@ pub struct ConversationArgs {
 struct Pending {
     message: Message,
     session: SessionRef,
-    permit: Option<OwnedSemaphorePermit>,
     started: Instant,
 }
 
@@ -312,7 +303,7 @@ impl Actor for Conversation {
                 }
             }
             ConversationMsg::History(req, query) => state.on_history(req, query).await,
-            ConversationMsg::Read { user, seq } => state.on_read(user, seq).await,
+            ConversationMsg::Read { user, seq, held } => state.on_read(user, seq, held).await,
             ConversationMsg::GroupCreate(req, name, members) => {
                 state.on_group_create(req, name, members).await
             }
@@ -509,7 +500,6 @@ impl ConversationState {
         self.pending.push(Pending {
             message,
             session: req.session,
-            permit: req.permit,
             started: Instant::now(),
         });
         if self.inflight.is_none() {
@@ -616,7 +606,6 @@ impl ConversationState {
                     for w in self.waiting.remove(&key).unwrap_or_default() {
                         w.push(ack.clone());
                     }
-                    drop(p.permit);
                     metrics::counter!("chorus_messages_acked_total").increment(1);
                     metrics::histogram!("chorus_ack_latency_seconds")
                         .record(p.started.elapsed().as_secs_f64());
@@ -676,6 +665,7 @@ impl ConversationState {
         let store = self.store.clone();
         let conv = self.key.clone();
         let max_frame = self.region.settings().max_frame;
+        let region = self.region.clone();
         // A page read forward keeps its oldest messages when it must be cut; one
         // read backward (or the newest) keeps its newest.
         let keep = if query.after.is_some() {
@@ -685,7 +675,10 @@ impl ConversationState {
         };
         // Reading can take a while; the entity keeps sequencing meanwhile.
         tokio::spawn(async move {
-            match store.history(&conv, query).await {
+            let turn = region.store_read_turn().await;
+            let page = store.history(&conv, query).await;
+            drop(turn);
+            match page {
                 Ok(page) => {
                     req.reply.send(fit::history_page(
                         req.reference,
@@ -701,7 +694,7 @@ impl ConversationState {
         });
     }
 
-    async fn on_read(&mut self, user: String, seq: u64) {
+    async fn on_read(&mut self, user: String, seq: u64, held: Option<Held>) {
         if self.check_access(&user).await.is_err() {
             return; // `read` has no answer; a non-member's read is ignored.
         }
@@ -717,6 +710,7 @@ impl ConversationState {
         let conv = self.key.clone();
         let others: Vec<String> = self.members().into_iter().filter(|m| *m != user).collect();
         tokio::spawn(async move {
+            let _held = held;
             match store.set_read(&user, &conv, seq).await {
                 Ok(position) => {
                     let frame = OutFrame::new(ServerFrame::Receipt {

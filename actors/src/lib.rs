@@ -9,6 +9,8 @@
 //!
 //! - [`outbound`]: [`OutFrame`](outbound::OutFrame) (encoded once, shared) and
 //!   [`SessionHandle`](outbound::SessionHandle), a session's bounded queue.
+//! - [`budget`]: a session's one in-flight budget for every request, held by each
+//!   request until its answer is written.
 //! - [`sessions`]: the node-local directory of connected sessions per user.
 //! - [`region`]: [`ShardRegion`](region::ShardRegion), which finds or spawns entities,
 //!   and the supervisor that counts and restarts failed ones.
@@ -20,6 +22,7 @@
 //! - [`session`]: the protocol logic of one authenticated connection.
 //! - [`settings`]: the knobs these take from the node's configuration.
 
+pub mod budget;
 pub mod conversation;
 pub mod live;
 pub mod moderation;

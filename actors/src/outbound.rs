@@ -4,9 +4,16 @@
 //! [`SessionHandle`]; the gateway's writer task drains the queue to the socket.
 //! A frame fanned out to many sessions is encoded at most once per encoding, and
 //! the same `Bytes` are written to every socket that uses that encoding.
+//!
+//! A session's queue is bounded twice: in frames and in bytes (as encoded for the
+//! session). A push over either bound means the client is not reading fast enough,
+//! and the session is closed as a slow consumer; nothing ever waits on a client.
+//! An answer carries its request's share of the session's [`RequestBudget`] until
+//! the writer has written it, which is what keeps a client that pipelines requests
+//! (and reads) from ever filling its queue.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +22,8 @@ use chorus_wire::codec::Frame;
 use chorus_wire::{Encoding, ErrorCode, ServerFrame};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+use crate::budget::{AnswerKey, Held, RequestBudget};
 
 /// A server frame shared between sessions, with its encodings cached on first use.
 #[derive(Debug)]
@@ -106,11 +115,108 @@ pub enum CloseReason {
     Shutdown,
 }
 
+/// How much one session may hold back: the limits of its queues and requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// The encoding of the connection (the one its frames are counted in).
+    pub encoding: Encoding,
+    /// Frames waiting for the socket at most.
+    pub queue_frames: usize,
+    /// Bytes (as encoded) waiting for the socket at most.
+    pub queue_bytes: usize,
+    /// Units of the request budget (see [`RequestBudget`]).
+    pub inflight: usize,
+    /// Live batches waiting at most.
+    pub lane: usize,
+    /// A viewer further behind than this is disconnected.
+    pub max_lag: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            encoding: Encoding::Binary,
+            queue_frames: 1_024,
+            queue_bytes: 4 << 20,
+            inflight: 256,
+            lane: 64,
+            max_lag: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One frame waiting in a session's queue.
+#[derive(Debug)]
+pub struct Queued {
+    /// The frame.
+    pub frame: SharedFrame,
+    /// Its size as encoded for the session, counted against the byte bound.
+    bytes: usize,
+    /// The units of the request this frame answers, freed once it is written.
+    _held: Option<Held>,
+}
+
+impl std::ops::Deref for Queued {
+    type Target = OutFrame;
+    fn deref(&self) -> &OutFrame {
+        &self.frame
+    }
+}
+
+/// The receiving half of a session's queue, drained by the gateway's writer.
+#[derive(Debug)]
+pub struct OutboundQueue {
+    rx: mpsc::Receiver<Queued>,
+    handle: SessionHandle,
+}
+
+impl OutboundQueue {
+    /// The next frame; None when every handle is gone.
+    pub async fn recv(&mut self) -> Option<Queued> {
+        self.rx.recv().await
+    }
+
+    /// The next frame if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Queued> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Frames taken from the queue have been written (or dropped): their bytes
+    /// leave the count, and the units they held are freed with them.
+    pub fn written(&self, frames: impl IntoIterator<Item = Queued>) {
+        let bytes: usize = frames.into_iter().map(|q| q.bytes).sum();
+        if bytes > 0 {
+            self.handle
+                .0
+                .queued_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
+            metrics::gauge!("chorus_outbound_queued_bytes").decrement(bytes as f64);
+        }
+    }
+}
+
+impl Drop for OutboundQueue {
+    /// What was never written leaves the counts with the queue.
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut left = Vec::new();
+        while let Ok(q) = self.rx.try_recv() {
+            left.push(q);
+        }
+        self.written(left);
+    }
+}
+
 #[derive(Debug)]
 struct HandleInner {
     id: SessionId,
     user: String,
-    tx: mpsc::Sender<SharedFrame>,
+    tx: mpsc::Sender<Queued>,
+    encoding: Encoding,
+    /// Bytes queued now, and the most allowed.
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+    budget: RequestBudget,
     close: CancellationToken,
     /// Mirrors `close` for the hot checks: a token's `is_cancelled` takes a lock.
     closing: AtomicBool,
@@ -163,29 +269,42 @@ struct LaneState {
 #[derive(Debug, Clone)]
 pub struct SessionHandle(Arc<HandleInner>);
 
-/// The receiving half the gateway's writer drains.
-pub type OutboundQueue = mpsc::Receiver<SharedFrame>;
-
 impl SessionHandle {
     /// A handle and its queue; `capacity` bounds the frames waiting for the socket.
     pub fn new(id: SessionId, user: String, capacity: usize) -> (Self, OutboundQueue) {
-        Self::with_live_limits(id, user, capacity, 64, Duration::from_secs(5))
+        Self::with_limits(
+            id,
+            user,
+            SessionLimits {
+                queue_frames: capacity,
+                ..SessionLimits::default()
+            },
+        )
     }
 
-    /// A handle with explicit live-lane limits: `lane` batches at most, and a
-    /// viewer more than `max_lag` behind is disconnected.
-    pub fn with_live_limits(
+    /// A handle with explicit limits.
+    pub fn with_limits(
         id: SessionId,
         user: String,
-        capacity: usize,
-        lane: usize,
-        max_lag: Duration,
+        limits: SessionLimits,
     ) -> (Self, OutboundQueue) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let SessionLimits {
+            encoding,
+            queue_frames,
+            queue_bytes,
+            inflight,
+            lane,
+            max_lag,
+        } = limits;
+        let (tx, rx) = mpsc::channel(queue_frames.max(1));
         let inner = HandleInner {
             id,
             user,
             tx,
+            encoding,
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: queue_bytes.max(1),
+            budget: RequestBudget::new(inflight),
             close: CancellationToken::new(),
             closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),
@@ -197,7 +316,27 @@ impl SessionHandle {
                 max_lag,
             },
         };
-        (Self(Arc::new(inner)), rx)
+        let handle = Self(Arc::new(inner));
+        let queue = OutboundQueue {
+            rx,
+            handle: handle.clone(),
+        };
+        (handle, queue)
+    }
+
+    /// The session's request budget.
+    pub fn budget(&self) -> &RequestBudget {
+        &self.0.budget
+    }
+
+    /// The encoding of the connection.
+    pub fn encoding(&self) -> Encoding {
+        self.0.encoding
+    }
+
+    /// Bytes waiting in the queue now.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.queued_bytes.load(Ordering::Acquire)
     }
 
     /// The session's id.
@@ -214,18 +353,47 @@ impl SessionHandle {
     /// closed as a slow consumer instead of letting it hold up the sender.
     /// Returns false when the frame was not queued.
     pub fn push(&self, frame: SharedFrame) -> bool {
-        match self.0.tx.try_send(frame) {
-            Ok(()) => true,
+        // An answer takes over the units its request holds (see `budget`).
+        let held = AnswerKey::of(frame.frame()).and_then(|key| self.0.budget.answered(key));
+        // Encoded here, once per encoding (cached in the frame): the size is what
+        // the byte bound counts, and the writer then has it ready.
+        let bytes = frame.bytes(self.0.encoding).len();
+        let queued = self.0.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if queued > self.0.max_queued_bytes {
+            self.0.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.slow_consumer("bytes");
+            return false;
+        }
+        let item = Queued {
+            frame,
+            bytes,
+            _held: held,
+        };
+        match self.0.tx.try_send(item) {
+            Ok(()) => {
+                metrics::gauge!("chorus_outbound_queued_bytes").increment(bytes as f64);
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.0.slow.swap(true, Ordering::Relaxed) {
-                    metrics::counter!("chorus_slow_consumer_disconnects_total").increment(1);
-                    tracing::info!(session = self.0.id, user = %self.0.user, "outbound queue full: disconnecting slow consumer");
-                }
-                self.close(CloseReason::SlowConsumer);
+                self.0.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.slow_consumer("frames");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.0.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                false
+            }
         }
+    }
+
+    /// Closes a session whose queue is full (`bound`: which of its bounds).
+    fn slow_consumer(&self, bound: &'static str) {
+        if !self.0.slow.swap(true, Ordering::Relaxed) {
+            metrics::counter!("chorus_slow_consumer_disconnects_total", "bound" => bound)
+                .increment(1);
+            tracing::info!(session = self.0.id, user = %self.0.user, bound, "outbound queue full: disconnecting slow consumer");
+        }
+        self.close(CloseReason::SlowConsumer);
     }
 
     /// Queues a live batch on the viewer's lane. Returns false if the viewer was

@@ -146,6 +146,8 @@ pub(crate) struct RegionInner {
     fanouts: LiveFanouts,
     danmaku_rate: RateLimiter,
     moderation: Arc<Moderation>,
+    /// Turns for page reads from the store (`Settings::store_reads`).
+    store_reads: Arc<tokio::sync::Semaphore>,
     /// Entity failures handled, and meltdowns declared, since start.
     restarts: std::sync::atomic::AtomicU64,
     meltdowns: std::sync::atomic::AtomicU64,
@@ -195,6 +197,7 @@ impl ShardRegion {
         )
         .await?;
         let danmaku_rate = RateLimiter::new(settings.live.rate_per_user, settings.live.rate_window);
+        let store_reads = Arc::new(tokio::sync::Semaphore::new(settings.store_reads.max(1)));
         let inner = Arc::new(RegionInner {
             placement: Placement::single(&settings.node_id, settings.shards),
             link: Arc::new(Link::new(&settings.node_id)),
@@ -204,6 +207,7 @@ impl ShardRegion {
             fanouts: LiveFanouts::default(),
             danmaku_rate,
             moderation,
+            store_reads,
             sessions: LocalSessions::default(),
             users: Registry::new(),
             conversations: Registry::new(),
@@ -263,6 +267,16 @@ impl ShardRegion {
     /// The word filter.
     pub fn moderation(&self) -> &Arc<Moderation> {
         &self.inner.moderation
+    }
+
+    /// Waits for a turn to read a page (of history or of a conversation list)
+    /// from the store; the turn ends when the returned value is dropped.
+    pub async fn store_read_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.inner.store_reads.available_permits() == 0 {
+            metrics::counter!("chorus_store_read_waits_total").increment(1);
+        }
+        // Never closed: `None` cannot happen, and would only mean "no limit".
+        self.inner.store_reads.clone().acquire_owned().await.ok()
     }
 
     /// The node's per-user danmaku rate limiter.

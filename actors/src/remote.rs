@@ -6,12 +6,13 @@
 //! is: a local one gets the frame in its queue, a remote one gets an
 //! [`Envelope::Sessions`] to its node.
 //!
-//! **Backpressure across nodes.** A session's in-flight slots bound the sends it
-//! has waiting for an ack. When a send goes to a Conversation on another node,
-//! its slot stays here, in [`Link`], until the `ack`/`reject` for that id comes
-//! back. If the owner's node goes away first (or never answers), the send is
-//! rejected with `internal` so that the client retries with the same id; the
-//! store's idempotency window makes the retry safe.
+//! **Answers across nodes.** A session's request budget stays on its node (see
+//! [`crate::budget`]): an answer from another node frees it when it is queued
+//! here. A send that goes to a Conversation on another node is remembered here,
+//! in [`Link`], until the `ack`/`reject` for that id comes back; if the owner's
+//! node goes away first (or never answers), the send is rejected with `internal`
+//! so that the client retries with the same id; the store's idempotency window
+//! makes the retry safe.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use chorus_wire::cluster::{CloseCode, Envelope, SessionAddr};
 use chorus_wire::codec::encode_envelope;
 use chorus_wire::{ErrorCode, ServerFrame};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::outbound::{CloseReason, OutFrame, SessionHandle, SessionId, SharedFrame};
 
@@ -42,7 +42,6 @@ pub trait Outbox: Send + Sync + 'static {
 struct RemoteSend {
     node: Arc<str>,
     session: SessionHandle,
-    _permit: Option<OwnedSemaphorePermit>,
     since: Instant,
 }
 
@@ -162,21 +161,14 @@ impl Link {
         }
     }
 
-    /// Keeps a forwarded send's slot until its answer comes back.
-    pub(crate) fn await_answer(
-        &self,
-        node: &Arc<str>,
-        session: &SessionHandle,
-        client_id: &str,
-        permit: Option<OwnedSemaphorePermit>,
-    ) {
+    /// Remembers a forwarded send until its answer comes back.
+    pub(crate) fn await_answer(&self, node: &Arc<str>, session: &SessionHandle, client_id: &str) {
         let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
         sends.insert(
             (session.id(), client_id.to_string()),
             RemoteSend {
                 node: node.clone(),
                 session: session.clone(),
-                _permit: permit,
                 since: Instant::now(),
             },
         );

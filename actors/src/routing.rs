@@ -98,9 +98,9 @@ pub(crate) fn forward_conversation(
     let conv = conv.to_string();
     match msg {
         ConversationMsg::Send(req) => {
-            let (sender, session, client_id, body, permit) = req.into_parts();
+            let (sender, session, client_id, body) = req.into_parts();
             if let SessionRef::Local(handle) = &session {
-                region.link().await_answer(node, handle, &client_id, permit);
+                region.link().await_answer(node, handle, &client_id);
             }
             let envelope = EntityEnvelope::ConvSend {
                 conv,
@@ -128,7 +128,8 @@ pub(crate) fn forward_conversation(
                 request_failed(&req);
             }
         }
-        ConversationMsg::Read { user, seq } => {
+        // The budget units of a read stay here: it has no answer to bring them back.
+        ConversationMsg::Read { user, seq, .. } => {
             send_entity(
                 region,
                 node,
@@ -403,7 +404,6 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 session,
                 client_id,
                 body,
-                permit: None,
             };
             region.route_conversation(&conv_id, ConversationMsg::Send(req), hops, true);
         }
@@ -431,7 +431,12 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             let Ok(conv_id) = ConvId::parse(&conv) else {
                 return bad_key(from, &conv);
             };
-            region.route_conversation(&conv_id, ConversationMsg::Read { user, seq }, hops, true);
+            let read = ConversationMsg::Read {
+                user,
+                seq,
+                held: None,
+            };
+            region.route_conversation(&conv_id, read, hops, true);
         }
         EntityEnvelope::ConvGroup {
             conv,

@@ -6,21 +6,21 @@
 //! then routes the request to the entity that owns it. Answers come back through
 //! the session's [`SessionHandle`].
 //!
-//! Backpressure instead of unbounded queues: a session may have
-//! `max_inflight_sends` sends waiting for their ack; beyond that `handle` waits,
-//! so the gateway stops reading the socket and TCP pushes back on the client.
-
-use std::sync::Arc;
+//! Backpressure instead of unbounded queues: every request takes its share of the
+//! session's budget ([`crate::budget`]) until its answer is written; when the budget
+//! is spent `handle_frame` waits, so the gateway stops reading the socket and TCP
+//! pushes back on the client.
 
 use chorus_store::{HistoryQuery, ListQuery};
 use chorus_wire::fit;
 use chorus_wire::ids::validate_id;
+use chorus_wire::limits::{MAX_GROUP_NAME, MAX_REF};
 use chorus_wire::{
     ClientFrame, ConvId, ConversationsPage, ErrorCode, LiveItem, Prio, ServerFrame, Target,
     Trailing,
 };
-use tokio::sync::Semaphore;
 
+use crate::budget::{AnswerKey, Held};
 use crate::conversation::{ConversationMsg, Request, SendRequest};
 use crate::live::LiveRoomMsg;
 use crate::moderation::Outcome;
@@ -29,10 +29,6 @@ use crate::region::ShardRegion;
 use crate::remote::SessionRef;
 use crate::user::{Attached, UserMsg};
 
-/// Longest `ref` echoed back.
-const MAX_REF: usize = 128;
-/// Longest group name.
-const MAX_GROUP_NAME: usize = 256;
 /// Live rooms one session may watch at once.
 const MAX_ROOMS_PER_SESSION: usize = 16;
 
@@ -66,7 +62,6 @@ pub struct Session {
     identity: Identity,
     handle: SessionHandle,
     region: ShardRegion,
-    inflight: Arc<Semaphore>,
     /// Live rooms this session watches, to leave them when it closes.
     rooms: Vec<String>,
 }
@@ -89,12 +84,10 @@ impl Session {
             // from the session directory, which already holds this session.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
         }
-        let inflight = Arc::new(Semaphore::new(region.settings().max_inflight_sends.max(1)));
         Self {
             identity,
             handle,
             region,
-            inflight,
             rooms: Vec::new(),
         }
     }
@@ -149,16 +142,75 @@ impl Session {
         }
     }
 
-    /// Handles one frame after `welcome`.
+    /// Handles one frame after `welcome`: checks the fields its answer is matched
+    /// by, takes the request's share of the session's budget — waiting for it, which
+    /// is where a client that pipelines requests is slowed down to the pace of its
+    /// answers — then carries the request out.
     pub async fn handle_frame(&mut self, frame: ClientFrame) {
+        let Some((weight, key)) = self.admit(&frame) else {
+            return;
+        };
+        let budget = self.handle.budget();
+        let held = budget.acquire(weight).await;
+        let held = match (key, held) {
+            (Some(key), Some(held)) => {
+                budget.expect(key, held);
+                None
+            }
+            // A `read` has no answer: it keeps its units until it is stored.
+            (_, held) => held,
+        };
+        self.dispatch(frame, held).await;
+    }
+
+    /// What a request costs and what its answer is matched by; `None` when it
+    /// was answered at once (its `ref` or id cannot be echoed, or it is a second
+    /// `hello`).
+    fn admit(&self, frame: &ClientFrame) -> Option<(u32, Option<AnswerKey>)> {
+        let large = self.handle.budget().large();
+        let by_ref = |reference: &String, weight: u32| {
+            if reference.len() > MAX_REF {
+                self.error(Some(reference), ErrorCode::Invalid, "ref is too long");
+                return None;
+            }
+            Some((weight, Some(AnswerKey::Ref(reference.clone()))))
+        };
+        let by_id = |id: &String| {
+            if let Err(e) = validate_id("id", id) {
+                self.reject(id, ErrorCode::Invalid, e.to_string());
+                return None;
+            }
+            Some((1, Some(AnswerKey::Id(id.clone()))))
+        };
         match frame {
             ClientFrame::Hello { .. } => {
-                self.error(None, ErrorCode::Invalid, "already authenticated")
+                self.error(None, ErrorCode::Invalid, "already authenticated");
+                None
             }
+            ClientFrame::Ping { .. } => Some((1, Some(AnswerKey::Pong))),
+            ClientFrame::Send { id, .. } | ClientFrame::Danmaku { id, .. } => by_id(id),
+            ClientFrame::Read { .. } => Some((1, None)),
+            ClientFrame::History { reference, .. }
+            | ClientFrame::Conversations { reference, .. }
+            | ClientFrame::GroupCreate { reference, .. }
+            | ClientFrame::GroupAdd { reference, .. }
+            | ClientFrame::GroupRemove { reference, .. }
+            | ClientFrame::GroupInfo { reference, .. }
+            | ClientFrame::LiveJoin { reference, .. } => by_ref(reference, large),
+            ClientFrame::GroupLeave { reference, .. }
+            | ClientFrame::LiveLeave { reference, .. } => by_ref(reference, 1),
+        }
+    }
+
+    /// Carries out an admitted request.
+    async fn dispatch(&mut self, frame: ClientFrame, held: Option<Held>) {
+        match frame {
+            // Answered in `admit`.
+            ClientFrame::Hello { .. } => {}
             ClientFrame::Ping { .. } => {
                 self.handle.send(ServerFrame::Pong);
             }
-            ClientFrame::Send { id, to, body } => self.on_send(id, to, body).await,
+            ClientFrame::Send { id, to, body } => self.on_send(id, to, body),
             ClientFrame::History {
                 reference,
                 conv,
@@ -176,6 +228,7 @@ impl Session {
                         ConversationMsg::Read {
                             user: self.user().to_string(),
                             seq,
+                            held,
                         },
                     );
                 }
@@ -224,9 +277,6 @@ impl Session {
             }
             ClientFrame::LiveJoin { reference, room } => self.on_live_join(reference, room),
             ClientFrame::LiveLeave { reference, room } => {
-                if reference.len() > MAX_REF {
-                    return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
-                }
                 if let Some(pos) = self.rooms.iter().position(|r| *r == room) {
                     let room = self.rooms.swap_remove(pos);
                     self.leave_room(&room, Some(reference));
@@ -239,10 +289,7 @@ impl Session {
         }
     }
 
-    async fn on_send(&mut self, id: String, to: String, body: String) {
-        if let Err(e) = validate_id("id", &id) {
-            return self.reject(&id, ErrorCode::Invalid, e.to_string());
-        }
+    fn on_send(&mut self, id: String, to: String, body: String) {
         let target = match Target::parse(&to) {
             Ok(t) => t,
             Err(e) => return self.reject(&id, ErrorCode::Invalid, e.to_string()),
@@ -258,17 +305,12 @@ impl Session {
         let Some(body) = self.moderate(&id, body) else {
             return;
         };
-        // Wait for an in-flight slot: this is where a flooding client is slowed down.
-        let Ok(permit) = self.inflight.clone().acquire_owned().await else {
-            return;
-        };
         let conv = target.conv_for(self.user());
         let req = SendRequest {
             sender: self.user().to_string(),
             session: SessionRef::Local(self.handle.clone()),
             client_id: id,
             body,
-            permit: Some(permit),
         };
         self.region
             .tell_conversation(&conv, ConversationMsg::Send(req));
@@ -296,9 +338,6 @@ impl Session {
     }
 
     fn on_live_join(&mut self, reference: String, room: String) {
-        if reference.len() > MAX_REF {
-            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
-        }
         if let Err(e) = validate_id("room id", &room) {
             return self.error(Some(&reference), ErrorCode::Invalid, e.to_string());
         }
@@ -348,9 +387,6 @@ impl Session {
     }
 
     fn on_danmaku(&mut self, id: String, room: String, body: String) {
-        if let Err(e) = validate_id("id", &id) {
-            return self.reject(&id, ErrorCode::Invalid, e.to_string());
-        }
         if let Err(e) = validate_id("room id", &room) {
             return self.reject(&id, ErrorCode::Invalid, e.to_string());
         }
@@ -410,9 +446,6 @@ impl Session {
         before: Option<u64>,
         limit: Option<u32>,
     ) {
-        if reference.len() > MAX_REF {
-            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
-        }
         let conv = match ConvId::parse(&conv) {
             Ok(c @ (ConvId::Dm(..) | ConvId::Group(_))) => c,
             Ok(ConvId::Live(_)) => {
@@ -453,9 +486,6 @@ impl Session {
     /// One page of the user's conversation list. A v1 request (no page) gets the
     /// first page that fits one frame, without `more`.
     fn on_conversations(&mut self, reference: String, page: Trailing<ConversationsPage>) {
-        if reference.len() > MAX_REF {
-            return self.error(Some(&reference), ErrorCode::Invalid, "ref is too long");
-        }
         let settings = self.region.settings();
         let (after, limit) = match page.get() {
             None => (None, settings.list_max),
@@ -484,11 +514,14 @@ impl Session {
         };
         let paged = page.get().is_some();
         let max_frame = settings.max_frame;
-        let store = self.region.store().clone();
+        let region = self.region.clone();
         let user = self.user().to_string();
         let reply = self.handle.clone();
         tokio::spawn(async move {
-            let frame = match store.conversation_page(&user, query).await {
+            let turn = region.store_read_turn().await;
+            let page = region.store().conversation_page(&user, query).await;
+            drop(turn);
+            let frame = match page {
                 Ok(slice) => fit::conversation_list(
                     reference,
                     slice.items,
@@ -533,10 +566,6 @@ impl Session {
 
     /// Validates a group request's ids; answers `invalid` and returns None if bad.
     fn group_target(&self, reference: &str, id: &str, members: &[String]) -> Option<ConvId> {
-        if reference.len() > MAX_REF {
-            self.error(Some(reference), ErrorCode::Invalid, "ref is too long");
-            return None;
-        }
         if let Err(e) = validate_id("group id", id) {
             self.error(Some(reference), ErrorCode::Invalid, e.to_string());
             return None;

@@ -21,9 +21,18 @@ pub struct Settings {
     /// Most conversations in one `conversation_list` (fewer when they do not fit
     /// one frame).
     pub list_max: u32,
-    /// Sends a session may have waiting for their ack; past it the session stops
-    /// reading its socket until acks come back (backpressure, not an error).
-    pub max_inflight_sends: usize,
+    /// Units of a session's request budget (`limits.max_inflight`): a request
+    /// holds one, or a sixteenth of the budget if its answer may fill a frame,
+    /// until its answer is written; past it the session stops reading its socket
+    /// (backpressure, not an error). See [`crate::budget`].
+    pub max_inflight: usize,
+    /// History and conversation-list pages read from the store at once, for all
+    /// sessions of the node (`limits.store_reads`): a crowd of readers waits its
+    /// turn instead of filling the blocking pool and slowing everyone else.
+    pub store_reads: usize,
+    /// Bytes a session's queue may hold, as encoded (`limits.outbound_bytes`);
+    /// past it the session is a slow consumer and is closed.
+    pub outbound_bytes: usize,
     /// Seqs a Conversation reserves at a time.
     pub seq_block: u64,
     /// A Conversation with nothing to do for this long stops (it restarts on demand).
@@ -52,7 +61,9 @@ impl Default for Settings {
             history_max: 200,
             history_default: 50,
             list_max: 500,
-            max_inflight_sends: 256,
+            max_inflight: 256,
+            outbound_bytes: 4 << 20,
+            store_reads: 32,
             seq_block: 1000,
             conversation_idle: Duration::from_secs(120),
             user_idle: Duration::from_secs(60),

@@ -41,6 +41,16 @@ pub struct LimitsConfig {
     pub hello_timeout_ms: u64,
     /// Frames queued for one session before it counts as too slow. Default 1024.
     pub outbound_queue: u32,
+    /// Bytes (as encoded) queued for one session before it counts as too slow.
+    /// Default 4 MiB; at least twice `max_frame`.
+    pub outbound_bytes: u64,
+    /// Units of one session's request budget. Default 256: a request holds one
+    /// unit, or a sixteenth of the budget when its answer may fill a frame, until
+    /// its answer is written; at least 16.
+    pub max_inflight: u32,
+    /// History pages and conversation-list pages read from the store at once on
+    /// this node, for all sessions together. Default 32.
+    pub store_reads: u32,
     /// Largest page a `history` request gets. Default 200.
     pub history_max: u32,
     /// Largest group, in members. Default 500; a `group` frame of this many
@@ -58,6 +68,9 @@ impl Default for LimitsConfig {
             max_body: 4_096,
             hello_timeout_ms: 5_000,
             outbound_queue: 1_024,
+            outbound_bytes: 4 << 20,
+            max_inflight: 256,
+            store_reads: 32,
             history_max: 200,
             max_group_members: 500,
             list_max: 500,
@@ -132,6 +145,25 @@ impl LimitsConfig {
                 );
             }
         }
+        if self.outbound_bytes < 2 * u64::from(self.max_frame) {
+            problems.push(
+                "limits.outbound_bytes",
+                format!(
+                    "is {}; it must be at least twice limits.max_frame ({})",
+                    self.outbound_bytes,
+                    2 * u64::from(self.max_frame)
+                ),
+            );
+        }
+        if self.max_inflight < 16 {
+            problems.push(
+                "limits.max_inflight",
+                format!(
+                    "is {}; it must be at least 16 (a request whose answer may fill a frame takes a sixteenth of it)",
+                    self.max_inflight
+                ),
+            );
+        }
         let at_least_one = [
             ("limits.hello_timeout_ms", self.hello_timeout_ms),
             ("limits.outbound_queue", u64::from(self.outbound_queue)),
@@ -141,6 +173,7 @@ impl LimitsConfig {
                 u64::from(self.max_group_members),
             ),
             ("limits.list_max", u64::from(self.list_max)),
+            ("limits.store_reads", u64::from(self.store_reads)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chorus_actors::outbound::OutboundQueue;
+use chorus_actors::outbound::{OutboundQueue, Queued, SessionLimits};
 use chorus_actors::{
     CloseReason, Identity, Roles, Session, SessionHandle, ShardRegion, SharedFrame,
 };
@@ -75,6 +75,9 @@ pub trait FrameWriter: Send + 'static {
     ) -> impl Future<Output = std::io::Result<()>> + Send;
     /// Closes the connection politely.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// Gives back buffer memory a large write left behind; called after each
+    /// write, so an idle connection holds only small buffers.
+    fn shrink(&mut self) {}
 }
 
 /// What every connection needs from the node.
@@ -136,6 +139,10 @@ const WRITE_BATCH: usize = 64;
 /// Time the writer's polite close (flush, then FIN or a WebSocket Close) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A write the socket has not taken within this long means a client that stopped
+/// reading: it is closed as a slow consumer (its queue may still be within bounds).
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
 /// Runs one connection from handshake to close.
 pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     mut reader: R,
@@ -162,13 +169,18 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     };
 
     // 2. Online, then welcome.
-    let live = &ctx.region.settings().live;
-    let (handle, queue) = SessionHandle::with_live_limits(
+    let settings = ctx.region.settings();
+    let (handle, queue) = SessionHandle::with_limits(
         ctx.session_id(),
         identity.user.clone(),
-        ctx.outbound_queue,
-        live.viewer_queue,
-        live.max_lag,
+        SessionLimits {
+            encoding,
+            queue_frames: ctx.outbound_queue,
+            queue_bytes: settings.outbound_bytes,
+            inflight: settings.max_inflight,
+            lane: settings.live.viewer_queue,
+            max_lag: settings.live.max_lag,
+        },
     );
     let mut session = Session::open(ctx.region.clone(), identity, handle.clone()).await;
     handle.send(ServerFrame::Welcome {
@@ -217,16 +229,29 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
                 deadline = Instant::now() + idle;
                 metrics::counter!("chorus_frames_in_total").increment(1);
                 match ClientFrame::decode(&bytes, frame_encoding, ctx.max_frame) {
-                    Ok(ClientFrame::Ping { interval_s }) => {
-                        if let Some(interval) = interval_s {
+                    Ok(frame) => {
+                        if let ClientFrame::Ping {
+                            interval_s: Some(interval),
+                        } = frame
+                        {
                             idle = Duration::from_secs(u64::from(
                                 ctx.heartbeat.idle_timeout_s(interval),
                             ));
                             deadline = Instant::now() + idle;
                         }
-                        handle.send(ServerFrame::Pong);
+                        // The request may wait for the session's budget (its earlier
+                        // answers are not written yet): meanwhile nothing is read,
+                        // but the session may still be closed or time out.
+                        tokio::select! {
+                            () = session.handle_frame(frame) => {}
+                            () = tokio::time::sleep_until(deadline) => {
+                                metrics::counter!("chorus_idle_disconnects_total").increment(1);
+                                break;
+                            }
+                            () = handle.closed() => break,
+                            () = ctx.shutdown.cancelled() => break,
+                        }
                     }
-                    Ok(frame) => session.handle_frame(frame).await,
                     Err(e) => {
                         bad_frame_metric(&e);
                         handle.send(error_for(&e));
@@ -374,7 +399,10 @@ async fn run_writer<W: FrameWriter>(
     max_frame: u32,
     stop: CancellationToken,
 ) {
+    // The frames of one write, and what they took from the queue: their bytes and
+    // budget units are given back once they are written.
     let mut batch: Vec<SharedFrame> = Vec::with_capacity(WRITE_BATCH);
+    let mut taken: Vec<Queued> = Vec::with_capacity(WRITE_BATCH);
     loop {
         let first = tokio::select! {
             biased;
@@ -387,8 +415,9 @@ async fn run_writer<W: FrameWriter>(
             () = handle.closed() => break,
             () = stop.cancelled() => {
                 // Drain what is already queued (e.g. the last `error`), then close.
-                while let Ok(f) = queue.try_recv() {
-                    batch.push(f);
+                while let Some(q) = queue.try_recv() {
+                    batch.push(q.frame.clone());
+                    taken.push(q);
                     if batch.len() == WRITE_BATCH {
                         break;
                     }
@@ -396,17 +425,19 @@ async fn run_writer<W: FrameWriter>(
                 if !batch.is_empty() {
                     let _ = tokio::time::timeout(Duration::from_secs(2), writer.write_batch(&batch, encoding)).await;
                 }
+                queue.written(taken.drain(..));
                 break;
             }
         };
         batch.clear();
-        batch.extend(first);
-        while batch.len() < WRITE_BATCH {
+        taken.extend(first);
+        while taken.len() < WRITE_BATCH {
             match queue.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
+                Some(q) => taken.push(q),
+                None => break,
             }
         }
+        batch.extend(taken.iter().map(|q| q.frame.clone()));
         while batch.len() < WRITE_BATCH {
             match handle.pop_live() {
                 Some(f) => batch.push(f),
@@ -421,19 +452,33 @@ async fn run_writer<W: FrameWriter>(
         // make a conforming client drop the connection, so it is never written.
         batch.retain(|f| fits(f, encoding, max_frame));
         if batch.is_empty() {
+            queue.written(taken.drain(..));
             continue;
         }
         let n = batch.len() as u64;
         let written = tokio::select! {
-            r = writer.write_batch(&batch, encoding) => r,
+            r = tokio::time::timeout(WRITE_STALL, writer.write_batch(&batch, encoding)) => r,
             () = handle.closed() => break,
         };
-        if written.is_err() {
-            handle.close(CloseReason::Shutdown);
-            break;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                handle.close(CloseReason::Shutdown);
+                break;
+            }
+            Err(_) => {
+                // The client stopped reading while its queue was still within
+                // bounds: the socket has not taken a byte for WRITE_STALL.
+                metrics::counter!("chorus_slow_consumer_disconnects_total", "bound" => "stall")
+                    .increment(1);
+                handle.close(CloseReason::SlowConsumer);
+                break;
+            }
         }
         metrics::counter!("chorus_frames_out_total").increment(n);
         batch.clear();
+        queue.written(taken.drain(..));
+        writer.shrink();
     }
     // A polite close flushes first, which never completes if the client stopped
     // reading (a slow consumer): bounded, after which dropping the socket closes it.

@@ -151,6 +151,9 @@ impl Node {
             history_max: config.limits.history_max,
             max_group_members: config.limits.max_group_members as usize,
             list_max: config.limits.list_max,
+            max_inflight: config.limits.max_inflight as usize,
+            store_reads: config.limits.store_reads as usize,
+            outbound_bytes: usize::try_from(config.limits.outbound_bytes).unwrap_or(usize::MAX),
             live: chorus_actors::live::LiveSettings {
                 window: config.live.window(),
                 max_batch: config.live.max_batch as usize,

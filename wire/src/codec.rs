@@ -269,6 +269,9 @@ pub fn frame_len(prefix: [u8; LENGTH_PREFIX], max_frame: u32) -> Result<usize, D
     Ok(len as usize)
 }
 
+/// The TCP decoder's buffer at rest, in bytes.
+pub const DECODER_BUFFER: usize = 1024;
+
 /// Incremental TCP decoder: feed it bytes as they arrive, take frames out.
 ///
 /// Holds at most one partial frame; a prefix over the limit is an error at once,
@@ -285,9 +288,22 @@ impl TcpDecoder {
         Self {
             // Held by every idle connection; a longer frame reserves its length
             // once its prefix is read.
-            buf: BytesMut::with_capacity(1024),
+            buf: BytesMut::with_capacity(DECODER_BUFFER),
             max_frame,
         }
+    }
+
+    /// Gives back what a long frame made the buffer reserve, once nothing is
+    /// pending: an idle connection then holds [`DECODER_BUFFER`] bytes again.
+    pub fn shrink(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 4 * DECODER_BUFFER {
+            self.buf = BytesMut::with_capacity(DECODER_BUFFER);
+        }
+    }
+
+    /// The buffer's capacity now.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The buffer to read socket bytes into.

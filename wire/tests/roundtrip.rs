@@ -802,3 +802,32 @@ fn binary_layout_follows_the_documented_rules() {
         assert_eq!(frame.to_binary(), spec_server(&frame), "{frame:?}");
     }
 }
+
+#[test]
+fn the_tcp_decoder_gives_back_a_long_frames_buffer() {
+    let page = ServerFrame::HistoryPage {
+        reference: "h".into(),
+        conv: "dm:a:b".into(),
+        messages: vec![],
+        more: false,
+    };
+    let long = ServerFrame::Error {
+        reference: None,
+        code: ErrorCode::Internal,
+        message: "y".repeat(200_000),
+    };
+    let mut decoder = TcpDecoder::new(1 << 20);
+    decoder.buffer().extend_from_slice(&long.to_tcp());
+    assert_eq!(decoder.next_frame::<ServerFrame>(), Ok(Some(long)));
+    // The next socket read reserves room, and takes the long frame's memory back.
+    decoder.buffer().reserve(1);
+    assert!(decoder.capacity() > 100_000);
+    decoder.shrink();
+    assert_eq!(decoder.capacity(), chorus_wire::codec::DECODER_BUFFER);
+    // A partial frame keeps its buffer.
+    let bytes = page.to_tcp();
+    decoder.buffer().extend_from_slice(&bytes[..3]);
+    decoder.shrink();
+    decoder.buffer().extend_from_slice(&bytes[3..]);
+    assert_eq!(decoder.next_frame::<ServerFrame>(), Ok(Some(page)));
+}

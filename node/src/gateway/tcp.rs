@@ -28,6 +28,8 @@ impl FrameReader for TcpReader {
                 Ok(None) => {}
                 Err(e) => return ReadEvent::Bad(e),
             }
+            // About to wait for the client: a long frame's buffer is not kept idle.
+            self.decoder.shrink();
             // `read_buf` is cancel-safe: bytes read are kept in the decoder's buffer.
             match self.socket.read_buf(self.decoder.buffer()).await {
                 Ok(0) if self.decoder.pending() > 0 => {
@@ -41,13 +43,21 @@ impl FrameReader for TcpReader {
     }
 }
 
-/// Writes length-prefixed frames, one write per batch: the batch is laid out in
-/// `scratch` (which grows to the largest batch), so no buffered writer, with a
-/// buffer of its own held by every idle connection, is needed.
+/// Writes length-prefixed frames, a batch in as few writes as its size allows:
+/// frames are laid out in `scratch` up to [`SCRATCH_MAX`] bytes per write, so no
+/// buffered writer (with a buffer of its own held by every idle connection) is
+/// needed, and `scratch` is given back after a write that made it large.
 pub struct TcpWriter {
     socket: OwnedWriteHalf,
     scratch: BytesMut,
 }
+
+/// Bytes laid out for one socket write at most; a longer frame is written from
+/// its own buffer.
+const SCRATCH_MAX: usize = 64 * 1024;
+
+/// `scratch` larger than this after a write is dropped rather than kept.
+const SCRATCH_KEEP: usize = 16 * 1024;
 
 impl FrameWriter for TcpWriter {
     async fn write_batch(
@@ -60,10 +70,30 @@ impl FrameWriter for TcpWriter {
         for f in frames {
             let bytes = f.bytes(Encoding::Binary);
             let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            if self.scratch.len() + 4 + bytes.len() > SCRATCH_MAX && !self.scratch.is_empty() {
+                self.socket.write_all(&self.scratch).await?;
+                self.scratch.clear();
+            }
             self.scratch.extend_from_slice(&len.to_be_bytes());
-            self.scratch.extend_from_slice(bytes);
+            if bytes.len() > SCRATCH_MAX {
+                // A frame this long goes out from its own (shared) bytes.
+                self.socket.write_all(&self.scratch).await?;
+                self.scratch.clear();
+                self.socket.write_all(bytes).await?;
+            } else {
+                self.scratch.extend_from_slice(bytes);
+            }
         }
-        self.socket.write_all(&self.scratch).await
+        if !self.scratch.is_empty() {
+            self.socket.write_all(&self.scratch).await?;
+        }
+        Ok(())
+    }
+
+    fn shrink(&mut self) {
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = BytesMut::new();
+        }
     }
 
     async fn close(&mut self) {
@@ -100,3 +130,6 @@ pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
