@@ -115,3 +115,16 @@ fn more_is_only_written_when_present() {
         assert_eq!(ServerFrame::from_json(&paged.to_json()), Ok(paged));
     }
 }
+
+#[test]
+fn the_examples_of_the_protocol_doc() {
+    let request = ClientFrame::from_json(r#"{"type":"conversations","ref":"c1","limit":100}"#)
+        .expect("decodes");
+    assert_eq!(hex::encode(request.to_binary()), "0402633101000164");
+    let answer = ServerFrame::ConversationList {
+        reference: "c1".into(),
+        items: vec![],
+        more: Trailing::some(false),
+    };
+    assert_eq!(hex::encode(answer.to_binary()), "07026331000100");
+}
