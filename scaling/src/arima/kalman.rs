@@ -20,6 +20,8 @@ pub(crate) struct Arma {
     pub(crate) t: Vec<f64>,
     /// Noise loading.
     pub(crate) rvec: Vec<f64>,
+    /// AR coefficients padded with zeros to `r`: `T`'s first column.
+    phi: Vec<f64>,
 }
 
 impl Arma {
@@ -37,35 +39,53 @@ impl Arma {
         for (i, &theta) in ma.iter().enumerate() {
             rvec[i + 1] = theta;
         }
-        Self { r, t, rvec }
+        let mut phi = vec![0.0; r];
+        phi[..ar.len()].copy_from_slice(ar);
+        Self { r, t, rvec, phi }
     }
 
     /// `T a`.
     pub(crate) fn step_mean(&self, a: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; self.r];
+        self.step_mean_into(a, &mut out);
+        out
+    }
+
+    /// `T a` into `out`; `T` is a companion matrix: `(T a)_i = φ_i a_0 + a_{i+1}`.
+    fn step_mean_into(&self, a: &[f64], out: &mut [f64]) {
         let r = self.r;
-        (0..r)
-            .map(|i| (0..r).map(|j| self.t[i * r + j] * a[j]).sum())
-            .collect()
+        for i in 0..r {
+            out[i] = self.phi[i] * a[0] + if i + 1 < r { a[i + 1] } else { 0.0 };
+        }
+    }
+
+    /// `T P Tᵀ + R Rᵀ` into `out`, in O(r²) from the companion structure:
+    /// `(T P)_ij = φ_i P_0j + P_(i+1)j`, then the same on the right.
+    fn step_cov_into(&self, p: &[f64], scratch: &mut [f64], out: &mut [f64]) {
+        let r = self.r;
+        for i in 0..r {
+            for j in 0..r {
+                let below = if i + 1 < r { p[(i + 1) * r + j] } else { 0.0 };
+                scratch[i * r + j] = self.phi[i] * p[j] + below;
+            }
+        }
+        for i in 0..r {
+            for j in 0..r {
+                let right = if j + 1 < r {
+                    scratch[i * r + j + 1]
+                } else {
+                    0.0
+                };
+                out[i * r + j] = scratch[i * r] * self.phi[j] + right + self.rvec[i] * self.rvec[j];
+            }
+        }
     }
 
     /// `T P Tᵀ + R Rᵀ`.
     pub(crate) fn step_cov(&self, p: &[f64]) -> Vec<f64> {
-        let r = self.r;
-        let mut tp = vec![0.0; r * r];
-        for i in 0..r {
-            for j in 0..r {
-                tp[i * r + j] = (0..r).map(|k| self.t[i * r + k] * p[k * r + j]).sum();
-            }
-        }
-        let mut out = vec![0.0; r * r];
-        for i in 0..r {
-            for j in 0..r {
-                out[i * r + j] = (0..r)
-                    .map(|k| tp[i * r + k] * self.t[j * r + k])
-                    .sum::<f64>()
-                    + self.rvec[i] * self.rvec[j];
-            }
-        }
+        let mut scratch = vec![0.0; self.r * self.r];
+        let mut out = vec![0.0; self.r * self.r];
+        self.step_cov_into(p, &mut scratch, &mut out);
         out
     }
 
@@ -113,6 +133,15 @@ pub(crate) fn filter(arma: &Arma, w: &[f64]) -> Result<Filtered, ScalingError> {
     let mut a = vec![0.0; r];
     let mut p = arma.stationary_cov()?;
     let (mut sum_sq, mut sum_log_f) = (0.0, 0.0);
+    // Once the covariance stops changing the gain is constant (the filter has
+    // reached its steady state, which an invertible MA always does): from then
+    // on only the state is updated, which makes long series cheap.
+    let mut steady = false;
+    let mut last_f = f64::NAN;
+    let mut col = vec![0.0; r];
+    let mut updated = vec![0.0; r];
+    let mut scratch = vec![0.0; r * r];
+    let mut next_p = vec![0.0; r * r];
     for &obs in w {
         let f = p[0];
         if !(f.is_finite() && f > 0.0) {
@@ -124,17 +153,22 @@ pub(crate) fn filter(arma: &Arma, w: &[f64]) -> Result<Filtered, ScalingError> {
         sum_sq += v * v / f;
         sum_log_f += f.ln();
         // Update with the observation: a += P[:,0] v / F, P -= P[:,0] P[0,:] / F.
-        let col: Vec<f64> = (0..r).map(|i| p[i * r]).collect();
         for i in 0..r {
-            a[i] += col[i] * v / f;
+            col[i] = p[i * r];
+            updated[i] = a[i] + col[i] * v / f;
         }
-        for i in 0..r {
-            for j in 0..r {
-                p[i * r + j] -= col[i] * col[j] / f;
+        arma.step_mean_into(&updated, &mut a);
+        if !steady {
+            for i in 0..r {
+                for j in 0..r {
+                    p[i * r + j] -= col[i] * col[j] / f;
+                }
             }
+            arma.step_cov_into(&p, &mut scratch, &mut next_p);
+            std::mem::swap(&mut p, &mut next_p);
+            steady = (p[0] - last_f).abs() <= 1e-12 * f && (p[0] - f).abs() <= 1e-12 * f;
+            last_f = p[0];
         }
-        a = arma.step_mean(&a);
-        p = arma.step_cov(&p);
     }
     let n = w.len() as f64;
     let sigma2 = sum_sq / n;
