@@ -56,7 +56,8 @@ pub struct TraceResult {
 /// A run's measures, without its ticks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
-    /// Seconds with fewer ready nodes than the load needs at the target.
+    /// Seconds with the ready nodes' utilisation above the target plus the
+    /// HPA's tolerance.
     pub under_provisioned_s: f64,
     /// Episodes with the load above the ready nodes' full capacity.
     pub sla_violations: u32,

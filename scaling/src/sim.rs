@@ -16,8 +16,9 @@
 //!   horizon, and never fewer than the latest sample needs. Until `window`
 //!   samples exist it acts like the reactive rule.
 //!
-//! Measured per run ([`Outcome`]): under-provisioned time (ready nodes fewer
-//! than the load needs at the target utilisation), SLA violations (the load
+//! Measured per run ([`Outcome`]): under-provisioned time (the ready nodes'
+//! utilisation above the target plus the HPA's tolerance: fewer nodes than the
+//! load needs, beyond the band the HPA accepts), SLA violations (the load
 //! above what the ready nodes serve at 100 %: episodes and seconds),
 //! node-minutes (every provisioned node, starting ones too), and scaling
 //! actions (changes of the requested count).
@@ -123,7 +124,8 @@ pub struct Tick {
 pub struct Outcome {
     /// The policy.
     pub policy: PolicyKind,
-    /// Seconds with fewer ready nodes than the load needs at the target.
+    /// Seconds with the ready nodes' utilisation above the target plus the
+    /// HPA's tolerance.
     pub under_provisioned_s: f64,
     /// Episodes with the load above the ready nodes' full capacity.
     pub sla_violations: u32,
@@ -249,7 +251,9 @@ pub fn simulate(
         }
         let dt = if k == ticks { 0.0 } else { s.tick_s };
         let provisioned = ready + starting.len() as u32;
-        if f64::from(ready) * cap.per_node * cap.target < load {
+        // Under-provisioned: beyond the band around the target that the HPA itself
+        // accepts, so that its tolerance is not counted as lag.
+        if f64::from(ready) * cap.per_node * cap.target * (1.0 + s.hpa_tolerance) < load {
             out.under_provisioned_s += dt;
         }
         let violating = f64::from(ready) * cap.per_node < load;
