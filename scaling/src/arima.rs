@@ -55,18 +55,47 @@ pub struct Order {
     pub d: usize,
     /// Moving-average terms.
     pub q: usize,
+    /// With `d = 1`: the differences have a mean, a drift the forecast keeps
+    /// (statsmodels' `trend="t"`, R's `include.drift`). Ignored otherwise.
+    #[serde(default)]
+    pub drift: bool,
 }
 
 impl Order {
-    /// `(p, d, q)`.
+    /// `(p, d, q)`, without drift.
     pub const fn new(p: usize, d: usize, q: usize) -> Self {
-        Self { p, d, q }
+        Self {
+            p,
+            d,
+            q,
+            drift: false,
+        }
+    }
+
+    /// `(p, 1, q)` with drift.
+    pub const fn with_drift(p: usize, q: usize) -> Self {
+        Self {
+            p,
+            d: 1,
+            q,
+            drift: true,
+        }
+    }
+
+    /// Whether the model estimates a mean: of the series for `d = 0`, of its
+    /// differences (the drift) for `d = 1` with drift.
+    fn has_mean(&self) -> bool {
+        self.d == 0 || (self.d == 1 && self.drift)
     }
 }
 
 impl std::fmt::Display for Order {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "({}, {}, {})", self.p, self.d, self.q)
+        write!(f, "({}, {}, {})", self.p, self.d, self.q)?;
+        if self.drift && self.d == 1 {
+            write!(f, " with drift")?;
+        }
+        Ok(())
     }
 }
 
@@ -75,7 +104,7 @@ impl std::fmt::Display for Order {
 pub struct ArimaFit {
     /// The order.
     pub order: Order,
-    /// The mean (`d = 0` only).
+    /// The mean (`d = 0`), or the drift (`d = 1` with drift).
     pub mean: Option<f64>,
     /// AR coefficients `φ_1 … φ_p`.
     pub ar: Vec<f64>,
@@ -170,7 +199,7 @@ fn fit_with(
     nested: &[&ArimaFit],
     standard_starts: bool,
 ) -> Result<ArimaFit, ScalingError> {
-    let Order { p, d, q } = order;
+    let Order { p, d, q, .. } = order;
     if p > MAX_PQ || q > MAX_PQ || d > MAX_D {
         return Err(ScalingError::Arima(format!(
             "order {order}: p and q at most {MAX_PQ}, d at most {MAX_D}"
@@ -194,7 +223,7 @@ fn fit_with(
     }
     let w = difference(series, d);
     let last: Vec<f64> = series.iter().rev().take(d).copied().collect();
-    let with_mean = d == 0;
+    let with_mean = order.has_mean();
     let n = w.len() as f64;
     let sample_mean = w.iter().sum::<f64>() / n;
     let spread = (w.iter().map(|v| (v - sample_mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -279,6 +308,7 @@ fn deterministic(order: Order, first: f64, last: Vec<f64>) -> ArimaFit {
     ArimaFit {
         order,
         mean: (order.d == 0).then_some(first),
+        // (With drift the constant difference is in the state below.)
         ar: vec![0.0; order.p],
         ma: vec![0.0; order.q],
         sigma2: 0.0,
@@ -467,7 +497,7 @@ impl ArimaFit {
                 // New lags: [y, lags[0..d−1]].
                 let mut new_mean = mean.clone();
                 let mut new_cov = cov.clone();
-                new_mean[r] = y_mean - self.mean.unwrap_or(0.0);
+                new_mean[r] = y_mean;
                 for k in 1..d {
                     new_mean[r + k] = mean[r + k - 1];
                 }

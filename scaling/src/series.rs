@@ -100,9 +100,9 @@ pub struct Point {
 /// The cluster's series of `metric`, one point per `step_ms` interval, from
 /// the samples of each member (any order). Intervals are aligned to multiples
 /// of `step_ms`; a member's newest sample in an interval counts. A member
-/// missing from an interval after its first sample is carried forward for at
-/// most `carry` intervals (it may only have been late on gossip), then counts
-/// as gone.
+/// missing from an interval after its first sample — between two of its
+/// samples, or in the newest intervals, which gossip may not have brought yet —
+/// is carried forward for at most `carry` intervals, then counts as gone.
 pub fn cluster_series<'a>(
     members: impl IntoIterator<Item = &'a [LoadSample]>,
     metric: Metric,
@@ -110,6 +110,13 @@ pub fn cluster_series<'a>(
     carry: u32,
 ) -> Vec<Point> {
     let step = step_ms.max(1);
+    let members: Vec<&[LoadSample]> = members.into_iter().collect();
+    // The newest interval any member reached: others are carried up to it.
+    let newest = members
+        .iter()
+        .flat_map(|m| m.iter().map(|s| s.at_ms.div_ceil(step)))
+        .max()
+        .unwrap_or(0);
     // interval → (sum, members)
     let mut buckets: BTreeMap<u64, (f64, u32)> = BTreeMap::new();
     for samples in members {
@@ -128,7 +135,8 @@ pub fn cluster_series<'a>(
             continue;
         };
         let mut held: Option<(&LoadSample, u32)> = None;
-        for slot in first..=last {
+        let end = newest.min(last + u64::from(carry)).max(last);
+        for slot in first..=end {
             match own.get(&slot) {
                 Some(s) => held = Some((s, 0)),
                 None => {

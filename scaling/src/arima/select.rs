@@ -1,5 +1,6 @@
 //! Order selection: the number of differences `d` by repeated KPSS tests, then
-//! `p` and `q` by the smallest AIC over a grid, as R's `auto.arima` and pmdarima
+//! `p` and `q` (and, for `d = 1`, whether there is a drift) by the smallest AIC
+//! over a grid, as R's `auto.arima` and pmdarima
 //! do (without their stepwise search: the grid is small enough to fit whole).
 
 use serde::{Deserialize, Serialize};
@@ -108,32 +109,41 @@ pub fn select(series: &[f64], limits: SelectionLimits) -> Result<Selection, Scal
     let mut tried = Vec::new();
     let mut last_error = None;
     let (max_p, max_q) = (limits.max_p.min(MAX_PQ), limits.max_q.min(MAX_PQ));
-    // Fits of the row above and of the cell to the left: the nested models the
-    // next fit also starts from.
-    let mut above: Vec<Option<ArimaFit>> = vec![None; max_q + 1];
-    for p in 0..=max_p {
-        let mut left: Option<ArimaFit> = None;
-        for (q, above_q) in above.iter_mut().enumerate() {
-            let order = Order::new(p, d, q);
-            let nested: Vec<&ArimaFit> = [above_q.as_ref(), left.as_ref()]
-                .into_iter()
-                .flatten()
-                .collect();
-            let fitted = match fit_from(series, order, &nested) {
-                Ok(f) => {
-                    tried.push((order, f.aic));
-                    if best.as_ref().is_none_or(|b| f.aic < b.aic) {
-                        best = Some(f.clone());
+    // With one difference, a drift is tried as well (R's auto.arima does the
+    // same): without it a forecast of a ramp stays flat.
+    let drifts: &[bool] = if d == 1 { &[false, true] } else { &[false] };
+    for &drift in drifts {
+        // Fits of the row above and of the cell to the left: the nested models
+        // the next fit also starts from.
+        let mut above: Vec<Option<ArimaFit>> = vec![None; max_q + 1];
+        for p in 0..=max_p {
+            let mut left: Option<ArimaFit> = None;
+            for (q, above_q) in above.iter_mut().enumerate() {
+                let order = if drift {
+                    Order::with_drift(p, q)
+                } else {
+                    Order::new(p, d, q)
+                };
+                let nested: Vec<&ArimaFit> = [above_q.as_ref(), left.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let fitted = match fit_from(series, order, &nested) {
+                    Ok(f) => {
+                        tried.push((order, f.aic));
+                        if best.as_ref().is_none_or(|b| f.aic < b.aic) {
+                            best = Some(f.clone());
+                        }
+                        Some(f)
                     }
-                    Some(f)
-                }
-                Err(e) => {
-                    last_error = Some(e);
-                    None
-                }
-            };
-            above_q.clone_from(&fitted);
-            left = fitted;
+                    Err(e) => {
+                        last_error = Some(e);
+                        None
+                    }
+                };
+                above_q.clone_from(&fitted);
+                left = fitted;
+            }
         }
     }
     match best {
