@@ -80,12 +80,19 @@ impl Default for ScalingConfig {
 impl ScalingConfig {
     pub(crate) fn check(&self, problems: &mut Problems) {
         if !(1..=3600).contains(&self.sample_s) {
-            problems.push("scaling.sample_s", format!("is {}; it must be 1 to 3600", self.sample_s));
+            problems.push(
+                "scaling.sample_s",
+                format!("is {}; it must be 1 to 3600", self.sample_s),
+            );
         }
         if !SCALING_METRICS.contains(&self.metric.as_str()) {
             problems.push(
                 "scaling.metric",
-                format!("is \"{}\"; it must be one of {}", self.metric, SCALING_METRICS.join(", ")),
+                format!(
+                    "is \"{}\"; it must be one of {}",
+                    self.metric,
+                    SCALING_METRICS.join(", ")
+                ),
             );
         }
         if self.per_node_capacity == 0 {
@@ -119,7 +126,10 @@ impl ScalingConfig {
             problems.push("scaling.forecast_every_s", "must be at least 1");
         }
         if self.actuator.first().is_some_and(|p| p.is_empty()) {
-            problems.push("scaling.actuator", "the program (first element) must not be empty");
+            problems.push(
+                "scaling.actuator",
+                "the program (first element) must not be empty",
+            );
         }
         if self.actuator_timeout_s == 0 {
             problems.push("scaling.actuator_timeout_s", "must be at least 1");
