@@ -18,6 +18,7 @@
 //! - `limits`: `[limits]` frame, body, queue and page sizes.
 //! - `admin`: `[admin]` the operator API token.
 //! - `log`: `[log]` format and level.
+//! - `scaling`: `[scaling]` load sampling, forecasts, the actuator.
 //!
 //! And beside them: `overrides` (command-line values), `error` ([`ConfigError`],
 //! [`Problem`]), `secret` ([`Secret`], redacted in `Debug`), `rules` (value rules
@@ -35,6 +36,7 @@ mod log;
 mod moderation;
 mod overrides;
 mod rules;
+mod scaling;
 mod secret;
 mod storage;
 
@@ -59,6 +61,7 @@ pub use live::{LiveConfig, MAX_SLOW_MODE_S};
 pub use log::{LogConfig, LogFormat};
 pub use moderation::{ModerationConfig, ModerationMode};
 pub use overrides::Overrides;
+pub use scaling::{MAX_HISTORY_SAMPLES, SCALING_METRICS, ScalingConfig};
 pub use secret::Secret;
 pub use storage::{Consistency, StorageBackend, StorageConfig};
 
@@ -92,6 +95,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[log]`: log output.
     pub log: LogConfig,
+    /// `[scaling]`: load samples, forecasts, the recommended node count.
+    pub scaling: ScalingConfig,
 }
 
 impl Config {
@@ -139,6 +144,7 @@ impl Config {
         self.limits.check(&mut problems);
         self.admin.check(&mut problems);
         self.log.check(&mut problems);
+        self.scaling.check(&mut problems);
         self.check_across_sections(&mut problems);
         problems.into_result()
     }

@@ -14,6 +14,8 @@
 //! - [`live`]: thousands of viewers watch live rooms while senders send danmaku at
 //!   a rate and in bursts; send→visible latency, item deliveries per second, the
 //!   per-viewer accepted = delivered + Σ dropped check, and the node's memory.
+//! - [`scaling_sim`]: no node: replays load traces through the HPA-like and the
+//!   EMD-ARIMA scaling policies of `chorus-scaling` and compares them.
 //!
 //! Building blocks:
 //!
@@ -49,6 +51,7 @@ pub mod probe;
 mod progress;
 mod raw;
 mod relay;
+pub mod scaling_sim;
 mod schedule;
 pub mod storm;
 pub mod target;

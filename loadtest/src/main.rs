@@ -11,11 +11,11 @@ use chorus_client::Transport;
 use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
 use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
-use chorus_loadtest::probe;
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
 use chorus_loadtest::target::resolve_loopback;
 use chorus_loadtest::token::Tokens;
 use chorus_loadtest::{LoadError, Plot, Target};
+use chorus_loadtest::{probe, scaling_sim};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -165,6 +165,20 @@ enum Scenario {
         #[arg(long, default_value_t = 20.0)]
         duration: f64,
     },
+    /// No node needed: replay load traces through the HPA-like and the EMD-ARIMA
+    /// scaling policies with the same node start-up delay; prints the Markdown
+    /// table on stderr and the JSON report, and writes one SVG per trace.
+    ScalingSim {
+        /// The public traces, as scaling/fixtures/make.py wrote them.
+        #[arg(long, default_value = "scaling/fixtures/traces.json")]
+        traces: PathBuf,
+        /// Directory for the SVG plots (one per trace).
+        #[arg(long)]
+        svg_dir: Option<PathBuf>,
+        /// Short traces and a small ARIMA grid (a smoke run, not the documented numbers).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Viewers watch live rooms while senders send danmaku at a rate and in bursts;
     /// send→visible latency, deliveries per second, and a per-viewer check that
     /// accepted = delivered + Σ dropped with every paid/system item delivered.
@@ -272,6 +286,24 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
         let report = tokio::task::spawn_blocking(move || probe::run(&cfg))
             .await
             .map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+        write_report(common, &report)?;
+        return Ok(true);
+    }
+    if let Scenario::ScalingSim {
+        traces,
+        svg_dir,
+        quick,
+    } = &cli.scenario
+    {
+        let cfg = scaling_sim::SimConfig {
+            traces: traces.clone(),
+            svg_dir: svg_dir.clone(),
+            quick: *quick,
+        };
+        let report = tokio::task::spawn_blocking(move || scaling_sim::run(&cfg))
+            .await
+            .map_err(|e| LoadError::Io(std::io::Error::other(e)))??;
+        eprint!("{}", scaling_sim::markdown(&report));
         write_report(common, &report)?;
         return Ok(true);
     }
@@ -416,7 +448,7 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
             output(common, &report, &report.plot)?;
             Ok(report.passed)
         }
-        Scenario::Probe { .. } => Ok(true),
+        Scenario::Probe { .. } | Scenario::ScalingSim { .. } => Ok(true),
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Axis {
     Percentile,
     /// Seconds since the measured traffic (or the ramp) started.
     Seconds,
+    /// Minutes since a replayed trace started (the scaling simulator).
+    Minutes,
 }
 
 /// One chart: a quantity against its x axis — latency in ms on a log scale against
@@ -70,6 +72,14 @@ impl Chart {
             x: Axis::Seconds,
             y_desc: y_desc.into(),
             series,
+        }
+    }
+
+    /// Like [`Chart::over_time`], with x in minutes of a replayed trace.
+    pub fn over_minutes(caption: &str, y_desc: &str, series: Vec<Series>) -> Self {
+        Self {
+            x: Axis::Minutes,
+            ..Self::over_time(caption, y_desc, series)
         }
     }
 }
@@ -150,11 +160,12 @@ where
     let y_max = (y_max * 1.25).max(y_min * 10.0);
     let x_max = match chart.x {
         Axis::Percentile => x_max.ceil().max(2.0),
-        Axis::Seconds => x_max.ceil().max(1.0),
+        Axis::Seconds | Axis::Minutes => x_max.ceil().max(1.0),
     };
     let x_desc = match chart.x {
         Axis::Percentile => "percentile",
         Axis::Seconds => "seconds since the traffic started",
+        Axis::Minutes => "minutes since the trace started",
     };
     let percentile = |x: &f64| percentile_label(*x);
     let seconds = |x: &f64| format_number(*x);
@@ -208,7 +219,7 @@ where
             &percentile
         ),
         // Over time, a linear axis from zero shows stalls as they are.
-        Axis::Seconds => draw!(
+        Axis::Seconds | Axis::Minutes => draw!(
             builder
                 .build_cartesian_2d(0f64..x_max, 0f64..linear_max)
                 .map_err(plot_error)?,

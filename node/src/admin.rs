@@ -15,6 +15,9 @@
 //! | `POST /admin/filter/test` | bearer | [`AdminBackend::filter_test`], body the text |
 //! | `GET /admin/live/slow/{room}` | bearer | [`AdminBackend::live_slow_mode`] |
 //! | `POST /admin/live/slow` | bearer | [`AdminBackend::set_live_slow_mode`], body [`SlowModeRequest`] |
+//! | `GET /admin/scaling/status` | bearer | [`AdminBackend::scaling`] (`Status`) |
+//! | `GET /admin/scaling/forecast` | bearer | [`AdminBackend::scaling`] (`Forecast`) |
+//! | `GET /admin/scaling/series` | bearer | [`AdminBackend::scaling`] (`Series`) |
 //!
 //! Everything under `/admin/` needs `Authorization: Bearer <admin token>` (`401`
 //! otherwise). With no admin token configured the whole `/admin/` tree answers
@@ -79,6 +82,17 @@ impl Readiness {
 /// produced asynchronously (most answers need a round trip to some actor).
 pub type AdminFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdminError>> + Send + 'a>>;
 
+/// Which view of predictive scaling `/admin/scaling/*` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingView {
+    /// The recommendation and what it is based on.
+    Status,
+    /// The last forecast, step by step.
+    Forecast,
+    /// The cluster's load series.
+    Series,
+}
+
 /// The node's side of the operator API.
 ///
 /// Every method but [`status`](AdminBackend::status) has a default body that
@@ -88,6 +102,14 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// `GET /admin/status`: a summary of the node (id, members, connection counts,
     /// ...). The shape is the node's to choose; `chorusctl status` prints it.
     fn status(&self) -> AdminFuture<'_>;
+
+    /// `GET /admin/scaling/{status,forecast,series}`: predictive scaling
+    /// (`crate::scaling`): the recommended node count, the last forecast, the
+    /// cluster's load series.
+    fn scaling(&self, view: ScalingView) -> AdminFuture<'_> {
+        let _ = view;
+        unsupported("scaling")
+    }
 
     /// `POST /admin/kick/{user}`: closes every session of `user` (a valid id) on
     /// every node, and says how many were closed.
@@ -419,6 +441,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/filter/test", post(admin_filter_test))
         .route("/live/slow", post(admin_set_live_slow))
         .route("/live/slow/{room}", get(admin_live_slow))
+        .route(
+            "/scaling/status",
+            get(|s| admin_scaling(s, ScalingView::Status)),
+        )
+        .route(
+            "/scaling/forecast",
+            get(|s| admin_scaling(s, ScalingView::Forecast)),
+        )
+        .route(
+            "/scaling/series",
+            get(|s| admin_scaling(s, ScalingView::Series)),
+        )
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -444,6 +478,13 @@ pub async fn serve_admin(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn admin_scaling(
+    State(state): State<AdminState>,
+    view: ScalingView,
+) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.scaling(view).await.map(axum::Json)
 }
 
 async fn healthz(State(state): State<AdminState>) -> (StatusCode, &'static str) {

@@ -15,6 +15,8 @@
 //!   filter test TEXT           what the word filter finds in TEXT
 //!   live slow ROOM [SECONDS | --reset]
 //!                              show or set a live room's slow mode
+//!   scaling status|forecast|series
+//!                              predictive scaling: recommendation, forecast, load series
 //! ```
 //!
 //! `--admin` (`CHORUS_ADMIN`) names any one node. The commands about the cluster
@@ -24,6 +26,7 @@
 //!
 //! - [`http`]: the HTTP/1.1 client and [`CtlError`].
 //! - `live`: `live slow`, the per-room settings of live rooms.
+//! - `scaling`: `scaling status|forecast|series`.
 //! - `render`: answers as tables and text; lenient about shapes.
 //! - `table`: aligned columns.
 //!
@@ -33,6 +36,7 @@
 pub mod http;
 mod live;
 mod render;
+mod scaling;
 mod table;
 
 #[cfg(test)]
@@ -50,6 +54,7 @@ use http::encode_segment;
 pub use http::{AdminClient, Body, CtlError};
 pub use live::{LiveCommand, SlowArgs};
 use render::{Member, StatusRow, WhereReport};
+pub use scaling::ScalingCommand;
 
 /// `--admin` when neither the flag nor `CHORUS_ADMIN` is given: the default
 /// `listen.admin`.
@@ -140,6 +145,9 @@ pub enum Command {
     /// Live rooms' settings.
     #[command(subcommand)]
     Live(LiveCommand),
+    /// Predictive scaling: the recommended node count, the forecast, the load series.
+    #[command(subcommand)]
+    Scaling(ScalingCommand),
 }
 
 /// `chorusctl drain`.
@@ -267,6 +275,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
         Command::Filter(FilterCommand::Reload) => ctl.filter_reload().await,
         Command::Filter(FilterCommand::Test { text }) => ctl.filter_test(text).await,
         Command::Live(command) => ctl.live(command).await,
+        Command::Scaling(command) => ctl.scaling(*command).await,
     }
 }
 

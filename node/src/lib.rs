@@ -8,6 +8,8 @@
 //! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
 //! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
 //! - [`telemetry`]: logging and the Prometheus recorder.
+//! - [`scaling`]: load samples, gossip, EMD-ARIMA forecasts, the recommended
+//!   node count and the actuator.
 
 pub mod admin;
 pub mod auth;
@@ -16,6 +18,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod drain;
 pub mod gateway;
+pub mod scaling;
 pub mod server;
 pub mod telemetry;
 

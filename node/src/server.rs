@@ -222,6 +222,14 @@ impl Node {
         ));
 
         let metrics = crate::telemetry::install_metrics();
+        let scaling = crate::scaling::Scaling::start(
+            &config.scaling,
+            config.cluster.node_id.clone(),
+            region.clone(),
+            cluster.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         let readiness = Readiness::new();
         let backend = Arc::new(NodeAdmin {
             region: region.clone(),
@@ -230,6 +238,7 @@ impl Node {
             cluster: cluster.clone(),
             drain: drain.clone(),
             auth: config.auth.clone(),
+            scaling,
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -335,6 +344,8 @@ struct NodeAdmin {
     cluster: Option<Arc<ClusterRuntime>>,
     drain: Arc<Drain>,
     auth: chorus_config::AuthConfig,
+    /// Predictive scaling: `/admin/scaling/*`.
+    scaling: Arc<crate::scaling::Scaling>,
 }
 
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
@@ -397,6 +408,15 @@ async fn load_moderation(
 }
 
 impl AdminBackend for NodeAdmin {
+    fn scaling(&self, view: crate::admin::ScalingView) -> AdminFuture<'_> {
+        let body = match view {
+            crate::admin::ScalingView::Status => self.scaling.status(),
+            crate::admin::ScalingView::Forecast => self.scaling.forecast(),
+            crate::admin::ScalingView::Series => self.scaling.series_json(),
+        };
+        Box::pin(std::future::ready(Ok(body)))
+    }
+
     fn status(&self) -> AdminFuture<'_> {
         let (users, conversations, live_rooms) = self.region.entity_counts();
         let body = json!({

@@ -336,6 +336,68 @@ fn live_slow_mode_is_at_most_a_day() {
     );
 }
 
+// [scaling]
+
+#[test]
+fn scaling_defaults_are_valid_and_each_rule_names_its_key() {
+    assert!(problems("[scaling]\n").is_empty());
+    assert!(
+        problems("[scaling]\nactuator = [\"kubectl\", \"scale\", \"--replicas={replicas}\"]\n")
+            .is_empty()
+    );
+    for (toml, key, words) in [
+        (
+            "sample_s = 0",
+            "scaling.sample_s",
+            &["is 0", "1 to 3600"][..],
+        ),
+        (
+            "metric = \"qps\"",
+            "scaling.metric",
+            &["\"qps\"", "connections"][..],
+        ),
+        (
+            "per_node_capacity = 0",
+            "scaling.per_node_capacity",
+            &["at least 1"][..],
+        ),
+        (
+            "target_percent = 101",
+            "scaling.target_percent",
+            &["1 to 100"][..],
+        ),
+        ("min_nodes = 0", "scaling.min_nodes", &["at least 1"][..]),
+        (
+            "min_nodes = 5\nmax_nodes = 4",
+            "scaling.max_nodes",
+            &["scaling.min_nodes"][..],
+        ),
+        ("window = 10", "scaling.window", &["24 to 4096"][..]),
+        (
+            "history_samples = 100",
+            "scaling.history_samples",
+            &["scaling.window"][..],
+        ),
+        (
+            "forecast_every_s = 0",
+            "scaling.forecast_every_s",
+            &["at least 1"][..],
+        ),
+        (
+            "actuator = [\"\"]",
+            "scaling.actuator",
+            &["must not be empty"][..],
+        ),
+        (
+            "actuator_timeout_s = 0",
+            "scaling.actuator_timeout_s",
+            &["at least 1"][..],
+        ),
+    ] {
+        assert_one_problem(&format!("[scaling]\n{toml}\n"), key, words);
+    }
+}
+
 // [limits]
 
 #[test]

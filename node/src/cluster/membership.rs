@@ -12,6 +12,7 @@
 //! | [`KEY_TCP`], [`KEY_WS`], [`KEY_ADMIN`] | `host:port` of its client and admin listeners |
 //! | [`KEY_STATUS`] | `joining`, `serving` or `draining` ([`MemberStatus`]) |
 //! | [`KEY_LOAD`] | a decimal `u64`, e.g. the number of client connections |
+//! | [`KEY_LOAD_SAMPLE`] | the latest load sample for predictive scaling (JSON, `crate::scaling`) |
 //!
 //! A node is one chitchat identity per *incarnation*: the same `node_id` with a new
 //! `generation` (its start time in milliseconds) after every restart, so a restarted
@@ -47,6 +48,9 @@ pub const KEY_ADMIN: &str = "admin";
 pub const KEY_STATUS: &str = "status";
 /// Key: the node's load, a decimal `u64`.
 pub const KEY_LOAD: &str = "load";
+/// Key: the node's latest load sample (JSON), read by every node's scaling
+/// service (`crate::scaling`).
+pub const KEY_LOAD_SAMPLE: &str = "load_sample";
 
 /// The chitchat cluster id. Gossip from a different cluster id is refused; it is a
 /// constant because the cookie, not gossip, is what keeps strangers out (see
@@ -447,6 +451,33 @@ impl Membership {
     /// the same value again costs nothing; call it as often as it is sampled.
     pub async fn set_load(&self, load: u64) {
         self.set_key(KEY_LOAD, load.to_string()).await;
+    }
+
+    /// Publishes this node's latest load sample ([`KEY_LOAD_SAMPLE`]).
+    pub async fn set_load_sample(&self, json: String) {
+        self.set_key(KEY_LOAD_SAMPLE, json).await;
+    }
+
+    /// The [`KEY_LOAD_SAMPLE`] value of every live node, with its node id, as
+    /// gossiped (unparsed: the scaling service checks what peers publish).
+    pub async fn load_samples(&self) -> Vec<(String, String)> {
+        self.inner
+            .handle
+            .with_chitchat(|chitchat| {
+                let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+                chitchat
+                    .node_states()
+                    .iter()
+                    .filter(|(id, _)| live.contains(id))
+                    .filter_map(|(id, state)| {
+                        Some((
+                            id.node_id.to_string(),
+                            state.get(KEY_LOAD_SAMPLE)?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .await
     }
 
     async fn set_key(&self, key: &'static str, value: String) {

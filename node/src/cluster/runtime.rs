@@ -222,6 +222,11 @@ impl ClusterRuntime {
         self.membership.node_id()
     }
 
+    /// The membership (gossip), for the scaling service's load samples.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
     /// Every member gossip knows, with whether this node is connected to it.
     pub async fn members(&self) -> Vec<MemberView> {
         let connected = self.transport.connected();
