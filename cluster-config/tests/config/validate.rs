@@ -403,11 +403,11 @@ fn scaling_defaults_are_valid_and_each_rule_names_its_key() {
 #[test]
 fn max_frame_bounds() {
     assert_one_problem(
-        "[limits]\nmax_frame = 16777217\n",
+        "[limits]\nmax_frame = 16777217\noutbound_bytes = 40000000\n",
         "limits.max_frame",
         &["16 MiB"],
     );
-    assert!(problems("[limits]\nmax_frame = 16777216\n").is_empty());
+    assert!(problems("[limits]\nmax_frame = 16777216\noutbound_bytes = 40000000\n").is_empty());
     assert_one_problem(
         "[limits]\nmax_frame = 1000\nmax_body = 100\n",
         "limits.max_frame",
