@@ -224,6 +224,7 @@ impl Node {
             cluster: cluster.clone(),
             drain: drain.clone(),
             auth: config.auth.clone(),
+            max_token_ttl_s: config.admin.max_token_ttl_s,
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -329,6 +330,8 @@ struct NodeAdmin {
     cluster: Option<Arc<ClusterRuntime>>,
     drain: Arc<Drain>,
     auth: chorus_config::AuthConfig,
+    /// `admin.max_token_ttl_s`: the longest token `POST /admin/token` issues.
+    max_token_ttl_s: u64,
 }
 
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
@@ -569,7 +572,8 @@ impl AdminBackend for NodeAdmin {
         })
     }
 
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
+        let cap = self.max_token_ttl_s;
         let result = (|| {
             let secret = match (&self.auth.mode, &self.auth.secret) {
                 (chorus_config::AuthMode::Jwt, Some(secret)) => secret.expose().to_string(),
@@ -579,6 +583,16 @@ impl AdminBackend for NodeAdmin {
                             .into(),
                     ));
                 }
+            };
+            let ttl_s = match ttl_s {
+                None => crate::admin::TokenRequest::DEFAULT_TTL_S.min(cap),
+                Some(ttl_s) if ttl_s > cap => {
+                    return Err(AdminError::BadRequest(format!(
+                        "ttl_s = {ttl_s} is longer than this node issues tokens for \
+                         (admin.max_token_ttl_s = {cap})"
+                    )));
+                }
+                Some(ttl_s) => ttl_s,
             };
             let set = crate::auth::Roles::from_claim(roles.iter().map(String::as_str));
             let token = crate::auth::issue_token(&secret, &user, set, Duration::from_secs(ttl_s))
