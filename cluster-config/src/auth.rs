@@ -5,8 +5,10 @@ use serde::Deserialize;
 use crate::error::Problems;
 use crate::secret::Secret;
 
-/// Shortest accepted `auth.secret`, in bytes: HS256 with less is guessable.
-pub const MIN_SECRET_LEN: usize = 16;
+/// Shortest accepted `auth.secret`, in bytes: the key of HS256 is as strong as
+/// it is long, and anyone holding one token can try keys offline. 32 bytes is
+/// the output size of SHA-256 (RFC 7518 §3.2 asks for at least that much).
+pub const MIN_SECRET_LEN: usize = 32;
 
 /// How the token of a client's `hello` is checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -8,9 +8,14 @@ use crate::error::Problems;
 use crate::rules::{host_name_error, host_port_error, node_id_error};
 use crate::secret::Secret;
 
-/// The default `cluster.cookie`: fine on one machine, refused once the cluster
-/// transport listens beyond loopback.
+/// The default `cluster.cookie`: fine on one machine, refused once gossip or the
+/// cluster transport can be reached from another.
 pub const DEV_COOKIE: &str = "chorus-dev-cookie";
+
+/// Shortest `cluster.cookie`, in bytes, once gossip or the cluster transport can
+/// be reached from another machine: the cookie keys the gossip MAC and answers
+/// the transport's challenge, so it must not be guessable.
+pub const MIN_COOKIE_LEN: usize = 32;
 
 /// `[cluster]`: membership of this node.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -26,8 +31,10 @@ pub struct ClusterConfig {
     /// Gossip `"host:port"` of other nodes to join through. Empty: this node starts
     /// a cluster of its own (others may join it).
     pub seeds: Vec<String>,
-    /// Shared secret of the inter-node actor transport; every node of a cluster
-    /// must have the same. Default [`DEV_COOKIE`].
+    /// Shared secret of the cluster: it authenticates the actor transport's
+    /// sessions, and the gossip MAC key is derived from it. Every node of a
+    /// cluster must have the same. At least [`MIN_COOKIE_LEN`] bytes unless every
+    /// gossip and cluster address is loopback. Default [`DEV_COOKIE`].
     pub cookie: Secret,
     /// Number of shards entities are hashed into. Must be the same on every node and
     /// never change while the cluster holds data. Default 1024.

@@ -47,9 +47,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, DEFAULT_MAX_TOKEN_TTL_S};
 pub use auth::{AuthConfig, AuthMode, MIN_SECRET_LEN};
-pub use cluster::{ClusterConfig, DEV_COOKIE};
+pub use cluster::{ClusterConfig, DEV_COOKIE, MIN_COOKIE_LEN};
 pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
 pub use limits::{
@@ -66,7 +66,7 @@ pub use secret::Secret;
 pub use storage::{Consistency, StorageBackend, StorageConfig};
 
 use error::Problems;
-use rules::{is_loopback, parse_listen};
+use rules::{host_name_error, host_port_error, is_loopback, is_loopback_host, parse_listen};
 
 /// The whole configuration of one node. Each field is one `[section]` of the file.
 ///
@@ -203,19 +203,7 @@ impl Config {
             );
         }
 
-        if self.cluster.cookie.expose() == DEV_COOKIE
-            && let Ok(addr) = parse_listen(&self.listen.cluster)
-            && !is_loopback(&addr)
-        {
-            problems.push(
-                "cluster.cookie",
-                format!(
-                    "is the development default, which must not be used while listen.cluster \
-                     (\"{addr}\") is reachable from other machines; set a secret shared by the \
-                     cluster's nodes"
-                ),
-            );
-        }
+        self.check_cookie(problems);
 
         if multi_node && self.cluster.advertise_host.is_none() {
             for (key, value) in [
@@ -235,6 +223,89 @@ impl Config {
                 }
             }
         }
+    }
+}
+
+impl Config {
+    /// `cluster.cookie` keys gossip and authenticates the actor transport: the
+    /// development default, or any cookie shorter than [`MIN_COOKIE_LEN`], is only
+    /// acceptable while no other machine can reach either (every gossip and
+    /// cluster address loopback).
+    fn check_cookie(&self, problems: &mut Problems) {
+        let cookie = &self.cluster.cookie;
+        if cookie.expose().is_empty() {
+            return; // Reported by [cluster] itself.
+        }
+        let is_default = cookie.expose() == DEV_COOKIE;
+        if !is_default && cookie.len() >= MIN_COOKIE_LEN {
+            return;
+        }
+        let exposed = self.exposed_cluster_addresses();
+        if exposed.is_empty() {
+            return;
+        }
+        let exposed = exposed.join(" and ");
+        if is_default {
+            problems.push(
+                "cluster.cookie",
+                format!(
+                    "is the development default, which must not be used while {exposed} can be \
+                     reached from other machines; set a random secret of at least \
+                     {MIN_COOKIE_LEN} bytes shared by the cluster's nodes"
+                ),
+            );
+        } else {
+            problems.push(
+                "cluster.cookie",
+                format!(
+                    "is {} bytes long; it must be at least {MIN_COOKIE_LEN} bytes while {exposed} \
+                     can be reached from other machines (a shorter cookie is only allowed when \
+                     every gossip and cluster address is loopback)",
+                    cookie.len()
+                ),
+            );
+        }
+    }
+
+    /// The gossip and cluster addresses (listeners, advertised host, seeds) that are
+    /// not loopback, as `key = "value"`. A host name other than `localhost` counts
+    /// as reachable: what it resolves to is not known here.
+    fn exposed_cluster_addresses(&self) -> Vec<String> {
+        let mut exposed = Vec::new();
+        for (key, value) in [
+            ("listen.gossip", &self.listen.gossip),
+            ("listen.cluster", &self.listen.cluster),
+        ] {
+            if let Ok(addr) = parse_listen(value)
+                && !is_loopback(&addr)
+            {
+                exposed.push(format!("{key} = \"{addr}\""));
+            }
+        }
+        // Values that are wrong in themselves are reported by [cluster] alone.
+        if let Some(host) = &self.cluster.advertise_host
+            && host_name_error(host).is_none()
+            && !is_loopback_host(host)
+        {
+            exposed.push(format!("cluster.advertise_host = \"{host}\""));
+        }
+        for (i, seed) in self.cluster.seeds.iter().enumerate() {
+            if host_port_error(seed).is_some() {
+                continue;
+            }
+            let host = seed.parse::<std::net::SocketAddr>().map_or_else(
+                |_| {
+                    seed.rsplit_once(':')
+                        .map_or(seed.as_str(), |(host, _)| host)
+                        .to_string()
+                },
+                |addr| addr.ip().to_string(),
+            );
+            if !is_loopback_host(&host) {
+                exposed.push(format!("cluster.seeds[{i}] = \"{seed}\""));
+            }
+        }
+        exposed
     }
 }
 

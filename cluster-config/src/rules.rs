@@ -98,6 +98,19 @@ pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
     }
 }
 
+/// Whether `host` (an IP literal, bracketed or not, or a host name) names this
+/// machine only: a loopback address, or `localhost`.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => is_loopback(&SocketAddr::new(ip, 0)),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Longest keyspace name Cassandra and ScyllaDB accept.
 pub(crate) const MAX_KEYSPACE_LEN: usize = 48;
 

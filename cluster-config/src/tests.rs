@@ -1,7 +1,9 @@
 //! Unit tests of the value rules; the schema is tested through the public API in
 //! `tests/`.
 
-use super::rules::{host_name_error, host_port_error, is_loopback, keyspace_error, node_id_error};
+use super::rules::{
+    host_name_error, host_port_error, is_loopback, is_loopback_host, keyspace_error, node_id_error,
+};
 
 #[test]
 fn node_ids() {
@@ -57,6 +59,30 @@ fn loopback() {
     }
     for addr in no {
         assert!(!is_loopback(&addr.parse().expect("test address")), "{addr}");
+    }
+}
+
+#[test]
+fn loopback_hosts() {
+    for yes in [
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "[::1]",
+        "localhost",
+        "LocalHost",
+    ] {
+        assert!(is_loopback_host(yes), "{yes}");
+    }
+    for no in [
+        "0.0.0.0",
+        "10.0.0.1",
+        "[::]",
+        "chat-1.example.com",
+        "localhost.example.com",
+        "",
+    ] {
+        assert!(!is_loopback_host(no), "{no}");
     }
 }
 

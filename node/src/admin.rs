@@ -168,12 +168,17 @@ pub trait AdminBackend: Send + Sync + 'static {
 
     /// `POST /admin/token`: a client JWT for `user` (a valid id) with `roles` (known
     /// role names, as [`Role::as_str`] spells them), valid `ttl_s` seconds (at least
-    /// 1), signed with this node's `auth.secret`:
+    /// 1; `None` when the request names none), signed with this node's
+    /// `auth.secret`:
     ///
     /// ```json
     /// {"token": "eyJ...", "user": "alice", "roles": ["vip"], "expires_in_s": 3600}
     /// ```
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+    ///
+    /// The node refuses (`400`) a `ttl_s` above `admin.max_token_ttl_s`, and gives
+    /// a request without one [`TokenRequest::DEFAULT_TTL_S`] or that cap, whichever
+    /// is shorter.
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
         let _ = (user, roles, ttl_s);
         unsupported("token issue")
     }
@@ -280,18 +285,15 @@ pub struct TokenRequest {
     /// Role names; absent means none.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Seconds the token is valid; absent means [`TokenRequest::DEFAULT_TTL_S`].
-    #[serde(default = "TokenRequest::default_ttl_s")]
-    pub ttl_s: u64,
+    /// Seconds the token is valid; absent means [`TokenRequest::DEFAULT_TTL_S`],
+    /// or the node's cap if that is shorter.
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
 }
 
 impl TokenRequest {
     /// The validity of a token whose request names none: one day.
     pub const DEFAULT_TTL_S: u64 = 86_400;
-
-    fn default_ttl_s() -> u64 {
-        Self::DEFAULT_TTL_S
-    }
 
     /// Parses and checks a request body: every problem is a `400` that says what
     /// was wrong, so an operator's typo never reaches the node's signing key.
@@ -318,7 +320,7 @@ impl TokenRequest {
             }
             first
         });
-        if request.ttl_s == 0 {
+        if request.ttl_s == Some(0) {
             return Err(AdminError::BadRequest(
                 "ttl_s must be at least 1 second".into(),
             ));

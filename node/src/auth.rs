@@ -11,7 +11,11 @@
 //!
 //! 1. Three base64url segments whose header names `alg` `HS256`. Any other algorithm
 //!    (`none`, `HS384`, `HS512`, `RS256`, ...) is refused before any signature work,
-//!    so a token cannot choose how it is verified (algorithm confusion).
+//!    so a token cannot choose how it is verified (algorithm confusion). A header
+//!    with a `crit` member is refused too: RFC 7515 §4.1.11 says a recipient must
+//!    reject a JWS whose critical extensions it does not understand, and this node
+//!    understands none (a malformed `crit`, such as an empty list, is refused with
+//!    its own message).
 //! 2. A valid HS256 signature under the secret.
 //! 3. `exp` present, an integer, and not in the past by more than [`EXP_LEEWAY_S`]
 //!    seconds: a little tolerance for clock skew between the issuer and the node.
@@ -32,6 +36,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chorus_config::MIN_SECRET_LEN;
 use chorus_wire::ids::{IdError, validate_id};
 use chorus_wire::{ErrorCode, Prio};
 use jsonwebtoken::errors::ErrorKind;
@@ -240,6 +245,10 @@ pub enum AuthSetupError {
     /// anyone can sign.
     #[error("auth.secret is missing or empty; auth.mode = \"jwt\" needs a secret")]
     EmptySecret,
+    /// A secret shorter than [`MIN_SECRET_LEN`] bytes can be found by brute force
+    /// from one token.
+    #[error("auth.secret is {0} bytes long; it must be at least {MIN_SECRET_LEN} bytes")]
+    ShortSecret(usize),
 }
 
 /// Why a token was refused. Every variant is reported as `unauthenticated`
@@ -258,6 +267,14 @@ pub enum AuthError {
     /// The header names an algorithm other than HS256.
     #[error("token algorithm {0} is not accepted (only HS256)")]
     Algorithm(String),
+    /// The header's `crit` names extensions that must be understood; this node
+    /// understands none. Carries the names, sanitised for an error message.
+    #[error("token header marks {0} as critical; this node supports no critical header extensions")]
+    CriticalHeader(String),
+    /// The header has a `crit` that is not a non-empty list of names (RFC 7515
+    /// §4.1.11).
+    #[error("token header `crit` must be a non-empty list of header names")]
+    BadCritical,
     /// The signature does not match the secret.
     #[error("bad signature")]
     BadSignature,
@@ -343,6 +360,9 @@ impl Authenticator {
                 if secret.is_empty() {
                     return Err(AuthSetupError::EmptySecret);
                 }
+                if secret.len() < MIN_SECRET_LEN {
+                    return Err(AuthSetupError::ShortSecret(secret.len()));
+                }
                 let mut validation = Validation::new(Algorithm::HS256);
                 validation.leeway = EXP_LEEWAY_S;
                 validation.validate_exp = true;
@@ -401,7 +421,7 @@ fn authenticate_jwt(
     key: &DecodingKey,
     validation: &Validation,
 ) -> Result<Identity, AuthError> {
-    check_header_alg(token)?;
+    check_header(token)?;
     let data = jsonwebtoken::decode::<TokenClaims>(token, key, validation)
         .map_err(|e| map_jwt_error(e.kind(), token))?;
     let claims = data.claims;
@@ -418,13 +438,10 @@ fn authenticate_jwt(
     Ok(Identity { user, roles })
 }
 
-/// Step 1: reads the header's `alg` ourselves, so that `none` and other names the
-/// JWT library cannot even parse still get a precise refusal.
-fn check_header_alg(token: &str) -> Result<(), AuthError> {
-    #[derive(Deserialize)]
-    struct RawHeader {
-        alg: Option<String>,
-    }
+/// Step 1: reads the header ourselves, so that `none` and other names the JWT
+/// library cannot even parse still get a precise refusal, and so that `crit`,
+/// which the library parses but does not act on, is refused.
+fn check_header(token: &str) -> Result<(), AuthError> {
     let mut segments = token.split('.');
     let (Some(header), Some(_payload), Some(_signature), None) = (
         segments.next(),
@@ -435,15 +452,45 @@ fn check_header_alg(token: &str) -> Result<(), AuthError> {
         return Err(AuthError::Malformed);
     };
     let header = b64url_decode(header).ok_or(AuthError::Malformed)?;
-    let header: RawHeader = serde_json::from_slice(&header).map_err(|_| AuthError::Malformed)?;
-    match header.alg.as_deref() {
-        Some("HS256") => Ok(()),
-        Some(other) => Err(AuthError::Algorithm(sanitise_alg(other))),
-        None => Err(AuthError::Malformed),
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|_| AuthError::Malformed)?;
+    match header.get("alg") {
+        Some(serde_json::Value::String(alg)) if alg == "HS256" => {}
+        Some(serde_json::Value::String(other)) => {
+            return Err(AuthError::Algorithm(sanitise_alg(other)));
+        }
+        _ => return Err(AuthError::Malformed),
     }
+    // Present at all, even `null`, is refused: a JSON parser that keeps the first
+    // of two duplicate members could see a `crit` another keeps.
+    if let Some(crit) = header.get("crit") {
+        return Err(critical(crit));
+    }
+    Ok(())
 }
 
-/// An algorithm name fit for an error message sent back to the client.
+/// The refusal of a header whose `crit` is `crit`.
+fn critical(crit: &serde_json::Value) -> AuthError {
+    let names = match crit {
+        serde_json::Value::Array(names) if !names.is_empty() => names,
+        _ => return AuthError::BadCritical,
+    };
+    let mut shown = Vec::new();
+    for name in names {
+        let serde_json::Value::String(name) = name else {
+            return AuthError::BadCritical;
+        };
+        if shown.len() < 4 {
+            shown.push(sanitise_alg(name));
+        }
+    }
+    if names.len() > shown.len() {
+        shown.push(format!("and {} more", names.len() - shown.len()));
+    }
+    AuthError::CriticalHeader(shown.join(", "))
+}
+
+/// An algorithm or header name fit for an error message sent back to the client.
 fn sanitise_alg(alg: &str) -> String {
     if !alg.is_empty() && alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) {
         alg.to_string()

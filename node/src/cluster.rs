@@ -1,8 +1,9 @@
 //! The cluster layer: who the other nodes are, and a byte pipe to each of them.
 //!
-//! - [`membership`]: chitchat gossip over UDP (`listen.gossip`). Each node publishes
-//!   its transport, client and admin addresses, its status and its load; a
-//!   phi-accrual failure detector says who is alive.
+//! - [`membership`]: chitchat gossip over UDP (`listen.gossip`), every datagram
+//!   sealed with an HMAC under a key derived from `cluster.cookie`. Each node
+//!   publishes its transport, client and admin addresses, its status and its
+//!   load; a phi-accrual failure detector says who is alive.
 //! - [`transport`]: ractor_cluster sessions over TCP (`listen.cluster`),
 //!   authenticated by `cluster.cookie`, kept up by the `Peers` actor from what
 //!   membership reports, carrying opaque frames to one `Endpoint` actor per node.
@@ -10,7 +11,7 @@
 //! ```text
 //!            ┌──────────────── one node ────────────────────────────────┐
 //!            │                                                          │
-//!  UDP  ◄───►│ Membership (chitchat)                                    │
+//!  UDP  ◄───►│ Membership (chitchat over sealed UDP: HMAC, once, fresh) │
 //!  gossip    │   keys: cluster_addr tcp ws admin status load            │
 //!            │   │ watch<Vec<Member>> (live members)                    │
 //!            │   ▼                                                      │
@@ -78,8 +79,9 @@
 //! | redial backoff | 200 ms doubling to 5 s, ±25 % jitter | `peers` |
 //!
 //! ractor_cluster pings every 1–5 s but never times a pong out, so a hung peer is
-//! noticed by gossip, not by TCP: when membership declares a node dead (or sees a
-//! new generation), `Peers` closes its session. A killed process's sockets are
+//! noticed by gossip, not by TCP: when membership declares a node dead, `Peers`
+//! closes its session. A new generation of a node in gossip is dialed, but the
+//! old session stays until the new one is authenticated and replaces it. A killed process's sockets are
 //! closed by its kernel, so its sessions drop at once; it leaves the live members
 //! when gossip declares it dead. `node/tests/cluster_transport.rs` measures both
 //! on loopback with real processes.
@@ -87,10 +89,12 @@
 //! # What plugs in next
 //!
 //! 1. **Placement**: `owner(shard)` by rendezvous hashing over the members whose
-//!    status is `serving` *and* that hold a transport session (plus this node):
-//!    gossip is unauthenticated, so only the cookie proves a member is ours.
-//!    Recompute on every change of [`Membership::live`] and
-//!    [`Transport::watch_connected`].
+//!    status is `serving` *and* that hold a transport session (plus this node),
+//!    as the incarnation the session proved: a sealed gossip packet can still be
+//!    replayed within its window, or written by any holder of the cookie, while a
+//!    session proves the cookie under that name and generation. Recomputed on
+//!    every change of [`Membership::live`] and [`Transport::watch_incarnations`]
+//!    ([`runtime`]).
 //! 2. **ShardRegion forwarding**: an envelope for a remote owner is encoded with our
 //!    codec (a kind tag, the entity key, the request, a trace id) and sent with
 //!    [`Transport::send`]; the region drains the inbox, decodes fallibly, and

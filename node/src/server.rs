@@ -239,6 +239,7 @@ impl Node {
             drain: drain.clone(),
             auth: config.auth.clone(),
             scaling,
+            max_token_ttl_s: config.admin.max_token_ttl_s,
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -346,6 +347,8 @@ struct NodeAdmin {
     auth: chorus_config::AuthConfig,
     /// Predictive scaling: `/admin/scaling/*`.
     scaling: Arc<crate::scaling::Scaling>,
+    /// `admin.max_token_ttl_s`: the longest token `POST /admin/token` issues.
+    max_token_ttl_s: u64,
 }
 
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
@@ -595,7 +598,8 @@ impl AdminBackend for NodeAdmin {
         })
     }
 
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
+        let cap = self.max_token_ttl_s;
         let result = (|| {
             let secret = match (&self.auth.mode, &self.auth.secret) {
                 (chorus_config::AuthMode::Jwt, Some(secret)) => secret.expose().to_string(),
@@ -605,6 +609,16 @@ impl AdminBackend for NodeAdmin {
                             .into(),
                     ));
                 }
+            };
+            let ttl_s = match ttl_s {
+                None => crate::admin::TokenRequest::DEFAULT_TTL_S.min(cap),
+                Some(ttl_s) if ttl_s > cap => {
+                    return Err(AdminError::BadRequest(format!(
+                        "ttl_s = {ttl_s} is longer than this node issues tokens for \
+                         (admin.max_token_ttl_s = {cap})"
+                    )));
+                }
+                Some(ttl_s) => ttl_s,
             };
             let set = crate::auth::Roles::from_claim(roles.iter().map(String::as_str));
             let token = crate::auth::issue_token(&secret, &user, set, Duration::from_secs(ttl_s))

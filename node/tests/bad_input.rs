@@ -439,6 +439,20 @@ async fn bad_and_expired_jwts_are_unauthenticated_and_a_close() {
         Duration::from_secs(600),
     )
     .unwrap();
+    // Correctly signed, but marking an extension this node cannot know as critical
+    // (RFC 7515 §4.1.11), and one whose `crit` is malformed (an empty list).
+    let critical = |crit: Vec<String>| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.crit = Some(crit);
+        jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({ "sub": "mallory", "exp": now + 600 }),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let crit = critical(vec!["b64".into()]);
+    let empty_crit = critical(Vec::new());
     // {"alg":"none"} with an empty signature, claiming mallory until 2100.
     let unsigned =
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJtYWxsb3J5IiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
@@ -446,6 +460,8 @@ async fn bad_and_expired_jwts_are_unauthenticated_and_a_close() {
         ("expired", expired.as_str()),
         ("signed with another secret", other_secret.as_str()),
         ("alg none", unsigned),
+        ("crit header", crit.as_str()),
+        ("empty crit header", empty_crit.as_str()),
         ("not a JWT", "mallory"),
         ("three garbage segments", "a.b.c"),
         ("empty", ""),
@@ -454,6 +470,25 @@ async fn bad_and_expired_jwts_are_unauthenticated_and_a_close() {
         let mut c = tcp_hello(&node, bad_token).await;
         expect_tcp_error_then_close(&mut c, &[ErrorCode::Unauthenticated], case).await;
     }
+
+    // The refusal of a critical header says why, in both encodings.
+    let mut c = tcp_hello(&node, &crit).await;
+    match c.recv().await {
+        Some(ServerFrame::Error {
+            code: ErrorCode::Unauthenticated,
+            message,
+            ..
+        }) => assert!(message.contains("critical"), "{message}"),
+        other => panic!("crit header: expected unauthenticated, got {other:?}"),
+    }
+    let mut ws = RawWs::connect(&node).await;
+    ws.send(&ClientFrame::Hello {
+        protocol: 1,
+        token: crit.clone(),
+        device: None,
+    })
+    .await;
+    expect_ws_error_then_close(&mut ws, ErrorCode::Unauthenticated, "crit header over ws").await;
 
     welcomed(tcp_hello(&node, &token("alice")).await, "alice").await;
     calm.round_trip().await;

@@ -236,6 +236,83 @@ async fn an_issued_token_logs_in_on_a_jwt_node() {
     assert_eq!(issued["expires_in_s"], 86_400);
 }
 
+/// `POST /admin/token` with `body` over a raw HTTP/1.0 connection: the status and
+/// the JSON answer.
+async fn post_token(admin: std::net::SocketAddr, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let request = format!(
+        "POST /admin/token HTTP/1.0\r\nHost: chorus\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the admin listener answers")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, json(body))
+}
+
+/// The `exp - iat` of an issued token, read back with the node's secret.
+fn lifetime_s(token: &str) -> u64 {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn token_lifetimes_over_the_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with(&dir, |c| {
+        c.auth.mode = AuthMode::Jwt;
+        c.auth.secret = Some(Secret::new(JWT_SECRET));
+        c.admin.max_token_ttl_s = 3600;
+    })
+    .await;
+    let addr = node.node.addrs().admin;
+    let admin = addr.to_string();
+
+    // One second over the cap: 400 with the JSON error every admin failure has.
+    let (status, answer) = post_token(addr, r#"{"user": "alice", "ttl_s": 3601}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "bad_request");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("ttl_s = 3601") && message.contains("admin.max_token_ttl_s = 3600"),
+        "{message}"
+    );
+    let (status, answer) =
+        post_token(addr, r#"{"user": "alice", "ttl_s": 18446744073709551615}"#).await;
+    assert_eq!(status, 400, "{answer}");
+
+    // chorusctl says the same and exits 1.
+    let err = fails(&admin, &["token", "issue", "alice", "--ttl", "86400"]).await;
+    assert!(err.contains("admin.max_token_ttl_s = 3600"), "{err}");
+
+    // At the cap is fine, and a request naming no lifetime gets the cap, not a day.
+    let (status, answer) = post_token(addr, r#"{"user": "alice", "ttl_s": 3600}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["expires_in_s"], 3600);
+    assert_eq!(lifetime_s(answer["token"].as_str().unwrap()), 3600);
+    let issued = json(&ok(&admin, &["--json", "token", "issue", "bob"]).await);
+    assert_eq!(issued["expires_in_s"], 3600);
+    assert_eq!(lifetime_s(issued["token"].as_str().unwrap()), 3600);
+}
+
 #[tokio::test]
 async fn drain_wait_returns_once_the_node_has_exited() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,8 @@ struct NodeProc {
     keyspace: String,
     seeds: Vec<String>,
     contact: String,
+    /// `cluster.cookie`, when not the development default.
+    cookie: Option<String>,
     child: Option<Child>,
     tcp: SocketAddr,
     ws: SocketAddr,
@@ -53,6 +55,18 @@ struct NodeProc {
 
 impl NodeProc {
     fn start(block: u8, n: u8, seeds: &[String], keyspace: &str, contact: &str) -> Self {
+        Self::start_with_cookie(block, n, seeds, keyspace, contact, None)
+    }
+
+    /// A node like [`NodeProc::start`]'s, with its own `cluster.cookie` if given.
+    fn start_with_cookie(
+        block: u8,
+        n: u8,
+        seeds: &[String],
+        keyspace: &str,
+        contact: &str,
+        cookie: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut node = NodeProc {
             id: format!("n{n}"),
@@ -60,6 +74,7 @@ impl NodeProc {
             keyspace: keyspace.to_string(),
             seeds: seeds.to_vec(),
             contact: contact.to_string(),
+            cookie: cookie.map(str::to_string),
             child: None,
             tcp: "127.0.0.1:1".parse().unwrap(),
             ws: "127.0.0.1:1".parse().unwrap(),
@@ -73,8 +88,13 @@ impl NodeProc {
     fn spawn(&mut self) {
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let ip = &self.ip;
+        let cookie = self
+            .cookie
+            .as_ref()
+            .map(|c| format!("cookie = \"{c}\"\n"))
+            .unwrap_or_default();
         let config = format!(
-            "[cluster]\nnode_id = \"{id}\"\nenabled = true\nseeds = [{seeds}]\nadvertise_host = \"{ip}\"\n\
+            "[cluster]\nnode_id = \"{id}\"\nenabled = true\nseeds = [{seeds}]\nadvertise_host = \"{ip}\"\n{cookie}\
              [listen]\ntcp = \"{ip}:0\"\nws = \"{ip}:0\"\nadmin = \"{ip}:0\"\ngossip = \"{ip}:7403\"\ncluster = \"{ip}:7404\"\n\
              [storage]\nbackend = \"scylla\"\ncontact_points = [\"{contact}\"]\nkeyspace = \"{ks}\"\nconsistency = \"one\"\n\
              [admin]\ntoken = \"{ADMIN_TOKEN}\"\n",
@@ -981,4 +1001,279 @@ async fn live_room_viewers_on_three_nodes_see_one_sequence_and_survive_its_owner
         "live room owner killed: viewers on the other nodes receive again after {:?}",
         resumed.duration_since(killed_at)
     );
+}
+
+/// A chitchat node run by the test itself, as an attacker would run one: any node
+/// id, generation and keys, over `transport`.
+async fn gossiper(
+    node_id: &str,
+    gossip: SocketAddr,
+    seeds: Vec<String>,
+    keys: Vec<(&str, String)>,
+    transport: &dyn chitchat::transport::Transport,
+) -> chitchat::ChitchatHandle {
+    let config = chitchat::ChitchatConfig {
+        chitchat_id: chitchat::ChitchatId::new(
+            node_id.to_string(),
+            chorus_node::cluster::membership::new_generation(),
+            gossip,
+        ),
+        cluster_id: chorus_node::cluster::membership::CLUSTER_ID.to_string(),
+        gossip_interval: Duration::from_millis(250),
+        listen_addr: gossip,
+        seed_nodes: seeds,
+        failure_detector_config: chitchat::FailureDetectorConfig::default(),
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V0,
+    };
+    let keys = keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    chitchat::spawn_chitchat(config, keys, transport)
+        .await
+        .unwrap()
+}
+
+/// Waits until metric `name` (a prefix, labels included) reaches `at_least` on
+/// the admin listener `addr`; returns its value.
+async fn wait_metric(addr: SocketAddr, name: &str, at_least: f64) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = metric(addr, name).await;
+        if value >= at_least {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {value} at {addr}, not at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a node says about the cluster: (node id, generation, connected) of each
+/// member, the serving set and the owner of every shard.
+async fn cluster_view(node: &NodeProc) -> (Vec<(String, u64, bool)>, serde_json::Value) {
+    let members = admin_json(node.admin, "/admin/members").await;
+    let members = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["node_id"].as_str().unwrap().to_string(),
+                m["generation"].as_u64().unwrap(),
+                m["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    (members, admin_json(node.admin, "/admin/shards").await)
+}
+
+const REJECTED: &str = "chorus_gossip_rejected_packets_total";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_gossip_leaves_the_cluster_unmoved_and_a_wrong_cookie_stays_out() {
+    use chorus_node::cluster::membership::{GossipKey, SealedUdp, seal};
+
+    let Some(cluster) = Cluster::start(33).await else {
+        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
+        return;
+    };
+    let gossip: Vec<String> = (1..=3).map(|n| format!("127.0.33.{n}:7403")).collect();
+    let gossip_addrs: Vec<SocketAddr> = gossip.iter().map(|g| g.parse().unwrap()).collect();
+    let (alice, mut alice_events) = connect(vec![cluster.node("n1").tcp.to_string()], "sa").await;
+    let (bob, mut bob_events) = connect(vec![cluster.node("n3").tcp.to_string()], "sb").await;
+    let ack = alice.send("user:sb", "before").await.unwrap();
+    assert_eq!(next_message(&mut bob_events).await.seq, ack.seq);
+
+    let mut before = Vec::new();
+    for node in &cluster.nodes {
+        let (members, shards) = cluster_view(node).await;
+        assert_eq!(
+            members
+                .iter()
+                .map(|m| (m.0.as_str(), m.2))
+                .collect::<Vec<_>>(),
+            [("n1", true), ("n2", true), ("n3", true)]
+        );
+        before.push((
+            members,
+            shards,
+            metric(node.admin, "chorus_placement_changes_total").await,
+        ));
+    }
+    let n2_generation = before[0].0[1].1;
+    let dial_failures = metric(
+        cluster.node("n1").admin,
+        "chorus_cluster_dial_failures_total",
+    )
+    .await;
+    // Keys a forged node publishes: it serves, and its transport is where
+    // nothing listens.
+    let forged_keys = |ip: &str| {
+        vec![
+            ("cluster_addr", format!("{ip}:7404")),
+            ("status", "serving".to_string()),
+            ("tcp", format!("{ip}:7400")),
+            ("load", "0".to_string()),
+        ]
+    };
+
+    // 1. Garbage: nothing, noise, a huge datagram, and bytes that look sealed.
+    let udp = tokio::net::UdpSocket::bind("127.0.33.30:0").await.unwrap();
+    let garbage: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"\xff\xff\xff\xff not gossip".to_vec(),
+        vec![0; 60_000],
+        [b"CG\x01".as_slice(), &[7u8; 80]].concat(),
+        (0..1_500u32).map(|i| (i * 7919 % 251) as u8).collect(),
+    ];
+    for addr in &gossip_addrs {
+        for bytes in &garbage {
+            udp.send_to(bytes, addr).await.unwrap();
+        }
+    }
+
+    // 2. Plain chitchat, unsealed, claiming a new generation of n2 that serves.
+    // Its first datagram is also captured, to be replayed below.
+    let capture = tokio::net::UdpSocket::bind("127.0.33.31:7403")
+        .await
+        .unwrap();
+    let mut seeds = vec!["127.0.33.31:7403".to_string()];
+    seeds.extend(gossip.iter().cloned());
+    let unsealed = gossiper(
+        "n2",
+        "127.0.33.20:7403".parse().unwrap(),
+        seeds,
+        forged_keys("127.0.33.20"),
+        &chitchat::transport::UdpTransport,
+    )
+    .await;
+    let mut buf = vec![0u8; 65_536];
+    let (len, _) = tokio::time::timeout(WAIT, capture.recv_from(&mut buf))
+        .await
+        .expect("the forger gossips to its seed")
+        .unwrap();
+    let captured = buf[..len].to_vec();
+
+    // 3. Sealed, but with another cluster's cookie, claiming a new n3.
+    let other_key = SealedUdp::new(
+        GossipKey::from_cookie("not the cookie of this cluster, though as long"),
+        seal::DEFAULT_WINDOW,
+        seal::DEFAULT_REMEMBERED,
+    );
+    let wrong_key = gossiper(
+        "n3",
+        "127.0.33.21:7403".parse().unwrap(),
+        gossip.clone(),
+        forged_keys("127.0.33.21"),
+        &other_key,
+    )
+    .await;
+
+    // 4. A real datagram sealed with the right key ten minutes ago: a replay of an
+    // old packet. And one sealed now, sent twice: the second is a replay.
+    let key = GossipKey::from_cookie(chorus_config::DEV_COOKIE);
+    let now_ms = chorus_node::cluster::membership::new_generation();
+    let mut old = Vec::new();
+    key.seal(now_ms - 600_000, 1, &captured, &mut old);
+    let mut fresh = Vec::new();
+    key.seal(now_ms, 2, &captured, &mut fresh);
+    let n1_gossip = gossip_addrs[0];
+    udp.send_to(&old, n1_gossip).await.unwrap();
+    udp.send_to(&fresh, n1_gossip).await.unwrap();
+    udp.send_to(&fresh, n1_gossip).await.unwrap();
+
+    // 5. Sealed with the right key, as a node holding the cookie could: a new
+    // generation of n2, serving, whose transport does not answer. Gossip takes
+    // it, and every node sees it, but no session proves it.
+    let right_key = SealedUdp::new(key.clone(), seal::DEFAULT_WINDOW, seal::DEFAULT_REMEMBERED);
+    let insider = gossiper(
+        "n2",
+        "127.0.33.22:7403".parse().unwrap(),
+        gossip.clone(),
+        forged_keys("127.0.33.22"),
+        &right_key,
+    )
+    .await;
+
+    // Each refusal is counted where it happened.
+    for node in &cluster.nodes {
+        wait_metric(
+            node.admin,
+            &format!("{REJECTED}{{reason=\"malformed\""),
+            6.0,
+        )
+        .await;
+        wait_metric(node.admin, &format!("{REJECTED}{{reason=\"bad_mac\""), 1.0).await;
+        wait_metric(node.admin, "chorus_cluster_unconfirmed_incarnations", 1.0).await;
+    }
+    let n1 = cluster.node("n1").admin;
+    wait_metric(n1, &format!("{REJECTED}{{reason=\"stale\""), 1.0).await;
+    wait_metric(n1, &format!("{REJECTED}{{reason=\"replayed\""), 1.0).await;
+    // n1 dials n2 (its id sorts first): it tried the forged incarnation's
+    // transport, and failed.
+    wait_metric(
+        n1,
+        "chorus_cluster_dial_failures_total",
+        dial_failures + 1.0,
+    )
+    .await;
+
+    // The cluster is unmoved: same members at the same generations, all
+    // connected, the same placement, not one placement change.
+    for (node, (members, shards, changes)) in cluster.nodes.iter().zip(&before) {
+        let (now_members, now_shards) = cluster_view(node).await;
+        assert_eq!(&now_members, members, "members as {} sees them", node.id);
+        assert_eq!(&now_shards, shards, "placement on {}", node.id);
+        assert_eq!(
+            metric(node.admin, "chorus_placement_changes_total").await,
+            *changes,
+            "placement changes on {}",
+            node.id
+        );
+        assert_eq!(now_members[1].1, n2_generation);
+    }
+    // Chat still flows, through every node.
+    let (carol, mut carol_events) = connect(vec![cluster.node("n2").tcp.to_string()], "sc").await;
+    let ack = alice.send("user:sb", "after").await.unwrap();
+    assert_eq!(next_message(&mut bob_events).await.seq, ack.seq);
+    let ack = bob.send("user:sc", "and via n2").await.unwrap();
+    assert_eq!(next_message(&mut carol_events).await.seq, ack.seq);
+    let ack = carol.send("user:sa", "back").await.unwrap();
+    assert_eq!(next_message(&mut alice_events).await.seq, ack.seq);
+
+    for forger in [unsealed, wrong_key, insider] {
+        forger.shutdown().await.unwrap();
+    }
+
+    // 6. A real node with a wrong (and short: allowed on loopback) cookie,
+    // seeded with n1: its gossip is refused, so it never sees the cluster nor
+    // the cluster it; it gets no session and serves nothing of the cluster's.
+    let bad_mac = metric(n1, &format!("{REJECTED}{{reason=\"bad_mac\"")).await;
+    let outsider = NodeProc::start_with_cookie(
+        33,
+        4,
+        &[gossip[0].clone()],
+        &cluster.nodes[0].keyspace,
+        &cluster.nodes[0].contact,
+        Some("short"),
+    );
+    wait_metric(
+        n1,
+        &format!("{REJECTED}{{reason=\"bad_mac\""),
+        bad_mac + 1.0,
+    )
+    .await;
+    let (members, _) = cluster_view(&outsider).await;
+    assert_eq!(members, [("n4".to_string(), members[0].1, true)]);
+    for (node, (members, shards, _)) in cluster.nodes.iter().zip(&before) {
+        let (now_members, now_shards) = cluster_view(node).await;
+        assert_eq!(&now_members, members, "members as {} sees them", node.id);
+        assert_eq!(&now_shards, shards, "placement on {}", node.id);
+    }
+    let ack = alice.send("user:sb", "still").await.unwrap();
+    assert_eq!(next_message(&mut bob_events).await.seq, ack.seq);
+    drop(outsider);
 }

@@ -136,6 +136,37 @@ impl Probe {
         }
     }
 
+    /// How many log lines (stderr) so far: a mark for [`Probe::wait_for_log`].
+    fn log_mark(&self) -> usize {
+        self.stderr.lines.lock().unwrap().len()
+    }
+
+    /// Waits for a log line (stderr) containing `needle` after `mark`.
+    fn wait_for_log(&self, mark: usize, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut lines = self.stderr.lines.lock().unwrap();
+        loop {
+            if let Some((_, line)) = lines.iter().skip(mark).find(|(_, l)| l.contains(needle)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(lines);
+                panic!(
+                    "{}: no log line with {needle:?}\n{}",
+                    self.id,
+                    self.diagnostics()
+                );
+            }
+            lines = self
+                .stderr
+                .arrived
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
     /// Lines after `mark` that start with `prefix`.
     fn lines_since(&self, mark: usize, prefix: &str) -> Vec<String> {
         self.stdout
@@ -227,7 +258,7 @@ impl Drop for Probe {
 
 /// Three nodes find each other through a seed, exchange frames every way, and stay
 /// connected through garbage on their ports, malformed frames, and a node with the
-/// wrong cookie.
+/// wrong cookie, which gossip does not even let in.
 #[test]
 fn three_nodes_connect_exchange_and_shrug_off_bad_peers() {
     let started = Instant::now();
@@ -314,16 +345,29 @@ fn three_nodes_connect_exchange_and_shrug_off_bad_peers() {
     c.exchange(&b, b"c still reaches b");
     b.exchange(&c, b"b still reaches c");
 
-    // A node with the wrong cookie joins gossip but never gets a session. Its id
-    // sorts first, so it is the one dialing everybody, and everybody refuses it.
+    // A node with the wrong cookie: its gossip is sealed with another key, so it
+    // is refused before chitchat reads it. Nobody sees it as a member, it sees
+    // nobody, and it never gets a session. Its id sorts first, so it would be the
+    // one dialing everybody.
     let marks = [a.mark(), b.mark(), c.mark()];
+    let log_mark = a.log_mark();
     let mut intruder = Probe::start("node-0", free_port(), &[pa], "wrong-cookie");
-    for (probe, mark) in [&a, &b, &c].iter().zip(marks) {
-        probe.wait_for(mark, "member node-0 serving", SOON);
-    }
-    intruder.wait_for(0, "member node-a serving", SOON);
-    // Several redials' worth (200, 400, 800, 1600 ms backoff) of refusals.
+    let refusal = a.wait_for_log(log_mark, "dropped gossip packets", SOON);
+    assert!(refusal.contains("bad_mac"), "{refusal}");
+    // Several gossip rounds (250 ms) and redial backoffs' worth of refusals.
     std::thread::sleep(Duration::from_secs(3));
+    for (probe, mark) in [&a, &b, &c].iter().zip(marks) {
+        assert!(
+            probe.lines_since(mark, "member node-0").is_empty(),
+            "{}",
+            probe.diagnostics()
+        );
+    }
+    assert!(
+        intruder.lines_since(0, "member ").is_empty(),
+        "{}",
+        intruder.diagnostics()
+    );
     for (probe, mark) in [&a, &b, &c].iter().zip(marks) {
         assert!(
             probe.lines_since(mark, "connected").is_empty(),

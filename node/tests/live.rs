@@ -15,7 +15,7 @@ use chorus_wire::{ClientFrame, ErrorCode, LiveItem, Prio, ServerFrame};
 use common::{RawClient, RawTcp, RawWs, TestNode, WAIT, start_node_with};
 use serde_json::json;
 
-const SECRET: &str = "a-test-secret-of-enough-length";
+const SECRET: &str = "a-test-secret-of-enough-length-32";
 const ADMIN_TOKEN: &str = "live-test-admin-token";
 
 fn token(user: &str, roles: Roles) -> String {

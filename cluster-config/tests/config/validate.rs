@@ -2,7 +2,9 @@ use chorus_config::Config;
 
 use crate::{assert_one_problem, problems, problems_of};
 
-const JWT: &str = "[auth]\nmode = \"jwt\"\nsecret = \"0123456789abcdef\"\n";
+const JWT: &str = "[auth]\nmode = \"jwt\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+/// A cookie of exactly the shortest length allowed off loopback.
+const COOKIE_32: &str = "cookie-of-exactly-32-bytes-00000";
 const SCYLLA: &str = "[storage]\nbackend = \"scylla\"\ncontact_points = [\"127.0.0.1:9042\"]\n";
 
 // [listen]
@@ -79,7 +81,12 @@ fn jwt_secret_must_be_long_enough() {
     assert_one_problem(
         "[auth]\nmode = \"jwt\"\nsecret = \"short\"\n",
         "auth.secret",
-        &["5 bytes", "at least 16"],
+        &["5 bytes", "at least 32"],
+    );
+    assert_one_problem(
+        "[auth]\nmode = \"jwt\"\nsecret = \"0123456789abcdef0123456789abcde\"\n",
+        "auth.secret",
+        &["31 bytes", "at least 32"],
     );
     assert!(problems(JWT).is_empty());
 }
@@ -197,7 +204,9 @@ fn node_id_must_be_an_id() {
 
 #[test]
 fn seeds_must_be_host_port() {
-    let text = format!("{SCYLLA}[cluster]\nseeds = [\"10.0.0.1:7403\", \"node-b:0\"]\n");
+    let text = format!(
+        "{SCYLLA}[cluster]\ncookie = \"{COOKIE_32}\"\nseeds = [\"10.0.0.1:7403\", \"node-b:0\"]\n"
+    );
     assert_one_problem(&text, "cluster.seeds[1]", &["port 0"]);
 }
 
@@ -221,16 +230,85 @@ fn embedded_store_cannot_have_seeds() {
 
 #[test]
 fn cookie_rules() {
+    assert_eq!(COOKIE_32.len(), chorus_config::MIN_COOKIE_LEN);
     assert_one_problem("[cluster]\ncookie = \"\"\n", "cluster.cookie", &["empty"]);
     assert_one_problem(
         "[listen]\ncluster = \"10.0.0.5:7404\"\n",
         "cluster.cookie",
-        &["development default", "listen.cluster"],
+        &[
+            "development default",
+            "listen.cluster = \"10.0.0.5:7404\"",
+            "32 bytes",
+        ],
     );
     assert!(
-        problems("[listen]\ncluster = \"10.0.0.5:7404\"\n[cluster]\ncookie = \"s3cret-cluster\"\n")
-            .is_empty()
+        problems(&format!(
+            "[listen]\ncluster = \"10.0.0.5:7404\"\n[cluster]\ncookie = \"{COOKIE_32}\"\n"
+        ))
+        .is_empty()
     );
+}
+
+#[test]
+fn a_short_cookie_is_refused_unless_every_cluster_address_is_loopback() {
+    let short = "s3cret-cluster-of-31-bytes-00000";
+    let short = &short[..31];
+    // All loopback: a short cookie, and the default, are fine.
+    let loopback = format!(
+        "{SCYLLA}[listen]\ngossip = \"127.0.0.2:7403\"\ncluster = \"[::1]:7404\"\n\
+         [cluster]\ncookie = \"{short}\"\nadvertise_host = \"localhost\"\n\
+         seeds = [\"127.0.0.3:7403\", \"localhost:7403\", \"[::1]:7403\"]\n"
+    );
+    assert!(problems(&loopback).is_empty(), "{:?}", problems(&loopback));
+    assert!(
+        problems(&format!(
+            "{SCYLLA}[cluster]\nseeds = [\"127.0.0.3:7403\"]\n"
+        ))
+        .is_empty()
+    );
+
+    // Any one address beyond loopback needs 32 bytes.
+    for (extra, named) in [
+        (
+            "[listen]\ngossip = \"10.0.0.5:7403\"\n",
+            "listen.gossip = \"10.0.0.5:7403\"",
+        ),
+        (
+            "[listen]\ncluster = \"0.0.0.0:7404\"\n[cluster]\nadvertise_host = \"127.0.0.1\"\n",
+            "listen.cluster = \"0.0.0.0:7404\"",
+        ),
+        (
+            "[cluster]\nadvertise_host = \"chat-1.example.com\"\n",
+            "cluster.advertise_host = \"chat-1.example.com\"",
+        ),
+        (
+            "[cluster]\nseeds = [\"127.0.0.3:7403\", \"node-b:7403\"]\n",
+            "cluster.seeds[1] = \"node-b:7403\"",
+        ),
+        (
+            "[cluster]\nseeds = [\"[2001:db8::1]:7403\"]\n",
+            "cluster.seeds[0] = \"[2001:db8::1]:7403\"",
+        ),
+    ] {
+        let text = format!("{SCYLLA}{extra}");
+        let text = text.replacen(
+            "[cluster]\n",
+            &format!("[cluster]\ncookie = \"{short}\"\n"),
+            1,
+        );
+        let text = if text.contains("cookie =") {
+            text
+        } else {
+            format!("{text}[cluster]\ncookie = \"{short}\"\n")
+        };
+        assert_one_problem(
+            &text,
+            "cluster.cookie",
+            &["31 bytes", "at least 32 bytes", named, "loopback"],
+        );
+        let long = text.replace(short, COOKIE_32);
+        assert!(problems(&long).is_empty(), "{:?}", problems(&long));
+    }
 }
 
 #[test]
@@ -245,19 +323,24 @@ fn advertise_host_rules() {
         "cluster.advertise_host",
         &["bad host"],
     );
-    let text = format!("{SCYLLA}[listen]\ngossip = \"0.0.0.0:7403\"\n");
+    let text = format!(
+        "{SCYLLA}[listen]\ngossip = \"0.0.0.0:7403\"\n[cluster]\ncookie = \"{COOKIE_32}\"\n"
+    );
     assert_one_problem(
         &text,
         "cluster.advertise_host",
         &["listen.gossip", "0.0.0.0:7403"],
     );
     // A lone embedded node need not advertise anything.
-    assert!(problems("[listen]\ngossip = \"0.0.0.0:7403\"\n").is_empty());
+    assert!(
+        problems(&format!(
+            "[listen]\ngossip = \"0.0.0.0:7403\"\n[cluster]\ncookie = \"{COOKIE_32}\"\n"
+        ))
+        .is_empty()
+    );
 
-    let config = Config::from_toml_str(&format!(
-        "{text}[cluster]\nadvertise_host = \"chat-1.example.com\"\n"
-    ))
-    .expect("parses");
+    let config = Config::from_toml_str(&format!("{text}advertise_host = \"chat-1.example.com\"\n"))
+        .expect("parses");
     assert!(problems_of(&config).is_empty());
     let gossip = config.listen.addrs().expect("addresses").gossip;
     assert_eq!(config.cluster.advertised(gossip), "chat-1.example.com:7403");
@@ -478,6 +561,21 @@ fn admin_token_rules() {
         &["printable"],
     );
     assert!(!Config::default().admin.enabled());
+}
+
+#[test]
+fn admin_token_ttl_cap_is_positive_and_a_day_by_default() {
+    assert_eq!(
+        Config::default().admin.max_token_ttl_s,
+        chorus_config::DEFAULT_MAX_TOKEN_TTL_S
+    );
+    assert_eq!(chorus_config::DEFAULT_MAX_TOKEN_TTL_S, 86_400);
+    assert_one_problem(
+        "[admin]\nmax_token_ttl_s = 0\n",
+        "admin.max_token_ttl_s",
+        &["at least 1"],
+    );
+    assert!(problems("[admin]\nmax_token_ttl_s = 600\n").is_empty());
 }
 
 #[test]

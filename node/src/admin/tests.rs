@@ -71,7 +71,8 @@ impl AdminBackend for FakeNode {
         })
     }
 
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: u64) -> AdminFuture<'_> {
+    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
+        let ttl_s = ttl_s.unwrap_or(TokenRequest::DEFAULT_TTL_S);
         Box::pin(async move {
             let body =
                 json!({ "token": "eyJ.fake", "user": user, "roles": roles, "expires_in_s": ttl_s });

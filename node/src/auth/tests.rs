@@ -278,6 +278,76 @@ fn odd_alg_names_are_not_echoed() {
     assert_eq!(err, AuthError::Algorithm("(unrecognised)".into()));
 }
 
+/// A correctly signed HS256 token whose header is `header` (raw JSON).
+fn signed_with_header(header: &str, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        b64url_encode(header.as_bytes()),
+        b64url_encode(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn a_crit_header_is_refused_even_when_signed() {
+    let claims = json!({"sub": "alice", "exp": now() + 60});
+    // Control: the same header without `crit` is accepted.
+    let plain = signed_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+    assert_eq!(jwt_auth().authenticate(&plain).unwrap().user, "alice");
+
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp-ext".into()]);
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let err = jwt_auth().authenticate(&token).unwrap_err();
+    assert_eq!(err, AuthError::CriticalHeader("(unrecognised)".into()));
+    assert_eq!(err.code(), ErrorCode::Unauthenticated);
+
+    let token = signed_with_header(
+        r#"{"alg":"HS256","crit":["b64","x5","p6","q7","r8"],"b64":false}"#,
+        &claims,
+    );
+    let err = jwt_auth().authenticate(&token).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "token header marks b64, x5, p6, q7, and 1 more as critical; \
+         this node supports no critical header extensions"
+    );
+}
+
+#[test]
+fn a_malformed_crit_header_is_refused() {
+    let claims = json!({"sub": "alice", "exp": now() + 60});
+    for header in [
+        r#"{"alg":"HS256","crit":[]}"#,
+        r#"{"alg":"HS256","crit":"b64"}"#,
+        r#"{"alg":"HS256","crit":null}"#,
+        r#"{"alg":"HS256","crit":[1]}"#,
+        r#"{"alg":"HS256","crit":["b64", {}]}"#,
+        r#"{"alg":"HS256","crit":{}}"#,
+    ] {
+        let token = signed_with_header(header, &claims);
+        assert_eq!(
+            jwt_auth().authenticate(&token).unwrap_err(),
+            AuthError::BadCritical,
+            "{header}"
+        );
+    }
+    // Two `crit` members: whichever a parser keeps, the token is refused.
+    let token = signed_with_header(r#"{"alg":"HS256","crit":["b64"],"crit":null}"#, &claims);
+    assert!(jwt_auth().authenticate(&token).is_err());
+}
+
 #[test]
 fn garbage_is_malformed() {
     let auth = jwt_auth();
@@ -349,6 +419,19 @@ fn empty_secret_is_a_setup_error() {
         issue_token("", "alice", Roles::NONE, Duration::from_secs(1)),
         Err(IssueError::EmptySecret)
     );
+}
+
+#[test]
+fn a_secret_shorter_than_32_bytes_is_a_setup_error() {
+    let short = "s".repeat(MIN_SECRET_LEN - 1);
+    let err = Authenticator::new(&AuthMode::Jwt { secret: short }).unwrap_err();
+    assert_eq!(err, AuthSetupError::ShortSecret(31));
+    assert_eq!(
+        err.to_string(),
+        "auth.secret is 31 bytes long; it must be at least 32 bytes"
+    );
+    let long = "s".repeat(MIN_SECRET_LEN);
+    assert!(Authenticator::new(&AuthMode::Jwt { secret: long }).is_ok());
 }
 
 #[test]

@@ -71,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         status: MemberStatus::Joining,
         timing: Default::default(),
+        gossip_key: membership::GossipKey::from_cookie(&args.cookie),
     })
     .await?;
     let (transport, mut inbox) = Transport::start(

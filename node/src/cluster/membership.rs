@@ -16,15 +16,22 @@
 //!
 //! A node is one chitchat identity per *incarnation*: the same `node_id` with a new
 //! `generation` (its start time in milliseconds) after every restart, so a restarted
-//! node is never mistaken for its previous life. [`Membership::members`] and the
-//! [`Membership::live`] watch show one [`Member`] per `node_id`: its newest generation.
+//! node is never mistaken for its previous life. The [`Membership::live`] watch
+//! shows every live incarnation: a node id appears twice while a restarted node's
+//! previous life is not yet declared dead. Which incarnation is the node is not
+//! gossip's to say: the one the transport holds a session to, authenticated by the
+//! cookie, is (see [`crate::cluster::runtime`]). [`Membership::members`] shows one
+//! [`Member`] per node id, its newest generation.
+//!
+//! Gossip is authenticated: every datagram is sealed with an HMAC under a key
+//! derived from `cluster.cookie`, stamped, and accepted once ([`seal`], [`udp`]);
+//! a packet from anyone without the cookie never reaches chitchat.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
     spawn_chitchat,
@@ -33,8 +40,13 @@ use chorus_config::{ClusterConfig, ListenAddrs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod seal;
 #[cfg(test)]
 mod tests;
+pub mod udp;
+
+pub use seal::{GossipKey, Rejected};
+pub use udp::SealedUdp;
 
 /// Key: `host:port` of the node's actor transport.
 pub const KEY_CLUSTER_ADDR: &str = "cluster_addr";
@@ -53,8 +65,8 @@ pub const KEY_LOAD: &str = "load";
 pub const KEY_LOAD_SAMPLE: &str = "load_sample";
 
 /// The chitchat cluster id. Gossip from a different cluster id is refused; it is a
-/// constant because the cookie, not gossip, is what keeps strangers out (see
-/// [`Member`]).
+/// constant because the cookie, which keys the gossip MAC, is what keeps
+/// strangers out.
 pub const CLUSTER_ID: &str = "chorus";
 
 /// Where a node is in its life, as the others see it.
@@ -95,11 +107,12 @@ impl std::fmt::Display for MemberStatus {
     }
 }
 
-/// One node of the cluster, as gossip describes it.
+/// One incarnation of a node of the cluster, as gossip describes it.
 ///
-/// Gossip is not authenticated: anything that can send UDP to a gossip port can
-/// appear here. Only a node that also holds a transport session (it proved the
-/// cookie) should be given work; see [`crate::cluster`].
+/// Gossip is authenticated by the cookie, but only as a whole: any node with the
+/// cookie can say anything about any node id. Only an incarnation that also holds
+/// a transport session (it proved the cookie under that very name and
+/// generation) is given work; see [`crate::cluster::runtime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// `cluster.node_id` of the node.
@@ -205,6 +218,9 @@ pub struct MembershipConfig {
     pub status: MemberStatus,
     /// Gossip and failure-detector timings.
     pub timing: GossipTiming,
+    /// The key every gossip packet is sealed with ([`GossipKey::from_cookie`] of
+    /// `cluster.cookie`).
+    pub gossip_key: GossipKey,
 }
 
 impl MembershipConfig {
@@ -249,6 +265,7 @@ impl MembershipConfig {
             },
             status: MemberStatus::Joining,
             timing: GossipTiming::default(),
+            gossip_key: GossipKey::from_cookie(cluster.cookie.expose()),
         })
     }
 }
@@ -364,7 +381,12 @@ impl Membership {
             (KEY_STATUS.to_string(), config.status.as_str().to_string()),
             (KEY_LOAD.to_string(), "0".to_string()),
         ];
-        let handle = spawn_chitchat(chitchat_config, keys, &UdpTransport)
+        let transport = SealedUdp::new(
+            config.gossip_key.clone(),
+            seal::DEFAULT_WINDOW,
+            seal::DEFAULT_REMEMBERED,
+        );
+        let handle = spawn_chitchat(chitchat_config, keys, &transport)
             .await
             .map_err(|e| MembershipError::Start(format!("{e:#}")))?;
 
@@ -419,8 +441,11 @@ impl Membership {
         self.inner.generation
     }
 
-    /// The live members, this node included, sorted by node id; updated whenever a
-    /// node joins, dies, or changes one of its keys.
+    /// The live incarnations, this node included, sorted by node id and then
+    /// generation; updated whenever a node joins, dies, or changes one of its keys.
+    /// A node id appears more than once while gossip shows more than one live
+    /// incarnation of it (a restart in progress, or gossip from a node that
+    /// lies): the transport tells them apart.
     pub fn live(&self) -> watch::Receiver<Vec<Member>> {
         self.inner.live.clone()
     }
@@ -428,16 +453,23 @@ impl Membership {
     /// Every node known to gossip, dead ones too (until the dead-node grace period
     /// forgets them), sorted by node id: the newest generation of each.
     pub async fn members(&self) -> Vec<Member> {
+        newest_per_node(self.incarnations().await.into_iter())
+    }
+
+    /// Every incarnation known to gossip, dead ones too (until the dead-node grace
+    /// period forgets them), sorted by node id and then generation.
+    pub async fn incarnations(&self) -> Vec<Member> {
         self.inner
             .handle
             .with_chitchat(|chitchat| {
                 let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
-                newest_per_node(
-                    chitchat
-                        .node_states()
-                        .iter()
-                        .filter_map(|(id, state)| member_of(id, state, live.contains(id))),
-                )
+                let mut all: Vec<Member> = chitchat
+                    .node_states()
+                    .iter()
+                    .filter_map(|(id, state)| member_of(id, state, live.contains(id)))
+                    .collect();
+                sort_incarnations(&mut all);
+                all
             })
             .await
     }
@@ -538,13 +570,22 @@ fn warn_of_duplicate_ids(
     }
 }
 
-/// The live nodes of chitchat's watch as members, one per node id.
+/// The live nodes of chitchat's watch as members, every incarnation.
 fn live_members(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
-    newest_per_node(
-        nodes
-            .iter()
-            .filter_map(|(id, state)| member_of(id, state, true)),
-    )
+    let mut live: Vec<Member> = nodes
+        .iter()
+        .filter_map(|(id, state)| member_of(id, state, true))
+        .collect();
+    sort_incarnations(&mut live);
+    live
+}
+
+/// By node id, then generation; two incarnations with the same generation (only
+/// a node id used twice) by gossip address.
+fn sort_incarnations(members: &mut [Member]) {
+    members.sort_by(|a, b| {
+        (&a.node_id, a.generation, a.gossip_addr).cmp(&(&b.node_id, b.generation, b.gossip_addr))
+    });
 }
 
 /// Keeps the newest generation of each node id, sorted by node id.

@@ -2,18 +2,26 @@
 //! region connected to them, and placement kept in step with who serves.
 //!
 //! ```text
-//! Membership.live ─┐
-//!                  ├─► serving = status serving ∧ alive ∧ (self ∨ connected)
-//! Transport.connected ┘        │
+//! Membership.live (every live incarnation) ─┐
+//!                                           ├─► serving = status serving ∧ alive
+//! Transport.incarnations (node → generation │     ∧ (this node's own generation
+//!   its session was authenticated under) ───┘       ∨ the peer's confirmed one)
+//!                              │
 //!                              ▼ Placement::set_members ─► ShardRegion::rebalance
 //! Transport inbox ─► ShardRegion::receive (decode fallibly, route)
 //! ```
 //!
-//! A member counts only once it holds a transport session to this node: gossip is
-//! unauthenticated, only the cookie proves a member is ours, and a killed node's
-//! sessions close at once (its kernel closes the sockets), well before gossip
-//! declares it dead — which is what makes failover fast.
+//! A member counts only once it holds a transport session to this node, and only
+//! as the incarnation that session was authenticated under. Gossip is sealed with
+//! a key derived from the cookie, but a sealed packet can still be replayed within
+//! its window or told by any holder of the cookie; a session proves the cookie
+//! under the node's name and generation. So a new generation of a known node id
+//! seen in gossip changes nothing here until a session of that generation
+//! replaces the old one: gossip alone cannot evict a node from placement. A killed
+//! node's sessions close at once (its kernel closes the sockets), well before
+//! gossip declares it dead, which is what makes failover fast.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +32,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Member, MemberStatus, Membership, MembershipConfig, Transport, TransportConfig};
+
+#[cfg(test)]
+mod tests;
 
 /// How long a joining node waits to reach the members gossip shows it before it
 /// serves anyway.
@@ -152,7 +163,8 @@ impl ClusterRuntime {
         let (active_tx, active) = watch::channel(false);
         tasks.push(tokio::spawn(follow_placement(
             membership.live(),
-            transport.watch_connected(),
+            membership.generation(),
+            transport.watch_incarnations(),
             active,
             quarantine,
             region.clone(),
@@ -227,20 +239,37 @@ impl ClusterRuntime {
         &self.membership
     }
 
-    /// Every member gossip knows, with whether this node is connected to it.
+    /// Every node gossip knows, one incarnation each: the one its transport
+    /// session confirms (this node: its own), else the newest; with whether this
+    /// node is connected to that incarnation.
     pub async fn members(&self) -> Vec<MemberView> {
-        let connected = self.transport.connected();
+        let confirmed = self.transport.watch_incarnations().borrow().clone();
         let me = self.membership.node_id();
-        self.membership
-            .members()
-            .await
-            .into_iter()
-            .map(|member| MemberView {
-                connected: member.node_id == me || connected.contains(&member.node_id),
+        let my_generation = self.membership.generation();
+        let mut views: Vec<MemberView> = Vec::new();
+        for member in self.membership.incarnations().await {
+            let proven = if member.node_id == me {
+                member.generation == my_generation
+            } else {
+                confirmed.get(&member.node_id) == Some(&member.generation)
+            };
+            let view = MemberView {
+                connected: proven,
                 this: member.node_id == me,
                 member,
-            })
-            .collect()
+            };
+            match views.last_mut() {
+                // Incarnations come sorted by node id, then generation: a later
+                // one replaces an earlier one unless the earlier one is proven.
+                Some(last) if last.member.node_id == view.member.node_id => {
+                    if !last.connected || view.connected {
+                        *last = view;
+                    }
+                }
+                _ => views.push(view),
+            }
+        }
+        views
     }
 
     /// Publishes this node's status.
@@ -258,45 +287,76 @@ impl ClusterRuntime {
     }
 }
 
-/// The members that serve: `serving`, alive, connected and not quarantined;
-/// this node once it is `active` (see [`JOIN_PROPAGATION`]).
+/// The members that serve: `serving`, alive and not quarantined, as the
+/// incarnation this node knows to be real: its own generation for this node
+/// (once it is `active`, see [`JOIN_PROPAGATION`]), the generation its transport
+/// session proved for a peer. Any other incarnation gossip shows is ignored.
 fn serving(
     members: &[Member],
-    connected: &[String],
+    confirmed: &BTreeMap<String, u64>,
     quarantine: &Quarantine,
-    me: &str,
+    me: (&str, u64),
     active: bool,
 ) -> Vec<String> {
-    members
+    let mut serving: Vec<String> = members
         .iter()
         .filter(|m| m.alive && m.status == MemberStatus::Serving)
         .filter(|m| quarantine.get(&m.node_id) != Some(&m.generation))
         .filter(|m| {
-            if m.node_id == me {
-                active
+            if m.node_id == me.0 {
+                active && m.generation == me.1
             } else {
-                connected.contains(&m.node_id)
+                confirmed.get(&m.node_id) == Some(&m.generation)
             }
         })
         .map(|m| m.node_id.clone())
-        .collect()
+        .collect();
+    serving.dedup();
+    serving
+}
+
+/// Live incarnations no session proves: restarts not yet confirmed, nodes this
+/// one cannot reach, or gossip that lies about a node id.
+fn unconfirmed(members: &[Member], confirmed: &BTreeMap<String, u64>, me: (&str, u64)) -> usize {
+    members
+        .iter()
+        .filter(|m| {
+            if m.node_id == me.0 {
+                m.generation != me.1
+            } else {
+                confirmed.get(&m.node_id) != Some(&m.generation)
+            }
+        })
+        .count()
 }
 
 /// Keeps the region's placement equal to the serving members.
 async fn follow_placement(
     mut live: watch::Receiver<Vec<Member>>,
-    mut connected: watch::Receiver<Vec<String>>,
+    generation: u64,
+    mut incarnations: watch::Receiver<BTreeMap<String, u64>>,
     mut active: watch::Receiver<bool>,
     mut quarantine: watch::Receiver<Quarantine>,
     region: ShardRegion,
 ) {
-    let me = region.settings().node_id.clone();
+    let node_id = region.settings().node_id.clone();
+    let me = (node_id.as_str(), generation);
+    let mut unproven = 0;
     loop {
         let members = live.borrow_and_update().clone();
-        let links = connected.borrow_and_update().clone();
+        let confirmed = incarnations.borrow_and_update().clone();
         let is_active = *active.borrow_and_update();
         let banned = quarantine.borrow_and_update().clone();
-        let next = serving(&members, &links, &banned, &me, is_active);
+        let next = serving(&members, &confirmed, &banned, me, is_active);
+        let now_unproven = unconfirmed(&members, &confirmed, me);
+        if now_unproven > unproven {
+            tracing::info!(
+                unconfirmed = now_unproven,
+                "gossip shows incarnations no transport session proves; placement ignores them"
+            );
+        }
+        unproven = now_unproven;
+        metrics::gauge!("chorus_cluster_unconfirmed_incarnations").set(unproven as f64);
         if let Some(previous) = region.placement().set_members(next.clone()) {
             tracing::info!(serving = ?next, "placement changed");
             metrics::counter!("chorus_placement_changes_total").increment(1);
@@ -310,7 +370,7 @@ async fn follow_placement(
         }
         tokio::select! {
             r = live.changed() => if r.is_err() { return },
-            r = connected.changed() => if r.is_err() { return },
+            r = incarnations.changed() => if r.is_err() { return },
             r = active.changed() => if r.is_err() { return },
             r = quarantine.changed() => if r.is_err() { return },
         }

@@ -29,6 +29,7 @@ mod peers;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -132,6 +133,7 @@ struct Inner {
     peers: ActorRef<PeersMsg>,
     routes: Routes,
     connected: watch::Receiver<Vec<String>>,
+    incarnations: watch::Receiver<BTreeMap<String, u64>>,
     /// Peers' join handle, awaited by [`Transport::shutdown`].
     stopped: Mutex<Option<JoinHandle<()>>>,
     /// Feeds membership changes to Peers; aborted on drop.
@@ -184,6 +186,7 @@ impl Transport {
         let (inbox_tx, inbox) = mpsc::channel(config.inbox_capacity.max(1));
         let routes = Routes::default();
         let (connected_tx, connected) = watch::channel(Vec::new());
+        let (incarnations_tx, incarnations) = watch::channel(BTreeMap::new());
         let node_id = config.node_id.clone();
         let (peers, stopped) = Actor::spawn(
             None,
@@ -197,6 +200,7 @@ impl Transport {
                 inbox: inbox_tx,
                 routes: routes.clone(),
                 connected: connected_tx,
+                incarnations: incarnations_tx,
             },
         )
         .await
@@ -220,6 +224,7 @@ impl Transport {
                 peers,
                 routes,
                 connected,
+                incarnations,
                 stopped: Mutex::new(Some(stopped)),
                 forwarder,
             }),
@@ -286,6 +291,14 @@ impl Transport {
     /// A watch of [`Transport::connected`], updated as sessions come and go.
     pub fn watch_connected(&self) -> watch::Receiver<Vec<String>> {
         self.inner.connected.clone()
+    }
+
+    /// A watch of the incarnation each connected peer proved (node id →
+    /// generation; this node excluded), updated as sessions come and go and when
+    /// a restarted peer's new session replaces its old one. This, not gossip, is
+    /// what confirms a generation.
+    pub fn watch_incarnations(&self) -> watch::Receiver<BTreeMap<String, u64>> {
+        self.inner.incarnations.clone()
     }
 
     /// Closes every session and the listener, and waits for the actors to stop.

@@ -7,13 +7,18 @@
 //!   pair, so ractor's simultaneous-connect election never has to run);
 //! - it redials with exponential backoff when a dial, a handshake or a session
 //!   fails, for as long as the member is live;
-//! - it closes the session of a member that gossip declares dead or that restarted
-//!   (a new generation), since TCP alone may never notice.
+//! - it closes the session of a member that gossip declares dead, since TCP alone
+//!   may never notice;
+//! - it dials a new incarnation of a member (a restart) while the session to the
+//!   old one stays up; the new session, authenticated under the new generation,
+//!   then replaces the old. Gossip alone never closes a session to a live
+//!   incarnation: a packet replayed or forged by a holder of the cookie cannot
+//!   cut a node off.
 //!
 //! Peers supervises the `NodeServer` and the `Endpoint`; if either stops, Peers
 //! fails too, and the transport is down (escalated to whoever supervises it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -68,6 +73,7 @@ pub(crate) struct PeersArgs {
     pub(crate) inbox: mpsc::Sender<Inbound>,
     pub(crate) routes: Routes,
     pub(crate) connected: watch::Sender<Vec<String>>,
+    pub(crate) incarnations: watch::Sender<BTreeMap<String, u64>>,
 }
 
 /// Messages of Peers. None crosses nodes.
@@ -147,12 +153,14 @@ impl NodeEventSubscription for SessionEvents {
 pub(crate) struct PeersState {
     node_id: String,
     server: ActorRef<NodeServerMessage>,
-    /// Live members other than this node.
-    members: HashMap<String, Member>,
+    /// The live incarnations of every node but this one, oldest first.
+    members: HashMap<String, Vec<Member>>,
     links: HashMap<String, Link>,
     sessions: HashMap<ActorId, Session>,
     routes: Routes,
     connected: watch::Sender<Vec<String>>,
+    /// The generation each connected peer's session was authenticated under.
+    incarnations: watch::Sender<BTreeMap<String, u64>>,
     next_attempt: u64,
     tick: JoinHandle<()>,
 }
@@ -208,6 +216,7 @@ impl Actor for Peers {
             sessions: HashMap::new(),
             routes: args.routes,
             connected: args.connected,
+            incarnations: args.incarnations,
             next_attempt: 0,
             tick,
         })
@@ -226,6 +235,7 @@ impl Actor for Peers {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         state.connected.send_replace(Vec::new());
+        state.incarnations.send_replace(BTreeMap::new());
         myself
             .stop_children_and_wait(
                 Some("transport stopped".into()),

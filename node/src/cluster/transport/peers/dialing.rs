@@ -54,27 +54,36 @@ impl PeersState {
         self.node_id.as_str() < node
     }
 
-    /// Takes a new set of live members: closes the sessions of members that died
-    /// or restarted, and keeps one link per member this node dials.
+    /// Takes a new set of live incarnations: closes the sessions of nodes that
+    /// died, and keeps one link per node this node dials.
     pub(super) fn on_members(&mut self, members: Vec<Member>) {
-        let members: HashMap<String, Member> = members
-            .into_iter()
-            .filter(|member| member.node_id != self.node_id)
-            .map(|member| (member.node_id.clone(), member))
-            .collect();
+        let mut next: HashMap<String, Vec<Member>> = HashMap::new();
+        for member in members.into_iter().filter(|m| m.node_id != self.node_id) {
+            next.entry(member.node_id.clone()).or_default().push(member);
+        }
+        for incarnations in next.values_mut() {
+            incarnations.sort_by_key(|m| m.generation);
+        }
 
-        // Gossip is the authority on who is alive: a session to a node it declared
-        // dead, or to a previous incarnation of a restarted node, is closed even if
-        // its TCP connection still looks fine.
+        // Gossip is the authority on who is alive, not on who replaced whom. A
+        // session is closed, even if its TCP connection still looks fine, when
+        // gossip no longer shows its node, or shows only newer incarnations of it
+        // (its own was declared dead). A newer incarnation beside a live one
+        // closes nothing: it has to prove itself first, with a session
+        // authenticated under its own name and generation, which then supersedes
+        // the old one (`install_route`). Gossip can be replayed or told by any
+        // node with the cookie; the session cannot.
         let stale: Vec<String> = self
             .routes_snapshot()
             .into_iter()
             .filter(|(node, route)| {
                 node != &self.node_id
-                    && match (self.members.get(node), members.get(node)) {
-                        (Some(_), None) => true,
-                        (_, Some(now)) => now.generation > route.generation,
-                        (None, None) => false,
+                    && match next.get(node) {
+                        None => self.members.contains_key(node),
+                        Some(live) => {
+                            !live.iter().any(|m| m.generation == route.generation)
+                                && live.iter().any(|m| m.generation > route.generation)
+                        }
                     }
             })
             .map(|(node, _)| node)
@@ -84,26 +93,25 @@ impl PeersState {
             self.drop_route(&node, "member dead or restarted");
         }
 
-        for (node, member) in &members {
+        for (node, live) in &next {
             if !self.dials(node) {
                 continue;
             }
-            // A link already up to the new incarnation (it redialed after the old
-            // session dropped, before gossip reported the restart) stays up.
-            let routed_generation = self
-                .routes
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(node)
-                .map(|route| route.generation);
-            let restarted = self
+            let newest = live.last().map_or(0, |m| m.generation);
+            let routed = self.routed_generation(node);
+            // A newer incarnation appeared that no session confirms yet (a link
+            // already up to it, redialed before gossip reported the restart,
+            // stays up).
+            let appeared = self
                 .members
                 .get(node)
-                .is_some_and(|before| before.generation != member.generation)
-                && routed_generation.is_none_or(|routed| routed < member.generation);
+                .and_then(|before| before.last())
+                .is_some_and(|before| before.generation != newest)
+                && routed.is_none_or(|routed| routed < newest);
             match self.links.get_mut(node) {
-                Some(link) if restarted => {
-                    // A new incarnation: dial it now, forgetting past failures.
+                Some(link) if appeared => {
+                    // Dial it now, forgetting past failures. A session the link
+                    // holds stays up, and routed, until the newcomer's is ready.
                     if let Phase::Dialing {
                         session: Some(session),
                         ..
@@ -130,7 +138,7 @@ impl PeersState {
         let gone: Vec<String> = self
             .links
             .keys()
-            .filter(|node| !members.contains_key(*node))
+            .filter(|node| !next.contains_key(*node))
             .cloned()
             .collect();
         for node in gone {
@@ -147,7 +155,36 @@ impl PeersState {
                 session.actor.stop(Some("member dead".into()));
             }
         }
-        self.members = members;
+        self.members = next;
+    }
+
+    /// The generation of `node` the routing table reaches, if any.
+    fn routed_generation(&self, node: &str) -> Option<u64> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .map(|route| route.generation)
+    }
+
+    /// Where the next dial to `node` goes: the address of a live incarnation no
+    /// session confirms yet, the newest first and the others in turn after
+    /// failures, so that a newer incarnation that does not answer (a lie, or a
+    /// node still starting) cannot keep this node from redialing the one it lost.
+    /// `None` when no live incarnation is newer than the routed one.
+    fn dial_target(&self, node: &str, failures: u32) -> Option<String> {
+        let live = self.members.get(node)?;
+        let routed = self.routed_generation(node);
+        let mut candidates: Vec<&str> = Vec::new();
+        for member in live.iter().rev() {
+            if routed.is_none_or(|routed| member.generation > routed)
+                && !candidates.contains(&member.cluster_addr.as_str())
+            {
+                candidates.push(&member.cluster_addr);
+            }
+        }
+        let at = usize::try_from(failures).unwrap_or(0) % candidates.len().max(1);
+        candidates.get(at).map(|addr| (*addr).to_string())
     }
 
     /// Starts a dial for every link whose wait is over.
@@ -160,7 +197,19 @@ impl PeersState {
             .map(|(node, _)| node.clone())
             .collect();
         for node in due {
-            let Some(target) = self.members.get(&node).map(|m| m.cluster_addr.clone()) else {
+            let failures = self.links.get(&node).map_or(0, |link| link.failures);
+            let Some(target) = self.dial_target(&node, failures) else {
+                // Nothing newer to confirm: the link is up through its route.
+                let routed = self
+                    .routes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&node)
+                    .and_then(|route| route.session);
+                if let (Some(session), Some(link)) = (routed, self.links.get_mut(&node)) {
+                    link.phase = Phase::Up { session };
+                    link.failures = 0;
+                }
                 continue;
             };
             self.next_attempt += 1;

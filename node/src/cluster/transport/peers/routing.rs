@@ -1,7 +1,7 @@
 //! Sessions and routes: which session reaches which node, and which Endpoint in
 //! the process group belongs to it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::PoisonError;
 
 use ractor::pg::GroupChangeMessage;
@@ -73,11 +73,12 @@ impl PeersState {
             info.actor.stop(Some("connected to itself".into()));
             return;
         }
-        if self
-            .members
-            .get(&node)
-            .is_some_and(|member| member.generation > generation)
-        {
+        // A late session of an incarnation gossip has declared dead, while a
+        // newer one lives.
+        if self.members.get(&node).is_some_and(|live| {
+            !live.iter().any(|m| m.generation == generation)
+                && live.iter().any(|m| m.generation > generation)
+        }) {
             info.actor.stop(Some("previous incarnation".into()));
             return;
         }
@@ -273,15 +274,22 @@ impl PeersState {
 
     /// Publishes the connected peers (sorted; this node excluded).
     fn publish(&self) {
-        let mut connected: Vec<String> = self
+        let incarnations: BTreeMap<String, u64> = self
             .routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .filter(|node| **node != self.node_id)
-            .cloned()
+            .iter()
+            .filter(|(node, _)| **node != self.node_id)
+            .map(|(node, route)| (node.clone(), route.generation))
             .collect();
-        connected.sort();
+        let connected: Vec<String> = incarnations.keys().cloned().collect();
+        self.incarnations.send_if_modified(|current| {
+            let changed = *current != incarnations;
+            if changed {
+                *current = incarnations;
+            }
+            changed
+        });
         metrics::gauge!("chorus_cluster_connected_peers").set(connected.len() as f64);
         self.connected.send_if_modified(|current| {
             let changed = *current != connected;
