@@ -1,4 +1,5 @@
-//! `[limits]`: sizes and timeouts of client connections (PROTOCOL.md §1).
+//! `[limits]`: sizes and timeouts of client connections (PROTOCOL.md §1), and
+//! how many groups one user may join.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct LimitsConfig {
     pub outbound_queue: u32,
     /// Largest page a `history` request gets. Default 200.
     pub history_max: u32,
+    /// Groups one user may belong to; a `group_create` or `group_add` that
+    /// would take a member past it is refused. Default 500.
+    pub max_groups_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -36,6 +40,7 @@ impl Default for LimitsConfig {
             hello_timeout_ms: 5_000,
             outbound_queue: 1_024,
             history_max: 200,
+            max_groups_per_user: 500,
         }
     }
 }
@@ -76,6 +81,10 @@ impl LimitsConfig {
             ("limits.hello_timeout_ms", self.hello_timeout_ms),
             ("limits.outbound_queue", u64::from(self.outbound_queue)),
             ("limits.history_max", u64::from(self.history_max)),
+            (
+                "limits.max_groups_per_user",
+                u64::from(self.max_groups_per_user),
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -163,6 +163,11 @@ impl Node {
                 chorus_config::ModerationMode::Mask => Policy::Mask,
                 chorus_config::ModerationMode::Reject => Policy::Reject,
             },
+            max_groups_per_user: config.limits.max_groups_per_user as usize,
+            max_users: config.entities.max_users as usize,
+            max_conversations: config.entities.max_conversations as usize,
+            max_live_rooms: config.entities.max_live_rooms as usize,
+            group_cache_members: config.entities.group_cache_members as usize,
             ..Settings::default()
         };
         let region = ShardRegion::start_with(store.clone(), settings, moderation)

@@ -369,10 +369,33 @@ fn max_body_below_max_frame() {
 
 #[test]
 fn limits_values_must_be_positive() {
-    for key in ["hello_timeout_ms", "outbound_queue", "history_max"] {
+    for key in [
+        "hello_timeout_ms",
+        "outbound_queue",
+        "history_max",
+        "max_groups_per_user",
+    ] {
         assert_one_problem(
             &format!("[limits]\n{key} = 0\n"),
             &format!("limits.{key}"),
+            &["at least 1"],
+        );
+    }
+}
+
+// [entities]
+
+#[test]
+fn entity_caps_must_be_positive() {
+    for key in [
+        "max_users",
+        "max_conversations",
+        "max_live_rooms",
+        "group_cache_members",
+    ] {
+        assert_one_problem(
+            &format!("[entities]\n{key} = 0\n"),
+            &format!("entities.{key}"),
             &["at least 1"],
         );
     }
