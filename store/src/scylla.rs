@@ -55,8 +55,8 @@ use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 use self::error::{check_id, from_cql, query_error, to_cql};
 use self::statements::Statements;
 use crate::{
-    AppendBatch, AppendOutcome, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
+    AppendBatch, AppendOutcome, ConversationItem, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord,
+    HistoryQuery, HistorySlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 
 /// Seqs per timeline partition: `bucket = seq / BUCKET_SIZE`. 10,000 messages of at
@@ -407,7 +407,10 @@ impl MessageStore for ScyllaStore {
         let limit = i32::try_from(up_to).unwrap_or(i32::MAX);
         let rows = self
             .session
-            .execute_unpaged(&self.st.select_group_links, (user, "group:", "group;", limit))
+            .execute_unpaged(
+                &self.st.select_group_links,
+                (user, "group:", "group;", limit),
+            )
             .await
             .map_err(|e| query_error(what, e))?
             .into_rows_result()

@@ -150,7 +150,11 @@ pub async fn update_links_and_unlinks(store: &SharedStore, ns: &Namespace) -> Ch
 /// users' groups — and stops at `up_to`; leaving a group lowers it.
 pub async fn count_groups_to_a_bound(store: &SharedStore, ns: &Namespace) -> CheckResult {
     let (user, peer, other) = (ns.user(), ns.user(), ns.user());
-    ensure_eq!(store.count_groups(&user, 10).await?, 0, "a user in no group");
+    ensure_eq!(
+        store.count_groups(&user, 10).await?,
+        0,
+        "a user in no group"
+    );
     let mut gids = Vec::new();
     for i in 0..5 {
         let gid = ns.group_id();
@@ -172,7 +176,11 @@ pub async fn count_groups_to_a_bound(store: &SharedStore, ns: &Namespace) -> Che
         .await?;
     ensure_eq!(store.count_groups(&user, 10).await?, 5, "five groups");
     ensure_eq!(store.count_groups(&user, 5).await?, 5, "up to exactly five");
-    ensure_eq!(store.count_groups(&user, 3).await?, 3, "counting stops at 3");
+    ensure_eq!(
+        store.count_groups(&user, 3).await?,
+        3,
+        "counting stops at 3"
+    );
     ensure_eq!(store.count_groups(&user, 0).await?, 0, "counting to zero");
     ensure_eq!(store.count_groups(&other, 10).await?, 1, "the other user");
 
@@ -183,6 +191,10 @@ pub async fn count_groups_to_a_bound(store: &SharedStore, ns: &Namespace) -> Che
         .update_group(&left, &[], std::slice::from_ref(&user))
         .await?;
     ensure_eq!(store.count_groups(&user, 10).await?, 4, "after leaving one");
-    ensure_eq!(store.count_groups(&peer, 10).await?, 5, "the peer stays in five");
+    ensure_eq!(
+        store.count_groups(&peer, 10).await?,
+        5,
+        "the peer stays in five"
+    );
     Ok(())
 }

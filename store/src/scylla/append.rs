@@ -360,9 +360,7 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
             }
             Claim::Taken(hit) => {
                 outcome.messages.push(Appended::Duplicate(hit));
-                let pending_here = stored
-                    .iter()
-                    .any(|s| s.conv == m.conv && s.seq == hit.seq);
+                let pending_here = stored.iter().any(|s| s.conv == m.conv && s.seq == hit.seq);
                 if !pending_here && !is_stored(store, &m.conv, hit.seq).await? {
                     // The claim's own write failed or is still on its way: this
                     // is the same message (same sender, id and conversation),
@@ -403,7 +401,8 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
         let conv_bytes = m.conv.len();
         // The message, a possible bucket entry and a possible `last_seq` raise
         // all go into the same batch.
-        let bytes = 3 * conv_bytes + m.id.len() + m.from.len() + m.body.len() + 48 + 3 * STATEMENT_OVERHEAD;
+        let bytes =
+            3 * conv_bytes + m.id.len() + m.from.len() + m.body.len() + 48 + 3 * STATEMENT_OVERHEAD;
         if out.is_full_for(bytes) {
             close(&mut out, &mut tops);
             out.rotate();
