@@ -114,6 +114,11 @@ impl Link {
         sent
     }
 
+    /// Whether this node is part of a cluster (connected to a transport).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.outbox.get().is_some()
+    }
+
     /// Whether this node holds a transport session to `node` now.
     pub(crate) fn is_connected(&self, node: &str) -> bool {
         self.outbox

@@ -4,7 +4,7 @@
 //! restarted User loses nothing. It stops when it has had no sessions for
 //! `user_idle`, or when its kind is over its cap and it is among the least
 //! recently used — unless it holds sessions of other nodes (which attached once
-//! and would be lost) or is still in its replay window after a move.
+//! and would be lost) or, in a cluster, is still in its replay window.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -252,12 +252,14 @@ impl Actor for User {
                 }
             }
             UserMsg::Passivate(reason) => {
-                // Sessions of other nodes attached once and would be lost; a
-                // User in its replay window still owes re-attached sessions
-                // what they missed. Sessions of this node are found in the
-                // directory by the next User.
+                // Sessions of other nodes attached once and would be lost; in
+                // a cluster, a User in its replay window still owes sessions
+                // re-attached after a move what they missed. Sessions of this
+                // node are found in the directory by the next User.
                 let remote = state.sessions.iter().any(|s| s.remote_node().is_some());
-                if !remote && Instant::now() >= state.replay_until {
+                let replaying =
+                    state.region.link().is_clustered() && Instant::now() < state.replay_until;
+                if !remote && !replaying {
                     state.passivate(&myself, reason);
                 }
             }
