@@ -37,6 +37,7 @@ use crate::auth::Authenticator;
 use crate::cluster::runtime::ClusterRuntime;
 use crate::drain::Drain;
 use crate::gateway::{self, GatewayContext};
+use crate::health::{StoreHealth, Tolerance};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,12 @@ impl Node {
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {
+                if !config.storage.fsync {
+                    tracing::warn!(
+                        path = %config.storage.path.display(),
+                        "storage.fsync = false: acknowledged messages can be lost if the machine crashes or loses power"
+                    );
+                }
                 let options = EmbeddedOptions {
                     sync: config.storage.fsync,
                     ..EmbeddedOptions::default()
@@ -230,14 +237,26 @@ impl Node {
             drain: drain.clone(),
             auth: config.auth.clone(),
         });
+        let store_health = StoreHealth::new();
         let admin_state = AdminState::new(
             readiness.clone(),
             metrics,
             config.admin.token.as_ref().map(|t| t.expose()),
             backend,
-        );
+        )
+        .with_store_health(store_health.clone());
 
         let mut tasks = JoinSet::new();
+        let tolerance = match config.storage.backend {
+            StorageBackend::Embedded => Tolerance::None,
+            StorageBackend::Scylla => Tolerance::For(config.storage.request_timeout()),
+        };
+        tasks.spawn(store_health.watch(
+            store.clone(),
+            tolerance,
+            config.storage.request_timeout(),
+            shutdown.clone(),
+        ));
         tasks.spawn(gateway::tcp::run(tcp, ctx.clone()));
         tasks.spawn(gateway::ws::run(
             ws,
