@@ -421,8 +421,13 @@ impl MessageStore for ScyllaStore {
     async fn probe(&self) -> StoreResult<()> {
         // A read of the store's own keyspace at the configured consistency: it
         // fails when the database cannot serve Chorus, not only when it is gone.
+        // A key no conversation has (the database refuses an empty one).
         let _: Option<(Option<i64>,)> = self
-            .one_row("probing the database", &self.st.select_last_seq, ("",))
+            .one_row(
+                "probing the database",
+                &self.st.select_last_seq,
+                ("probe:",),
+            )
             .await?;
         Ok(())
     }

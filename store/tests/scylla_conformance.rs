@@ -530,3 +530,14 @@ async fn a_claim_without_its_message_is_completed_by_the_retry() -> TestResult {
     })
     .await
 }
+
+/// A connected store answers its health probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reachable_database_passes_the_probe() -> TestResult {
+    in_fresh_keyspace("probe", |options| async move {
+        let store = ScyllaStore::connect(options).await?;
+        store.probe().await?;
+        Ok(())
+    })
+    .await
+}
