@@ -14,6 +14,8 @@
 //! - [`live`]: thousands of viewers watch live rooms while senders send danmaku at
 //!   a rate and in bursts; send→visible latency, item deliveries per second, the
 //!   per-viewer accepted = delivered + Σ dropped check, and the node's memory.
+//! - [`entities`]: one connection's requests for many conversations (of others,
+//!   or its own); the node's running entities and memory before and after.
 //!
 //! Building blocks:
 //!
@@ -36,6 +38,7 @@
 
 pub mod chat;
 pub mod connect;
+pub mod entities;
 mod error;
 mod fleet;
 pub mod latency;
