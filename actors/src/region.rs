@@ -34,10 +34,10 @@ use chorus_store::MessageStore;
 use chorus_wire::ConvId;
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 
-use self::access::{GroupAccess, GroupCache, Refusal, Verdict};
-use self::registry::{Admission, Delivery, Registry, Released};
+use self::access::GroupCache;
+use self::registry::{Admission, Delivery, Registry};
 use self::supervisor::{EntitySupervisor, SupervisorArgs};
-use crate::conversation::{Conversation, ConversationMsg};
+use crate::conversation::ConversationMsg;
 use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
 use crate::moderation::Moderation;
 use crate::outbound::SharedFrame;
@@ -523,100 +523,6 @@ impl ShardRegion {
         self.local_conversation(conv, &key, msg);
     }
 
-    /// Spawns the Conversation entity of `conv`.
-    fn spawn_conversation(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
-        let args = crate::conversation::ConversationArgs {
-            conv: conv.clone(),
-            region: self.clone(),
-        };
-        self.spawn_entity(
-            EntityKind::Conversation,
-            &conv.to_string(),
-            Conversation,
-            args,
-        )
-    }
-
-    /// Delivers to the Conversation of `conv` on this node: to its entity if it
-    /// runs, else after the access check (see `access`).
-    fn local_conversation(&self, conv: &ConvId, key: &str, msg: ConversationMsg) {
-        let groups = &self.inner.groups;
-        let admit = |msg: ConversationMsg| {
-            let cached = match conv {
-                ConvId::Group(id) => groups.get(id),
-                _ => Some(None),
-            };
-            match access::verdict(
-                conv,
-                access::rule_of(&msg),
-                cached.as_ref().map(Option::as_deref),
-            ) {
-                Verdict::Allow => Admission::Spawn(msg),
-                Verdict::Deny(why) => Admission::Refuse(msg, why),
-                Verdict::Unknown if groups.start_lookup() => Admission::Hold(msg),
-                Verdict::Unknown => Admission::Refuse(msg, Refusal::overloaded()),
-            }
-        };
-        let spawn = || self.spawn_conversation(conv);
-        match self.inner.conversations.deliver(key, spawn, admit, msg) {
-            Delivery::Sent | Delivery::Queued => {}
-            Delivery::Refused(msg, why) => refuse(msg, &why),
-            Delivery::Full(msg) => refuse(msg, &Refusal::overloaded()),
-            Delivery::LookupNeeded => {
-                if let ConvId::Group(id) = conv {
-                    self.look_up_group(conv.clone(), id.clone());
-                }
-            }
-        }
-    }
-
-    /// Reads group `id` for the messages held for its conversation, caches what
-    /// it found, and lets them through or answers them, in order.
-    fn look_up_group(&self, conv: ConvId, id: String) {
-        let region = self.clone();
-        let version = self.inner.groups.version();
-        tokio::spawn(async move {
-            let key = conv.to_string();
-            // What a previous owner wrote must be visible to the read.
-            region.gate(&key).wait().await;
-            let found = region.store().group(&id).await;
-            region.inner.groups.end_lookup();
-            let found = match found {
-                Ok(group) => {
-                    let group = group.map(|g| Arc::new(GroupAccess::of(&g)));
-                    region.inner.groups.put_read(version, &id, group.clone());
-                    Ok(group)
-                }
-                Err(e) => Err(Refusal::store(&e.to_string())),
-            };
-            let local = region.placement().is_local(&key);
-            let spawn = || region.spawn_conversation(&conv);
-            let back = region.inner.conversations.release(&key, spawn, |msg| {
-                if !local {
-                    return Released::Reroute(msg);
-                }
-                match &found {
-                    Err(why) => Released::Refuse(msg, why.clone()),
-                    Ok(group) => {
-                        let known = Some(group.as_deref());
-                        match access::verdict(&conv, access::rule_of(&msg), known) {
-                            Verdict::Deny(why) => Released::Refuse(msg, why),
-                            Verdict::Allow | Verdict::Unknown => Released::Deliver(msg),
-                        }
-                    }
-                }
-            });
-            for released in back {
-                match released {
-                    Released::Refuse(msg, why) => refuse(msg, &why),
-                    Released::Reroute(msg) | Released::Deliver(msg) => {
-                        region.route_conversation(&conv, msg, 0, true);
-                    }
-                }
-            }
-        });
-    }
-
     /// Spawns an entity under the supervisor, without waiting for its start (its
     /// mailbox takes messages at once; its `pre_start` cannot fail).
     fn spawn_entity<A: Actor>(
@@ -703,10 +609,4 @@ impl ShardRegion {
         };
         Some(entry)
     }
-}
-
-/// Answers a Conversation message that was refused without its entity.
-fn refuse(msg: ConversationMsg, why: &Refusal) {
-    metrics::counter!("chorus_access_refusals_total", "reason" => why.reason).increment(1);
-    msg.refuse(why.code, &why.message);
 }
