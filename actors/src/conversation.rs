@@ -371,7 +371,7 @@ impl Actor for Conversation {
             state.handled += 1;
             state.last_activity = Instant::now();
             if !state.gated {
-                state.pass_gate().await;
+                state.pass_gate(myself.get_id()).await;
             }
         }
         match msg {
@@ -455,9 +455,9 @@ fn group_frame(reference: &str, g: &GroupRecord) -> ServerFrame {
 
 impl ConversationState {
     /// Waits at the hand-off gate (see `region::handoff`), once.
-    async fn pass_gate(&mut self) {
+    async fn pass_gate(&mut self, me: ractor::ActorId) {
         self.gated = true;
-        let gate = self.region.gate(&self.key);
+        let gate = self.region.gate(&self.key, Some(me));
         if gate.is_open() {
             return;
         }

@@ -416,7 +416,7 @@ impl ShardRegion {
         tokio::spawn(async move {
             let key = conv.to_string();
             // What a previous owner wrote must be visible to the read.
-            region.gate(&key).wait().await;
+            region.gate(&key, None).wait().await;
             let found = region.store().group(&id).await;
             region.inner.groups.end_lookup();
             let found = match found {

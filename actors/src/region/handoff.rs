@@ -101,8 +101,10 @@ impl ShardRegion {
         &self.inner.handoff
     }
 
-    /// The gate a new Conversation of `key` passes before its first message.
-    pub(crate) fn gate(&self, key: &str) -> Gate {
+    /// The gate a new Conversation of `key` passes before its first message;
+    /// `me` is the asking actor, which never waits for itself (it may have been
+    /// handed off before its first message).
+    pub(crate) fn gate(&self, key: &str, me: Option<ActorId>) -> Gate {
         let shard = self.placement().shard_of(key);
         let mut gate = Gate::default();
         if let Some(fence) = lock(&self.handoff().fences).get(&shard)
@@ -110,8 +112,8 @@ impl ShardRegion {
         {
             gate.0.push(fence.open.clone());
         }
-        for (k, tx) in lock(&self.handoff().retiring).values() {
-            if k == key {
+        for (id, (k, tx)) in lock(&self.handoff().retiring).iter() {
+            if k == key && Some(*id) != me {
                 gate.0.push(tx.subscribe());
             }
         }
