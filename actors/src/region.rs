@@ -493,7 +493,7 @@ impl ShardRegion {
         };
         self.inner
             .users
-            .deliver(user, spawn, |msg| Admission::<_, ()>::Spawn(msg), msg);
+            .deliver(user, spawn, Admission::<_, ()>::Spawn, msg);
     }
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.

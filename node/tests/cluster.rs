@@ -1012,10 +1012,8 @@ async fn send_all(conn: &mut common::RawTcp, to: &str, ids: &[String], log: &mut
     while !waiting.is_empty() {
         assert!(Instant::now() < deadline, "acks missing: {waiting:?}");
         match conn.recv().await.expect("the connection stays open") {
-            ServerFrame::Ack { id, conv, seq, .. } => {
-                if waiting.remove(&id) {
-                    log.acks.push((conv, seq, id));
-                }
+            ServerFrame::Ack { id, conv, seq, .. } if waiting.remove(&id) => {
+                log.acks.push((conv, seq, id));
             }
             ServerFrame::Reject {
                 id,

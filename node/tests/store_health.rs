@@ -151,9 +151,9 @@ async fn send(c: &mut RawTcp, id: &str) -> ServerFrame {
     })
     .await;
     loop {
-        match c.recv().await.expect("the connection stays open") {
-            f @ (ServerFrame::Ack { .. } | ServerFrame::Reject { .. }) => return f,
-            _ => {}
+        let f = c.recv().await.expect("the connection stays open");
+        if matches!(f, ServerFrame::Ack { .. } | ServerFrame::Reject { .. }) {
+            return f;
         }
     }
 }
