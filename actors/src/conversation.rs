@@ -11,14 +11,25 @@
 //!    to the members' User entities; then the next accumulated batch is written.
 //!
 //! Group membership is also owned here, so a membership change and a send are
-//! never interleaved.
+//! never interleaved, and so is the bound on the groups one user belongs to
+//! (`max_groups_per_user`): a create or an add that would take a member past it
+//! is refused with `invalid`, naming the member.
+//!
+//! - `groups`: create, add, remove, leave, info, and the groups-per-user bound.
+//!
+//! Before its first message an entity passes its hand-off gate (see
+//! `region::handoff`): a conversation that just moved here waits until its
+//! previous owner's writes are settled, so its seqs never overtake theirs. The
+//! store's dedup is the last word on retries: a message whose key the store
+//! already holds is acked with the first seq, never stored twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_store::{
-    AppendBatch, DEDUP_WINDOW_MS, DedupKey, GroupRecord, HistoryQuery, MessageStore, SeqBlock,
+    AppendBatch, AppendOutcome, Appended, DEDUP_WINDOW_MS, DedupKey, GroupRecord, HistoryQuery,
+    MessageStore, SeqBlock,
 };
 use chorus_wire::fit::{self, Keep};
 use chorus_wire::{ConvId, ErrorCode, Message, ServerFrame};
@@ -26,13 +37,22 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::budget::Held;
 use crate::outbound::OutFrame;
-use crate::region::{EntityKind, ShardRegion};
+use crate::region::registry::EntityMessage;
+use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
 use crate::user::UserMsg;
+
+mod groups;
 
 /// Client message ids remembered in memory per conversation (the store remembers
 /// all of them for 24 h).
 const DEDUP_CACHE: usize = 4096;
+
+/// Group counts of a create or an add running at once.
+const GROUP_COUNTS_IN_FLIGHT: usize = 16;
+
+/// A member and how many groups the store counted for them.
+type GroupCount = (String, chorus_store::StoreResult<u64>);
 
 /// A `send` on its way in.
 #[derive(Debug)]
@@ -104,13 +124,12 @@ pub struct Request {
 }
 
 /// Messages to a Conversation entity. Those that may cross nodes have an envelope
-/// in `chorus_wire::cluster::EntityEnvelope`.
+/// in `chorus_wire::cluster::EntityEnvelope`. The last four are the entity's
+/// lifecycle, sent by itself or by the region, never through the registry.
 #[derive(Debug)]
 pub enum ConversationMsg {
     /// A chat message to store and deliver.
     Send(SendRequest),
-    /// The in-flight write finished (sent by the entity to itself).
-    Persisted(Result<(), String>),
     /// A page of history.
     History(Request, HistoryQuery),
     /// A member read up to `seq`.
@@ -138,13 +157,51 @@ pub enum ConversationMsg {
     Fail,
     /// Makes the entity panic in its handler, to exercise supervision.
     Panic,
+    /// The in-flight write finished (sent by the entity to itself).
+    Persisted(Result<AppendOutcome, String>),
     /// Periodic idle check.
     Tick,
-    /// Last message of a passivated entity.
-    Stop,
+    /// The region asks the entity to passivate (its kind is over its cap).
+    Passivate(PassivateReason),
+    /// The conversation's shard moved to another node: finish what was
+    /// accepted, then stop. The region no longer sends it anything.
+    HandOff,
 }
 
 impl ractor::Message for ConversationMsg {}
+
+impl EntityMessage for ConversationMsg {
+    fn counted(&self) -> bool {
+        !matches!(
+            self,
+            Self::Persisted(_) | Self::Tick | Self::Passivate(_) | Self::HandOff
+        )
+    }
+
+    fn passivate_request(reason: PassivateReason) -> Self {
+        Self::Passivate(reason)
+    }
+}
+
+impl ConversationMsg {
+    /// Answers the message as refused, the way the entity would: `reject` for a
+    /// send, `error` for a request with a `ref`, nothing for a `read`.
+    pub(crate) fn refuse(self, code: ErrorCode, message: &str) {
+        match self {
+            Self::Send(req) => {
+                let req = req.accept();
+                reject(&req.session, &req.client_id, code, message);
+            }
+            Self::History(req, _)
+            | Self::GroupCreate(req, ..)
+            | Self::GroupAdd(req, _)
+            | Self::GroupRemove(req, _)
+            | Self::GroupLeave(req)
+            | Self::GroupInfo(req) => error(&req, code, message),
+            _ => {}
+        }
+    }
+}
 
 /// The Conversation actor.
 #[derive(Debug)]
@@ -199,8 +256,16 @@ pub struct ConversationState {
     /// Whether the dm has been linked into both users' conversation lists.
     linked: bool,
     last_activity: Instant,
-    /// Passivated while a write was in flight: stop once it completes.
-    stopping: bool,
+    /// Counted messages handled (see `region::registry`): the entity may leave
+    /// the registry only when the registry sent no more than this.
+    handled: u64,
+    /// Whether the hand-off gate was passed (before the first message).
+    gated: bool,
+    /// Asked to passivate: done as soon as nothing is pending or in flight,
+    /// unless a message arrived meanwhile.
+    passivate: Option<PassivateReason>,
+    /// Handed off: stop once nothing is pending or in flight.
+    handing_off: bool,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -280,7 +345,10 @@ impl Actor for Conversation {
             inflight: None,
             linked: false,
             last_activity: Instant::now(),
-            stopping: false,
+            handled: 0,
+            gated: false,
+            passivate: None,
+            handing_off: false,
             _ticker: ticker,
         })
     }
@@ -291,16 +359,18 @@ impl Actor for Conversation {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if !matches!(msg, ConversationMsg::Tick) {
+        if msg.counted() {
+            state.handled += 1;
             state.last_activity = Instant::now();
+            if !state.gated {
+                state.pass_gate(myself.get_id()).await;
+            }
         }
         match msg {
             ConversationMsg::Send(req) => state.on_send(&myself, req).await,
             ConversationMsg::Persisted(result) => {
                 state.on_persisted(&myself, result);
-                if state.stopping && state.pending.is_empty() && state.inflight.is_none() {
-                    myself.stop(Some("passivated".into()));
-                }
+                state.settle(&myself);
             }
             ConversationMsg::History(req, query) => state.on_history(req, query).await,
             ConversationMsg::Read { user, seq, held } => state.on_read(user, seq, held).await,
@@ -320,23 +390,18 @@ impl Actor for Conversation {
             ConversationMsg::Panic => panic!("panic requested"),
             ConversationMsg::Tick => {
                 let idle = state.region.settings().conversation_idle;
-                if state.pending.is_empty()
-                    && state.inflight.is_none()
-                    && state.last_activity.elapsed() >= idle
-                    && state
-                        .region
-                        .passivate(EntityKind::Conversation, &state.key, myself.get_id())
-                {
-                    let _ = myself.send_message(ConversationMsg::Stop);
+                if state.passivate.is_none() && state.last_activity.elapsed() >= idle {
+                    state.passivate = Some(PassivateReason::Idle);
+                    state.settle(&myself);
                 }
             }
-            ConversationMsg::Stop => {
-                if state.pending.is_empty() && state.inflight.is_none() {
-                    myself.stop(Some("passivated".into()));
-                } else {
-                    // A send slipped in before the removal: finish it, then stop.
-                    state.stopping = true;
-                }
+            ConversationMsg::Passivate(reason) => {
+                state.passivate = Some(reason);
+                state.settle(&myself);
+            }
+            ConversationMsg::HandOff => {
+                state.handing_off = true;
+                state.settle(&myself);
             }
         }
         Ok(())
@@ -355,6 +420,21 @@ fn error(req: &Request, code: ErrorCode, message: impl Into<String>) {
     });
 }
 
+/// The `ack` of message `m`, as the store stored it: at its own seq, or at the
+/// first seq of its key.
+fn ack_of(m: &Message, appended: Appended) -> ServerFrame {
+    let (seq, ts_ms) = match appended {
+        Appended::Stored => (m.seq, m.ts_ms),
+        Appended::Duplicate(first) => (first.seq, first.ts_ms),
+    };
+    ServerFrame::Ack {
+        id: m.id.clone(),
+        conv: m.conv.clone(),
+        seq,
+        ts_ms,
+    }
+}
+
 fn group_frame(reference: &str, g: &GroupRecord) -> ServerFrame {
     ServerFrame::Group {
         reference: reference.to_string(),
@@ -366,6 +446,53 @@ fn group_frame(reference: &str, g: &GroupRecord) -> ServerFrame {
 }
 
 impl ConversationState {
+    /// Waits at the hand-off gate (see `region::handoff`), once.
+    async fn pass_gate(&mut self, me: ractor::ActorId) {
+        self.gated = true;
+        let gate = self.region.gate(&self.key, Some(me));
+        if gate.is_open() {
+            return;
+        }
+        let started = Instant::now();
+        gate.wait().await;
+        metrics::histogram!("chorus_handoff_wait_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// Whether nothing is pending or in flight.
+    fn is_quiet(&self) -> bool {
+        self.pending.is_empty() && self.inflight.is_none()
+    }
+
+    /// Stops when asked to and quiet: a handed-off entity at once (the region
+    /// sends it nothing more); a passivating one if it can leave the registry,
+    /// which it cannot while something is queued for it — then it stays, as
+    /// that was activity.
+    fn settle(&mut self, myself: &ActorRef<ConversationMsg>) {
+        if !self.is_quiet() {
+            return;
+        }
+        if self.handing_off {
+            myself.stop(Some("handed off".into()));
+            return;
+        }
+        let Some(reason) = self.passivate.take() else {
+            return;
+        };
+        let idle = self.region.settings().conversation_idle;
+        if reason == PassivateReason::Idle && self.last_activity.elapsed() < idle {
+            return; // Busy again since the idle check.
+        }
+        if self.region.passivate(
+            EntityKind::Conversation,
+            &self.key,
+            myself.get_id(),
+            self.handled,
+            reason,
+        ) {
+            myself.stop(Some("passivated".into()));
+        }
+    }
+
     /// Loads the group record once.
     async fn group(&mut self) -> Result<Option<&GroupRecord>, String> {
         if let (GroupState::Unknown, ConvId::Group(id)) = (&self.group, &self.conv) {
@@ -374,6 +501,7 @@ impl ConversationState {
                 Ok(None) => GroupState::Absent,
                 Err(e) => return Err(e.to_string()),
             };
+            self.publish_group();
         }
         Ok(match &self.group {
             GroupState::Present(g) => Some(g),
@@ -545,71 +673,72 @@ impl ConversationState {
                 .collect();
         }
         // Who to answer if this entity dies before the write completes.
-        let senders: Vec<(SessionRef, ServerFrame)> = batch
+        let senders: Vec<(SessionRef, Message)> = batch
             .iter()
-            .map(|p| {
-                let m = &p.message;
-                let ack = ServerFrame::Ack {
-                    id: m.id.clone(),
-                    conv: m.conv.clone(),
-                    seq: m.seq,
-                    ts_ms: m.ts_ms,
-                };
-                (p.session.clone(), ack)
-            })
+            .map(|p| (p.session.clone(), p.message.clone()))
             .collect();
         self.inflight = Some(batch);
         let store = self.store.clone();
         let me = myself.clone();
         tokio::spawn(async move {
             let result = store.append(append).await.map_err(|e| e.to_string());
-            let stored = result.is_ok();
-            if me.send_message(ConversationMsg::Persisted(result)).is_err() {
-                // The entity failed meanwhile: the outcome is still ours to tell.
-                for (session, ack) in senders {
-                    match (stored, ack) {
-                        (true, ack) => {
-                            session.send(ack);
-                        }
-                        (false, ServerFrame::Ack { id, .. }) => {
-                            reject(
-                                &session,
-                                &id,
-                                ErrorCode::Internal,
-                                "message could not be stored; retry",
-                            );
-                        }
-                        _ => {}
+            let Err(ractor::MessagingErr::SendErr(ConversationMsg::Persisted(result))) =
+                me.send_message(ConversationMsg::Persisted(result))
+            else {
+                return;
+            };
+            // The entity failed meanwhile: the outcome is still ours to tell.
+            for (i, (session, m)) in senders.into_iter().enumerate() {
+                match &result {
+                    Ok(outcome) => {
+                        session.send(ack_of(&m, outcome.of(i)));
                     }
+                    Err(_) => reject(
+                        &session,
+                        &m.id,
+                        ErrorCode::Internal,
+                        "message could not be stored; retry",
+                    ),
                 }
             }
         });
     }
 
-    fn on_persisted(&mut self, myself: &ActorRef<ConversationMsg>, result: Result<(), String>) {
+    fn on_persisted(
+        &mut self,
+        myself: &ActorRef<ConversationMsg>,
+        result: Result<AppendOutcome, String>,
+    ) {
         let batch = self.inflight.take().unwrap_or_default();
         match result {
-            Ok(()) => {
+            Ok(outcome) => {
                 self.linked = true;
                 let members = self.members();
-                for p in batch {
+                for (i, p) in batch.into_iter().enumerate() {
                     let m = p.message;
                     let key = (m.from.clone(), m.id.clone());
-                    self.last_seq = Some(self.last_seq.unwrap_or(0).max(m.seq));
-                    let ack = OutFrame::new(ServerFrame::Ack {
-                        id: m.id.clone(),
-                        conv: m.conv.clone(),
-                        seq: m.seq,
-                        ts_ms: m.ts_ms,
-                    });
+                    let appended = outcome.of(i);
+                    let ack = OutFrame::new(ack_of(&m, appended));
                     p.session.push(ack.clone());
                     for w in self.waiting.remove(&key).unwrap_or_default() {
                         w.push(ack.clone());
                     }
+                    let (seq, ts_ms) = match appended {
+                        Appended::Stored => (m.seq, m.ts_ms),
+                        Appended::Duplicate(first) => {
+                            // Stored before (by an earlier owner, or before a
+                            // restart): acked with its first seq, and not
+                            // delivered again.
+                            metrics::counter!("chorus_messages_deduplicated_total").increment(1);
+                            self.remember(key, first.seq, first.ts_ms);
+                            continue;
+                        }
+                    };
+                    self.last_seq = Some(self.last_seq.unwrap_or(0).max(seq));
                     metrics::counter!("chorus_messages_acked_total").increment(1);
                     metrics::histogram!("chorus_ack_latency_seconds")
                         .record(p.started.elapsed().as_secs_f64());
-                    self.remember(key, m.seq, m.ts_ms);
+                    self.remember(key, seq, ts_ms);
                     let except = Some(p.session.id());
                     let frame = OutFrame::new(ServerFrame::Msg(m));
                     for member in &members {
@@ -731,146 +860,5 @@ impl ConversationState {
                 Err(e) => tracing::warn!(error = %e, "storing a read position failed"),
             }
         });
-    }
-
-    async fn on_group_create(&mut self, req: Request, name: String, members: Vec<String>) {
-        let ConvId::Group(id) = &self.conv else {
-            return error(&req, ErrorCode::Invalid, "not a group");
-        };
-        let id = id.clone();
-        match self.group().await {
-            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
-            Ok(Some(_)) => {
-                return error(
-                    &req,
-                    ErrorCode::Invalid,
-                    format!("group id {id:?} is taken"),
-                );
-            }
-            Ok(None) => {}
-        }
-        let mut all = members;
-        all.push(req.user.clone());
-        all.sort();
-        all.dedup();
-        if all.len() > self.region.settings().max_group_members {
-            return error(&req, ErrorCode::Invalid, "too many members");
-        }
-        let record = GroupRecord {
-            id: id.clone(),
-            name,
-            owner: req.user.clone(),
-            members: all,
-        };
-        match self.store.create_group(&record).await {
-            Ok(true) => {
-                req.reply.send(group_frame(&req.reference, &record));
-                self.group = GroupState::Present(record);
-            }
-            Ok(false) => {
-                self.group = GroupState::Unknown;
-                error(
-                    &req,
-                    ErrorCode::Invalid,
-                    format!("group id {id:?} is taken"),
-                );
-            }
-            Err(e) => error(&req, ErrorCode::Internal, format!("store: {e}")),
-        }
-    }
-
-    async fn on_group_change(&mut self, req: Request, members: Vec<String>, add: bool) {
-        let max = self.region.settings().max_group_members;
-        let group = match self.group().await {
-            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
-            Ok(None) => return error(&req, ErrorCode::NotFound, "no such group"),
-            Ok(Some(g)) => g.clone(),
-        };
-        if group.owner != req.user {
-            return error(
-                &req,
-                ErrorCode::Forbidden,
-                "only the owner may change members",
-            );
-        }
-        let mut next = group.clone();
-        let (mut added, mut removed) = (Vec::new(), Vec::new());
-        for m in members {
-            let present = next.members.binary_search(&m);
-            match (add, present) {
-                (true, Err(pos)) => {
-                    next.members.insert(pos, m.clone());
-                    added.push(m);
-                }
-                (false, Ok(pos)) => {
-                    if m == next.owner {
-                        return error(
-                            &req,
-                            ErrorCode::Invalid,
-                            "the owner cannot be removed; use group_leave",
-                        );
-                    }
-                    next.members.remove(pos);
-                    removed.push(m);
-                }
-                _ => {}
-            }
-        }
-        if next.members.len() > max {
-            return error(&req, ErrorCode::Invalid, "too many members");
-        }
-        self.save_group(&req, next, &added, &removed).await;
-    }
-
-    async fn on_group_leave(&mut self, req: Request) {
-        let group = match self.group().await {
-            Err(e) => return error(&req, ErrorCode::Internal, format!("store: {e}")),
-            Ok(None) => return error(&req, ErrorCode::NotFound, "no such group"),
-            Ok(Some(g)) => g.clone(),
-        };
-        let Ok(pos) = group.members.binary_search(&req.user) else {
-            return error(&req, ErrorCode::Forbidden, "not a member of this group");
-        };
-        let mut next = group;
-        next.members.remove(pos);
-        if next.owner == req.user
-            && let Some(heir) = next.members.first()
-        {
-            // Ownership passes to the first remaining member in id order.
-            next.owner = heir.clone();
-        }
-        let removed = vec![req.user.clone()];
-        if let Err(e) = self.store.update_group(&next, &[], &removed).await {
-            return error(&req, ErrorCode::Internal, format!("store: {e}"));
-        }
-        self.group = GroupState::Present(next);
-        req.reply.send(ServerFrame::Ok {
-            reference: req.reference,
-        });
-    }
-
-    async fn save_group(
-        &mut self,
-        req: &Request,
-        next: GroupRecord,
-        added: &[String],
-        removed: &[String],
-    ) {
-        if (!added.is_empty() || !removed.is_empty())
-            && let Err(e) = self.store.update_group(&next, added, removed).await
-        {
-            return error(req, ErrorCode::Internal, format!("store: {e}"));
-        }
-        req.reply.send(group_frame(&req.reference, &next));
-        self.group = GroupState::Present(next);
-    }
-
-    async fn on_group_info(&mut self, req: Request) {
-        if let Err((code, message)) = self.check_access(&req.user).await {
-            return error(&req, code, message);
-        }
-        if let GroupState::Present(g) = &self.group {
-            req.reply.send(group_frame(&req.reference, g));
-        }
     }
 }

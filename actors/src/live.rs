@@ -31,7 +31,8 @@ use chorus_wire::{ConvId, ErrorCode, LiveItem, Prio, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
-use crate::region::{EntityKind, ShardRegion};
+use crate::region::registry::EntityMessage;
+use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
 
 mod settings;
@@ -121,12 +122,15 @@ pub enum LiveRoomMsg {
         /// Its viewers.
         count: u64,
     },
-    /// The window of generation `u64` is due.
+    /// The window of generation `u64` is due (sent by the room to itself).
     Flush(u64),
     /// Periodic idle check.
     Tick,
-    /// Last message of a passivated entity.
-    Stop,
+    /// The region asks the room to passivate (its kind is over its cap): it
+    /// does unless it has viewers.
+    Passivate(PassivateReason),
+    /// The room's shard moved to another node: send what is pending, then stop.
+    HandOff,
     /// An operator set the room's slow mode, already stored: seconds (0: off),
     /// or `None` to follow `[live] slow_mode_s`. Crosses nodes.
     SlowMode {
@@ -140,6 +144,19 @@ pub enum LiveRoomMsg {
 }
 
 impl ractor::Message for LiveRoomMsg {}
+
+impl EntityMessage for LiveRoomMsg {
+    fn counted(&self) -> bool {
+        !matches!(
+            self,
+            Self::Flush(_) | Self::Tick | Self::Passivate(_) | Self::HandOff
+        )
+    }
+
+    fn passivate_request(reason: PassivateReason) -> Self {
+        Self::Passivate(reason)
+    }
+}
 
 /// Messages to a RoomFanout.
 #[derive(Debug)]
@@ -204,6 +221,8 @@ pub struct LiveRoomState {
     /// Retries loading the room's settings after the load at start failed; `None`
     /// once they are known. Dropping it stops the retries.
     settings_retry: Option<crate::Ticker>,
+    /// Counted messages handled (see `region::registry`).
+    handled: u64,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -231,7 +250,7 @@ impl Actor for LiveRoom {
             Ok(stored) => (stored, None),
             Err(why) => {
                 tracing::warn!(room = %args.room, error = %why, "cannot load the live room's settings; using the configured defaults and retrying");
-                let retry = settings::retry(myself, args.region.clone(), args.room.clone());
+                let retry = settings::retry(args.region.clone(), args.room.clone());
                 (RoomSettings::default(), Some(retry))
             }
         };
@@ -252,6 +271,7 @@ impl Actor for LiveRoom {
             last_activity: Instant::now(),
             slow,
             settings_retry,
+            handled: 0,
             _ticker: ticker,
         })
     }
@@ -262,6 +282,9 @@ impl Actor for LiveRoom {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if msg.counted() {
+            state.handled += 1;
+        }
         if !matches!(msg, LiveRoomMsg::Tick) {
             state.last_activity = Instant::now();
         }
@@ -345,21 +368,21 @@ impl Actor for LiveRoom {
             }
             LiveRoomMsg::Tick => {
                 let idle = state.region.settings().conversation_idle;
-                if state.viewers() == 0
-                    && state.pending.is_empty()
-                    && state.last_activity.elapsed() >= idle
-                    && state
-                        .region
-                        .passivate(EntityKind::LiveRoom, &state.key, myself.get_id())
-                {
-                    let _ = myself.send_message(LiveRoomMsg::Stop);
+                if state.viewers() == 0 && state.last_activity.elapsed() >= idle {
+                    state.passivate(&myself, PassivateReason::Idle);
                 }
             }
-            LiveRoomMsg::Stop => {
+            LiveRoomMsg::Passivate(reason) => {
+                // Viewers would lose the room's recent items and slow mode.
+                if state.viewers() == 0 {
+                    state.passivate(&myself, reason);
+                }
+            }
+            LiveRoomMsg::HandOff => {
                 if !state.pending.is_empty() {
                     state.close_window();
                 }
-                myself.stop(Some("passivated".into()));
+                myself.stop(Some("handed off".into()));
             }
             LiveRoomMsg::SlowMode { seconds } => {
                 // The operator's word is newer than whatever a retry may still bring.
@@ -377,6 +400,23 @@ impl Actor for LiveRoom {
 }
 
 impl LiveRoomState {
+    /// Sends what is pending, leaves the registry and stops, unless something
+    /// is queued for it.
+    fn passivate(&mut self, myself: &ActorRef<LiveRoomMsg>, reason: PassivateReason) {
+        if self.region.passivate(
+            EntityKind::LiveRoom,
+            &self.key,
+            myself.get_id(),
+            self.handled,
+            reason,
+        ) {
+            if !self.pending.is_empty() {
+                self.close_window();
+            }
+            myself.stop(Some("passivated".into()));
+        }
+    }
+
     fn viewers(&self) -> u64 {
         self.nodes.values().map(|n| n.count).sum()
     }

@@ -2,36 +2,42 @@
 //!
 //! ```text
 //! ShardRegion ── EntitySupervisor ─┬─ User(u1), User(u2), ...
-//!                                  └─ Conversation(dm:a:b), Conversation(group:g), ...
+//!                                  ├─ Conversation(dm:a:b), Conversation(group:g), ...
+//!                                  └─ LiveRoom(live:r), ...
 //! ```
 //!
 //! The region finds the actor of an entity key or spawns it on demand. On one node
 //! every shard is local; the cluster changes only placement (which node's region
 //! spawns an entity), never the callers.
 //!
-//! **Passivation without losing messages.** Every message to an entity is sent by
-//! [`ShardRegion`] while it holds the lock of that kind's registry. An idle entity
-//! removes itself from the registry under the same lock and then casts itself a final
-//! `Stop`: everything queued before the removal is handled before `Stop`, and nothing
-//! can be queued after it. The next message for the key spawns a fresh actor, which
-//! restarts from the store.
+//! - `registry`: key → running actor per kind; passivation that leaves nothing
+//!   behind, and the cap on running entities (least recently used passivate).
+//! - `access`: a request for a conversation the asker may not use is answered
+//!   without spawning its entity.
+//! - `handoff`: a conversation that moved here waits until its previous owner
+//!   settled before it hands out seqs.
+//! - `supervisor`: restarts, counted, with a meltdown limit.
 //!
-//! **Restarts.** The supervisor is told of every failure (an error or a panic in a
-//! handler). It forgets the dead actor and counts `chorus_actor_restarts_total{kind}`;
-//! the entity restarts from the store on its next message, and a User with sessions
-//! here restarts at once so its sessions keep receiving. More than
-//! `meltdown_restarts` failures of one kind within `meltdown_window` is a meltdown:
-//! logged at error level and counted in `chorus_supervisor_meltdowns_total{kind}`.
+//! **Passivation without losing messages.** Every message to an entity is sent by
+//! [`ShardRegion`] while it holds the lock of that kind's registry. An entity
+//! leaves the registry only when it has handled every message the registry sent
+//! it, under the same lock, and then stops at once: nothing can be queued for it
+//! after the removal. The next message for the key spawns a fresh actor, which
+//! restarts from the store. An entity passivates when idle
+//! (`conversation_idle` / `user_idle`), or under pressure when its kind runs more
+//! entities than its cap (`[entities]`), least recently used first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
 use chorus_store::MessageStore;
 use chorus_wire::ConvId;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
 
-use crate::conversation::{Conversation, ConversationMsg};
+use self::access::GroupCache;
+use self::registry::{Admission, Delivery, Registry};
+use self::supervisor::{EntitySupervisor, SupervisorArgs};
+use crate::conversation::ConversationMsg;
 use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
 use crate::moderation::Moderation;
 use crate::outbound::SharedFrame;
@@ -41,6 +47,15 @@ use crate::remote::{Link, Outbox, SessionRef};
 use crate::sessions::LocalSessions;
 use crate::settings::Settings;
 use crate::user::{Attached, User, UserMsg};
+
+pub(crate) mod access;
+mod handoff;
+pub(crate) mod registry;
+mod supervisor;
+
+pub use self::handoff::UNREACHABLE_GRACE;
+pub use self::registry::PassivateReason;
+pub use self::supervisor::SupervisorMsg;
 
 /// Forwards a message takes at once. A message forwarded twice met two nodes
 /// whose placement tables disagree (one has seen a member join or leave, the
@@ -79,58 +94,12 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::Conversation => "conversation",
             Self::LiveRoom => "live_room",
         }
-    }
-}
-
-/// The registry of one entity kind: key → running actor.
-struct Registry<M: ractor::Message> {
-    actors: Mutex<HashMap<String, ActorRef<M>>>,
-}
-
-impl<M: ractor::Message> Registry<M> {
-    fn new() -> Self {
-        Self {
-            actors: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActorRef<M>>> {
-        // A panic while holding this lock cannot leave the map inconsistent (every
-        // critical section is a single insert/remove), so a poisoned lock is usable.
-        self.actors.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Removes `key` if it still maps to the actor `id`.
-    fn remove_if(&self, key: &str, id: ActorId) -> bool {
-        let mut map = self.lock();
-        if map.get(key).is_some_and(|a| a.get_id() == id) {
-            map.remove(key);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        self.lock().contains_key(key)
-    }
-
-    /// Removes every entity whose key `leaves` and returns them, under the lock:
-    /// no message reaches them afterwards.
-    fn remove_where(&self, leaves: impl Fn(&str) -> bool) -> Vec<ActorRef<M>> {
-        let mut map = self.lock();
-        let keys: Vec<String> = map.keys().filter(|k| leaves(k)).cloned().collect();
-        keys.into_iter().filter_map(|k| map.remove(&k)).collect()
     }
 }
 
@@ -148,6 +117,10 @@ pub(crate) struct RegionInner {
     moderation: Arc<Moderation>,
     /// Turns for page reads from the store (`Settings::store_reads`).
     store_reads: Arc<tokio::sync::Semaphore>,
+    /// What this node knows of the groups it owns, for access checks.
+    groups: GroupCache,
+    /// Fences and settling of conversations that change owner.
+    handoff: handoff::Handoff,
     /// Entity failures handled, and meltdowns declared, since start.
     restarts: std::sync::atomic::AtomicU64,
     meltdowns: std::sync::atomic::AtomicU64,
@@ -198,19 +171,27 @@ impl ShardRegion {
         .await?;
         let danmaku_rate = RateLimiter::new(settings.live.rate_per_user, settings.live.rate_window);
         let store_reads = Arc::new(tokio::sync::Semaphore::new(settings.store_reads.max(1)));
+        let (max_users, max_conversations, max_live_rooms, group_cache) = (
+            settings.max_users,
+            settings.max_conversations,
+            settings.max_live_rooms,
+            settings.group_cache_members,
+        );
         let inner = Arc::new(RegionInner {
             placement: Placement::single(&settings.node_id, settings.shards),
             link: Arc::new(Link::new(&settings.node_id)),
             store,
             settings,
-            live_rooms: Registry::new(),
+            live_rooms: Registry::new(EntityKind::LiveRoom, max_live_rooms),
             fanouts: LiveFanouts::default(),
             danmaku_rate,
             moderation,
             store_reads,
             sessions: LocalSessions::default(),
-            users: Registry::new(),
-            conversations: Registry::new(),
+            users: Registry::new(EntityKind::User, max_users),
+            conversations: Registry::new(EntityKind::Conversation, max_conversations),
+            groups: GroupCache::new(group_cache),
+            handoff: handoff::Handoff::default(),
             owners: Mutex::new(HashMap::new()),
             restarts: std::sync::atomic::AtomicU64::new(0),
             meltdowns: std::sync::atomic::AtomicU64::new(0),
@@ -371,26 +352,34 @@ impl ShardRegion {
     /// store), and re-attaches this node's sessions whose User moved.
     pub fn rebalance(&self, previous: &Table) {
         let placement = &self.inner.placement;
+        // First: conversations gained from another node wait for it to settle.
+        self.fence_gained_shards(previous);
+        self.inner
+            .groups
+            .drop_where(|gid| !placement.is_local(&format!("group:{gid}")));
         let users = self
             .inner
             .users
             .remove_where(|u| !placement.is_local(&format!("user:{u}")));
-        for user in &users {
+        for (_, user) in &users {
             let _ = user.send_message(UserMsg::HandOff);
         }
         let convs = self
             .inner
             .conversations
             .remove_where(|c| !placement.is_local(c));
-        for conv in &convs {
-            let _ = conv.send_message(ConversationMsg::Stop);
+        for (key, conv) in &convs {
+            // Gates of the key on this node wait for it, should the shard come
+            // back before it stopped.
+            self.conversation_retiring(key, conv.get_id());
+            let _ = conv.send_message(ConversationMsg::HandOff);
         }
         let rooms = self
             .inner
             .live_rooms
             .remove_where(|r| !placement.is_local(r));
-        for room in &rooms {
-            let _ = room.send_message(LiveRoomMsg::Stop);
+        for (_, room) in &rooms {
+            let _ = room.send_message(LiveRoomMsg::HandOff);
         }
         let mut moved = 0usize;
         for session in self.inner.sessions.all() {
@@ -472,7 +461,25 @@ impl ShardRegion {
             };
             self.spawn_entity(EntityKind::LiveRoom, &room.to_string(), LiveRoom, args)
         };
-        deliver(&self.inner.live_rooms, &key, spawn, msg);
+        // A zero count or a leave for a room that does not run here has nobody
+        // to tell: a room starts for what a viewer or a sender asks.
+        let admit = |msg: LiveRoomMsg| match msg {
+            LiveRoomMsg::ViewerCount { count: 0, .. } | LiveRoomMsg::Leave { .. } => {
+                Admission::Refuse(msg, ())
+            }
+            msg => Admission::Spawn(msg),
+        };
+        if let Delivery::Refused(
+            LiveRoomMsg::Leave {
+                reference: Some(reference),
+                reply: Some(reply),
+                ..
+            },
+            (),
+        ) = self.inner.live_rooms.deliver(&key, spawn, admit, msg)
+        {
+            reply.send(chorus_wire::ServerFrame::Ok { reference });
+        }
     }
 
     /// Sends to the User entity of `user`, spawning it if needed.
@@ -498,7 +505,9 @@ impl ShardRegion {
             };
             self.spawn_entity(EntityKind::User, user, User, args)
         };
-        deliver(&self.inner.users, user, spawn, msg);
+        self.inner
+            .users
+            .deliver(user, spawn, Admission::<_, ()>::Spawn, msg);
     }
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.
@@ -525,19 +534,7 @@ impl ShardRegion {
                     .defer(move |region| region.route_conversation(&conv, msg, hops, false));
             }
         }
-        let spawn = || {
-            let args = crate::conversation::ConversationArgs {
-                conv: conv.clone(),
-                region: self.clone(),
-            };
-            self.spawn_entity(
-                EntityKind::Conversation,
-                &conv.to_string(),
-                Conversation,
-                args,
-            )
-        };
-        deliver(&self.inner.conversations, &key, spawn, msg);
+        self.local_conversation(conv, &key, msg);
     }
 
     /// Spawns an entity under the supervisor, without waiting for its start (its
@@ -568,35 +565,48 @@ impl ShardRegion {
 
     /// The running actor of a conversation, if any (for tests and operators).
     pub fn conversation_actor(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
-        self.inner
-            .conversations
-            .lock()
-            .get(&conv.to_string())
-            .cloned()
+        self.inner.conversations.get(&conv.to_string())
+    }
+
+    /// What this node knows of the groups it owns.
+    pub(crate) fn group_cache(&self) -> &GroupCache {
+        &self.inner.groups
     }
 
     fn record_owner(&self, id: ActorId, kind: EntityKind, key: &str) {
+        if kind == EntityKind::Conversation {
+            self.conversation_started(key);
+        }
         let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
         owners.insert(id, (kind, key.to_string()));
     }
 
-    /// Called by an idle entity: removes it from the registry (if it is still the
-    /// registered actor for its key) so that no further message can reach it.
-    /// Returns true if the entity may stop.
-    pub(crate) fn passivate(&self, kind: EntityKind, key: &str, id: ActorId) -> bool {
-        let removed = match kind {
-            EntityKind::User => self.inner.users.remove_if(key, id),
-            EntityKind::Conversation => self.inner.conversations.remove_if(key, id),
-            EntityKind::LiveRoom => self.inner.live_rooms.remove_if(key, id),
-        };
-        if removed {
-            let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
-            owners.remove(&id);
+    /// Called by an entity that wants to stop: removes it from the registry if
+    /// it is still the registered actor of its key and has handled every
+    /// message the registry sent it (`handled`, see `registry`). True: the
+    /// entity stops now; false: something is queued for it, and it stays.
+    pub(crate) fn passivate(
+        &self,
+        kind: EntityKind,
+        key: &str,
+        id: ActorId,
+        handled: u64,
+        reason: PassivateReason,
+    ) -> bool {
+        match kind {
+            EntityKind::User => self.inner.users.remove_if_idle(key, id, handled, reason),
+            EntityKind::Conversation => self
+                .inner
+                .conversations
+                .remove_if_idle(key, id, handled, reason),
+            EntityKind::LiveRoom => self
+                .inner
+                .live_rooms
+                .remove_if_idle(key, id, handled, reason),
         }
-        removed
     }
 
-    /// Forgets a dead actor; returns what it served.
+    /// Forgets an actor that ended; returns what it served.
     fn forget(&self, id: ActorId) -> Option<(EntityKind, String)> {
         let entry = {
             let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
@@ -604,142 +614,13 @@ impl ShardRegion {
         }?;
         match entry.0 {
             EntityKind::User => self.inner.users.remove_if(&entry.1, id),
-            EntityKind::Conversation => self.inner.conversations.remove_if(&entry.1, id),
+            EntityKind::Conversation => {
+                let removed = self.inner.conversations.remove_if(&entry.1, id);
+                self.conversation_ended(&entry.1, id);
+                removed
+            }
             EntityKind::LiveRoom => self.inner.live_rooms.remove_if(&entry.1, id),
         };
         Some(entry)
-    }
-}
-
-/// The supervisor of every entity on this node: restart policy lives here alone.
-struct EntitySupervisor;
-
-struct SupervisorArgs {
-    region: Arc<OnceLock<Weak<RegionInner>>>,
-    settings: Settings,
-}
-
-struct SupervisorState {
-    region: Arc<OnceLock<Weak<RegionInner>>>,
-    settings: Settings,
-    /// Recent failure times per kind, for the meltdown limit.
-    failures: HashMap<EntityKind, VecDeque<Instant>>,
-}
-
-/// The supervisor takes no messages of its own; it only hears supervision events.
-#[derive(Debug)]
-pub enum SupervisorMsg {}
-
-impl ractor::Message for SupervisorMsg {}
-
-impl Actor for EntitySupervisor {
-    type Msg = SupervisorMsg;
-    type State = SupervisorState;
-    type Arguments = SupervisorArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState {
-            region: args.region,
-            settings: args.settings,
-            failures: HashMap::new(),
-        })
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(region) = state.region.get().and_then(Weak::upgrade) else {
-            return Ok(());
-        };
-        let region = ShardRegion::from_inner(region);
-        match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                let Some((kind, key)) = region.forget(cell.get_id()) else {
-                    return Ok(());
-                };
-                metrics::counter!("chorus_actor_restarts_total", "kind" => kind.label())
-                    .increment(1);
-                region
-                    .inner
-                    .restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(kind = kind.label(), key = %key, error = %err, "entity failed; it restarts from the store");
-                let now = Instant::now();
-                let window = state.settings.meltdown_window;
-                let recent = state.failures.entry(kind).or_default();
-                recent.push_back(now);
-                while recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > window)
-                {
-                    recent.pop_front();
-                }
-                if recent.len() > state.settings.meltdown_restarts {
-                    metrics::counter!("chorus_supervisor_meltdowns_total", "kind" => kind.label())
-                        .increment(1);
-                    region
-                        .inner
-                        .meltdowns
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!(
-                        kind = kind.label(),
-                        failures = recent.len(),
-                        window_s = window.as_secs(),
-                        "restart meltdown: entities of this kind keep failing"
-                    );
-                    recent.clear();
-                }
-                // A User with sessions here restarts at once: its sessions must keep
-                // receiving. Everything else restarts on its next message.
-                if kind == EntityKind::User && !region.sessions().of(&key).is_empty() {
-                    region.tell_user(&key, UserMsg::Refresh);
-                }
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                region.forget(cell.get_id());
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// Sends `msg` to the registered actor of `key`, spawning it if absent, all under
-/// the registry lock (see "Passivation without losing messages"). An actor that
-/// died before the supervisor forgot it is replaced once.
-fn deliver<M: ractor::Message>(
-    registry: &Registry<M>,
-    key: &str,
-    spawn: impl Fn() -> Option<ActorRef<M>>,
-    msg: M,
-) {
-    let mut msg = msg;
-    for _ in 0..2 {
-        let mut map = registry.lock();
-        let actor = match map.get(key) {
-            Some(a) => a.clone(),
-            None => match spawn() {
-                Some(a) => {
-                    map.insert(key.to_string(), a.clone());
-                    a
-                }
-                None => return,
-            },
-        };
-        match actor.send_message(msg) {
-            Ok(()) => return,
-            Err(ractor::MessagingErr::SendErr(back)) => {
-                map.remove(key);
-                msg = back;
-            }
-            Err(_) => return,
-        }
     }
 }

@@ -113,6 +113,18 @@ impl Link {
         sent
     }
 
+    /// Whether this node is part of a cluster (connected to a transport).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.outbox.get().is_some()
+    }
+
+    /// Whether this node holds a transport session to `node` now.
+    pub(crate) fn is_connected(&self, node: &str) -> bool {
+        self.outbox
+            .get()
+            .is_some_and(|o| o.generation(node).is_some())
+    }
+
     /// Whether a session of `addr` can still exist: its node is connected in the
     /// same incarnation.
     fn reachable(&self, addr: &SessionAddr) -> bool {

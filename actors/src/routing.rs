@@ -82,7 +82,7 @@ pub(crate) fn forward_user(
         },
         UserMsg::Kick => EntityEnvelope::UserKick { user },
         // Housekeeping of a local actor: meaningless elsewhere.
-        UserMsg::Refresh | UserMsg::Tick | UserMsg::Stop | UserMsg::HandOff => return,
+        UserMsg::Refresh | UserMsg::Tick | UserMsg::Passivate(_) | UserMsg::HandOff => return,
     };
     send_entity(region, node, hops, envelope);
 }
@@ -163,7 +163,8 @@ pub(crate) fn forward_conversation(
         | ConversationMsg::Fail
         | ConversationMsg::Panic
         | ConversationMsg::Tick
-        | ConversationMsg::Stop => {}
+        | ConversationMsg::Passivate(_)
+        | ConversationMsg::HandOff => {}
     }
 }
 
@@ -262,7 +263,8 @@ pub(crate) fn forward_live_room(
         }
         LiveRoomMsg::Flush(_)
         | LiveRoomMsg::Tick
-        | LiveRoomMsg::Stop
+        | LiveRoomMsg::Passivate(_)
+        | LiveRoomMsg::HandOff
         | LiveRoomMsg::SettingsLoaded(_) => {}
     }
 }
@@ -334,6 +336,7 @@ pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) -> bool {
             }
         }
         Envelope::Reply { call } => region.link().complete_call(call),
+        Envelope::HandoffQuery { shard, call } => region.handoff_query(from, shard, call),
         Envelope::LiveBatch {
             room,
             frame,

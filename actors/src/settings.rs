@@ -41,6 +41,17 @@ pub struct Settings {
     pub user_idle: Duration,
     /// Largest group.
     pub max_group_members: usize,
+    /// Groups one user may belong to (`[limits] max_groups_per_user`).
+    pub max_groups_per_user: usize,
+    /// Running User entities the region steers to (`[entities] max_users`).
+    pub max_users: usize,
+    /// Running Conversation entities (`[entities] max_conversations`).
+    pub max_conversations: usize,
+    /// Running LiveRoom entities (`[entities] max_live_rooms`).
+    pub max_live_rooms: usize,
+    /// Member ids the access cache of groups holds at most
+    /// (`[entities] group_cache_members`).
+    pub group_cache_members: usize,
     /// Restarts of one entity kind within `meltdown_window` that count as a meltdown.
     pub meltdown_restarts: usize,
     /// The window of the meltdown limit.
@@ -68,6 +79,11 @@ impl Default for Settings {
             conversation_idle: Duration::from_secs(120),
             user_idle: Duration::from_secs(60),
             max_group_members: 500,
+            max_groups_per_user: 500,
+            max_users: 200_000,
+            max_conversations: 100_000,
+            max_live_rooms: 10_000,
+            group_cache_members: 1_000_000,
             meltdown_restarts: 20,
             meltdown_window: Duration::from_secs(10),
             live: crate::live::LiveSettings::default(),

@@ -2,7 +2,9 @@
 //!
 //! Its state is rebuilt from the node's session directory whenever it starts, so a
 //! restarted User loses nothing. It stops when it has had no sessions for
-//! `user_idle`.
+//! `user_idle`, or when its kind is over its cap and it is among the least
+//! recently used — unless it holds sessions of other nodes (which attached once
+//! and would be lost) or, in a cluster, is still in its replay window.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -12,7 +14,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use chorus_wire::cluster::Envelope;
 
 use crate::outbound::{SessionId, SharedFrame};
-use crate::region::{EntityKind, ShardRegion};
+use crate::region::registry::EntityMessage;
+use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
 
 /// How long a new User remembers what it delivered, for sessions that are
@@ -38,7 +41,8 @@ pub enum Attached {
 }
 
 /// Messages to a User entity. Those that may cross nodes have an envelope in
-/// `chorus_wire::cluster::EntityEnvelope`.
+/// `chorus_wire::cluster::EntityEnvelope`. The last three are the entity's
+/// lifecycle, sent by itself or by the region, never through the registry.
 #[derive(Debug)]
 pub enum UserMsg {
     /// A session of this user came online; answered once it is attached, so the
@@ -59,13 +63,23 @@ pub enum UserMsg {
     Refresh,
     /// Periodic idle check.
     Tick,
-    /// Last message of a passivated entity.
-    Stop,
+    /// The region asks the entity to passivate (its kind is over its cap).
+    Passivate(PassivateReason),
     /// The user's shard moved to another node: stop without restarting here.
     HandOff,
 }
 
 impl ractor::Message for UserMsg {}
+
+impl EntityMessage for UserMsg {
+    fn counted(&self) -> bool {
+        !matches!(self, Self::Tick | Self::Passivate(_) | Self::HandOff)
+    }
+
+    fn passivate_request(reason: PassivateReason) -> Self {
+        Self::Passivate(reason)
+    }
+}
 
 /// The User actor.
 #[derive(Debug)]
@@ -92,8 +106,25 @@ pub struct UserState {
     /// with the session each frame skipped.
     replay: VecDeque<(SharedFrame, Option<SessionId>)>,
     replay_until: Instant,
+    /// Counted messages handled (see `region::registry`).
+    handled: u64,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
+}
+
+impl UserState {
+    /// Leaves the registry and stops, unless something is queued for it.
+    fn passivate(&mut self, myself: &ActorRef<UserMsg>, reason: PassivateReason) {
+        if self.region.passivate(
+            EntityKind::User,
+            &self.user,
+            myself.get_id(),
+            self.handled,
+            reason,
+        ) {
+            myself.stop(Some("passivated".into()));
+        }
+    }
 }
 
 impl Actor for User {
@@ -129,6 +160,7 @@ impl Actor for User {
             empty_since,
             replay: VecDeque::new(),
             replay_until: Instant::now() + REPLAY_WINDOW,
+            handled: 0,
             _ticker: ticker,
         })
     }
@@ -139,6 +171,9 @@ impl Actor for User {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if msg.counted() {
+            state.handled += 1;
+        }
         match msg {
             UserMsg::Attach(session, reply) => {
                 let node = session.remote_node().map(str::to_string);
@@ -212,23 +247,21 @@ impl Actor for User {
                     state.empty_since = Some(Instant::now());
                 }
                 let idle = state.region.settings().user_idle;
-                if state.empty_since.is_some_and(|t| t.elapsed() >= idle)
-                    && state
-                        .region
-                        .passivate(EntityKind::User, &state.user, myself.get_id())
-                {
-                    let _ = myself.send_message(UserMsg::Stop);
+                if state.empty_since.is_some_and(|t| t.elapsed() >= idle) {
+                    state.passivate(&myself, PassivateReason::Idle);
                 }
             }
-            UserMsg::Stop => {
-                // A session attached after the idle check but before the removal took
-                // effect: hand it to a fresh User.
-                for session in state.sessions.drain(..) {
-                    state
-                        .region
-                        .tell_user(&state.user, UserMsg::Attach(session, Attached::Nobody));
+            UserMsg::Passivate(reason) => {
+                // Sessions of other nodes attached once and would be lost; in
+                // a cluster, a User in its replay window still owes sessions
+                // re-attached after a move what they missed. Sessions of this
+                // node are found in the directory by the next User.
+                let remote = state.sessions.iter().any(|s| s.remote_node().is_some());
+                let replaying =
+                    state.region.link().is_clustered() && Instant::now() < state.replay_until;
+                if !remote && !replaying {
+                    state.passivate(&myself, reason);
                 }
-                myself.stop(Some("passivated".into()));
             }
             UserMsg::HandOff => {
                 // The new owner hears of every session from its node's re-attachment.

@@ -15,7 +15,8 @@
 //! - `moderation`: `[moderation]` word lists and mode.
 //! - `heartbeat`: `[heartbeat]` interval bounds and the idle-timeout rule.
 //! - `live`: `[live]` danmaku batching and rate limits.
-//! - `limits`: `[limits]` frame, body, queue and page sizes.
+//! - `limits`: `[limits]` frame, body, queue and page sizes, groups per user.
+//! - `entities`: `[entities]` caps on running entities, the access cache.
 //! - `admin`: `[admin]` the operator API token.
 //! - `log`: `[log]` format and level.
 //! - `scaling`: `[scaling]` load sampling, forecasts, the actuator.
@@ -27,6 +28,7 @@
 mod admin;
 mod auth;
 mod cluster;
+mod entities;
 mod error;
 mod heartbeat;
 mod limits;
@@ -50,6 +52,7 @@ use serde::Deserialize;
 pub use admin::{AdminConfig, DEFAULT_MAX_TOKEN_TTL_S};
 pub use auth::{AuthConfig, AuthMode, MIN_SECRET_LEN};
 pub use cluster::{ClusterConfig, DEV_COOKIE, MIN_COOKIE_LEN};
+pub use entities::EntitiesConfig;
 pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
 pub use limits::{
@@ -91,6 +94,8 @@ pub struct Config {
     pub live: LiveConfig,
     /// `[limits]`: per-connection limits.
     pub limits: LimitsConfig,
+    /// `[entities]`: caps on running entities.
+    pub entities: EntitiesConfig,
     /// `[admin]`: the operator API.
     pub admin: AdminConfig,
     /// `[log]`: log output.
@@ -142,6 +147,7 @@ impl Config {
         self.heartbeat.check(&mut problems);
         self.live.check(&mut problems);
         self.limits.check(&mut problems);
+        self.entities.check(&mut problems);
         self.admin.check(&mut problems);
         self.log.check(&mut problems);
         self.scaling.check(&mut problems);

@@ -1,4 +1,5 @@
-//! `[limits]`: sizes and timeouts of client connections (PROTOCOL.md §1).
+//! `[limits]`: sizes and timeouts of client connections (PROTOCOL.md §1), and
+//! how many groups one user may join.
 
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub struct LimitsConfig {
     /// Most conversations in one `conversation_list`. Default 500 (fewer when they
     /// do not fit one frame; a client that asks for pages gets `more`).
     pub list_max: u32,
+    /// Groups one user may belong to; a `group_create` or `group_add` that
+    /// would take a member past it is refused. Default 500.
+    pub max_groups_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -74,6 +78,7 @@ impl Default for LimitsConfig {
             history_max: 200,
             max_group_members: 500,
             list_max: 500,
+            max_groups_per_user: 500,
         }
     }
 }
@@ -174,6 +179,10 @@ impl LimitsConfig {
             ),
             ("limits.list_max", u64::from(self.list_max)),
             ("limits.store_reads", u64::from(self.store_reads)),
+            (
+                "limits.max_groups_per_user",
+                u64::from(self.max_groups_per_user),
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -16,6 +16,8 @@
 //!   per-viewer accepted = delivered + Σ dropped check, and the node's memory.
 //! - [`scaling_sim`]: no node: replays load traces through the HPA-like and the
 //!   EMD-ARIMA scaling policies of `chorus-scaling` and compares them.
+//! - [`entities`]: one connection's requests for many conversations (of others,
+//!   or its own); the node's running entities and memory before and after.
 //!
 //! Building blocks:
 //!
@@ -38,6 +40,7 @@
 
 pub mod chat;
 pub mod connect;
+pub mod entities;
 mod error;
 mod fleet;
 pub mod latency;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chorus_client::Transport;
 use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
+use chorus_loadtest::entities::{self, EntitiesConfig};
 use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
 use chorus_loadtest::target::resolve_loopback;
@@ -63,6 +64,17 @@ enum TransportArg {
     WsJson,
     /// WebSocket, binary frames.
     WsBinary,
+}
+
+/// The requests of the `entities` scenario.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EntitiesMode {
+    /// History and read for conversations of others.
+    Foreign,
+    /// History of the user's own dms.
+    Own,
+    /// A send to each of many offline users.
+    Deliver,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +164,24 @@ enum Scenario {
         request_timeout: f64,
         /// Seconds to wait for answers, reconnects and deliveries after the traffic.
         #[arg(long, default_value_t = 30.0)]
+        settle_timeout: f64,
+    },
+    /// One connection sends requests for many conversations (of others, or its
+    /// own) and reads the node's running entities and memory before and after.
+    Entities {
+        /// Requests, each for another conversation.
+        #[arg(long, default_value_t = 100_000)]
+        frames: u32,
+        /// `foreign`: history and read for conversations of others; `own`:
+        /// history of the user's own dms; `deliver`: a send to each of many
+        /// offline users.
+        #[arg(long, value_enum, default_value_t = EntitiesMode::Foreign)]
+        mode: EntitiesMode,
+        /// The node's admin token, for /admin/status.
+        #[arg(long, env = "CHORUS_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Seconds to wait for the answers.
+        #[arg(long, default_value_t = 120.0)]
         settle_timeout: f64,
     },
     /// No node needed: time fixed CPU work on every core and report the seconds in
@@ -362,6 +392,27 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
             };
             let report = connect::run(cfg).await?;
             output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+        Scenario::Entities {
+            frames,
+            mode,
+            admin_token,
+            settle_timeout,
+        } => {
+            let cfg = EntitiesConfig {
+                target,
+                frames,
+                mode: match mode {
+                    EntitiesMode::Foreign => entities::Mode::Foreign,
+                    EntitiesMode::Own => entities::Mode::Own,
+                    EntitiesMode::Deliver => entities::Mode::Deliver,
+                },
+                admin_token,
+                settle_timeout: seconds(settle_timeout, "settle-timeout")?,
+            };
+            let report = entities::run(cfg).await?;
+            write_report(common, &report)?;
             Ok(report.passed)
         }
         Scenario::Storm {

@@ -2,7 +2,7 @@
 //!
 //! | route | access | answer |
 //! |---|---|---|
-//! | `GET /healthz` | open | `200 ok` once the node accepts clients, `503` before (and while draining, if the node says so) |
+//! | `GET /healthz` | open | `200 ok` once the node accepts clients, `503` before (and while draining, if the node says so), and `503` naming the problem while the store is unhealthy ([`StoreHealth`]) |
 //! | `GET /metrics` | open | Prometheus text, `process_*` gauges sampled at each scrape |
 //! | `GET /admin/status` | bearer | [`AdminBackend::status`] |
 //! | `GET /admin/members` | bearer | [`AdminBackend::members`] |
@@ -48,6 +48,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Role;
+use crate::health::StoreHealth;
 use crate::telemetry;
 
 #[cfg(test)]
@@ -394,6 +395,8 @@ impl SlowModeRequest {
 #[derive(Clone)]
 pub struct AdminState {
     readiness: Readiness,
+    /// The store's health; healthy unless the node watches it.
+    store_health: StoreHealth,
     metrics: PrometheusHandle,
     /// `None`: `/admin/` is disabled and answers 404.
     admin_token: Option<Arc<str>>,
@@ -422,10 +425,17 @@ impl AdminState {
     ) -> Self {
         Self {
             readiness,
+            store_health: StoreHealth::new(),
             metrics,
             admin_token: admin_token.filter(|t| !t.is_empty()).map(Arc::from),
             backend,
         }
+    }
+
+    /// Reports `health` on `/healthz`.
+    pub fn with_store_health(mut self, health: StoreHealth) -> Self {
+        self.store_health = health;
+        self
     }
 }
 
@@ -489,11 +499,16 @@ async fn admin_scaling(
     state.backend.scaling(view).await.map(axum::Json)
 }
 
-async fn healthz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+async fn healthz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if !state.readiness.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into());
+    }
+    match state.store_health.problem() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unhealthy: {why}\n"),
+        ),
     }
 }
 

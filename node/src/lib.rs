@@ -5,6 +5,7 @@
 //! - [`gateway`]: TCP and WebSocket listeners and the per-connection task.
 //! - [`auth`]: `dev` and `jwt` tokens (PROTOCOL.md §6).
 //! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
+//! - [`health`]: the store's health behind `/healthz`.
 //! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
 //! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
 //! - [`telemetry`]: logging and the Prometheus recorder.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod drain;
 pub mod gateway;
+pub mod health;
 pub mod scaling;
 pub mod server;
 pub mod telemetry;

@@ -37,6 +37,7 @@ use crate::auth::Authenticator;
 use crate::cluster::runtime::ClusterRuntime;
 use crate::drain::Drain;
 use crate::gateway::{self, GatewayContext};
+use crate::health::{StoreHealth, Tolerance};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,12 @@ impl Node {
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {
+                if !config.storage.fsync {
+                    tracing::warn!(
+                        path = %config.storage.path.display(),
+                        "storage.fsync = false: acknowledged messages can be lost if the machine crashes or loses power"
+                    );
+                }
                 let options = EmbeddedOptions {
                     sync: config.storage.fsync,
                     ..EmbeddedOptions::default()
@@ -169,6 +176,11 @@ impl Node {
                 chorus_config::ModerationMode::Mask => Policy::Mask,
                 chorus_config::ModerationMode::Reject => Policy::Reject,
             },
+            max_groups_per_user: config.limits.max_groups_per_user as usize,
+            max_users: config.entities.max_users as usize,
+            max_conversations: config.entities.max_conversations as usize,
+            max_live_rooms: config.entities.max_live_rooms as usize,
+            group_cache_members: config.entities.group_cache_members as usize,
             ..Settings::default()
         };
         let region = ShardRegion::start_with(store.clone(), settings, moderation)
@@ -241,14 +253,26 @@ impl Node {
             scaling,
             max_token_ttl_s: config.admin.max_token_ttl_s,
         });
+        let store_health = StoreHealth::new();
         let admin_state = AdminState::new(
             readiness.clone(),
             metrics,
             config.admin.token.as_ref().map(|t| t.expose()),
             backend,
-        );
+        )
+        .with_store_health(store_health.clone());
 
         let mut tasks = JoinSet::new();
+        let tolerance = match config.storage.backend {
+            StorageBackend::Embedded => Tolerance::None,
+            StorageBackend::Scylla => Tolerance::For(config.storage.request_timeout()),
+        };
+        tasks.spawn(store_health.watch(
+            store.clone(),
+            tolerance,
+            config.storage.request_timeout(),
+            shutdown.clone(),
+        ));
         tasks.spawn(gateway::tcp::run(tcp, ctx.clone()));
         tasks.spawn(gateway::ws::run(
             ws,

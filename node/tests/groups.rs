@@ -423,3 +423,71 @@ async fn conversations_lists_the_groups_a_user_belongs_to() {
     assert_eq!((both.last_seq, both.read_seq), (seq, 0));
     node.node.shutdown().await;
 }
+
+/// A user may be in `limits.max_groups_per_user` groups: a create or an add
+/// past it is refused with `invalid` naming the member, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_per_user_are_bounded() {
+    let node = common::start_node_with(|c| c.limits.max_groups_per_user = 3).await;
+    // Three owners put carol into three groups.
+    for i in 0..3 {
+        let mut owner = RawTcp::login(&node, &format!("o{i}")).await;
+        let f = create(&mut owner, "c", Some(&format!("g{i}")), "g", &["carol"]).await;
+        assert!(matches!(f, ServerFrame::Group { .. }), "{f:?}");
+    }
+    let refused = |f: ServerFrame| match f {
+        ServerFrame::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::Invalid);
+            message
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    };
+    // Nobody can put her in a fourth, and she cannot join one herself.
+    let mut bob = RawTcp::login(&node, "bob").await;
+    let message = refused(create(&mut bob, "c3", Some("g3"), "g", &["carol", "dave"]).await);
+    assert!(
+        message.contains("carol") && !message.contains("dave"),
+        "{message}"
+    );
+    let mut carol = RawWs::login(&node, "carol").await;
+    let message = refused(create(&mut carol, "own", Some("mine"), "mine", &[]).await);
+    assert!(message.contains("carol"), "{message}");
+    let f = create(&mut bob, "c5", Some("g5"), "g", &["dave"]).await;
+    assert!(matches!(f, ServerFrame::Group { .. }), "{f:?}");
+    let message = refused(add(&mut bob, "a", "g5", &["erin", "carol"]).await);
+    assert!(
+        message.contains("carol") && !message.contains("erin"),
+        "{message}"
+    );
+
+    // Nothing changed: g5 has bob and dave; carol lists her three groups.
+    let info = request(
+        &mut bob,
+        "i",
+        &ClientFrame::GroupInfo {
+            reference: "i".into(),
+            id: "g5".into(),
+        },
+    )
+    .await;
+    assert_eq!(group_view("i", info).3, strings(&["bob", "dave"]));
+    let groups: Vec<String> = conversations(&mut carol)
+        .await
+        .into_iter()
+        .map(|i| i.conv)
+        .collect();
+    assert_eq!(groups, strings(&["group:g0", "group:g1", "group:g2"]));
+    // After leaving one, carol may join another.
+    let f = request(
+        &mut carol,
+        "l",
+        &ClientFrame::GroupLeave {
+            reference: "l".into(),
+            id: "g0".into(),
+        },
+    )
+    .await;
+    assert!(matches!(f, ServerFrame::Ok { .. }), "{f:?}");
+    let f = add(&mut bob, "a2", "g5", &["carol"]).await;
+    assert_eq!(group_view("a2", f).3, strings(&["bob", "carol", "dave"]));
+}

@@ -1,5 +1,7 @@
 //! Store outage: with Cassandra stopped mid-traffic, senders get `reject` (never a
-//! false `ack`), the node keeps serving, and it recovers when Cassandra returns.
+//! false `ack`), the node keeps serving, `/healthz` turns 503 once the outage
+//! outlasts the request timeout, and the node recovers (`/healthz` 200 again)
+//! when Cassandra returns.
 //!
 //! Runs only on the scylla backend (`CHORUS_TEST_BACKEND=scylla`): it stops and
 //! restarts the Cassandra node of `scripts/cassandra`, so the test script runs it
@@ -12,7 +14,24 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chorus_wire::{ClientFrame, ErrorCode, ServerFrame};
-use common::{RawTcp, start_node_with};
+use common::{RawTcp, TestNode, admin_get, start_node_with};
+
+/// Polls `/healthz` until it answers `want` within `within` (the node probes
+/// its store every second; nothing outside it can be awaited); returns the body.
+async fn healthz_becomes(node: &TestNode, want: u16, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = admin_get(node, "/healthz").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz stays {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await; // poll pacing
+    }
+}
 
 fn cassandra(command: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cassandra");
@@ -81,6 +100,9 @@ async fn senders_are_rejected_while_the_store_is_down_and_served_after() {
         matches!(other.recv().await, Some(ServerFrame::Pong)),
         "the node still serves"
     );
+    // Down for longer than the request timeout (1 s): unhealthy, with the reason.
+    let body = healthz_becomes(&node, 503, Duration::from_secs(30)).await;
+    assert!(body.contains("store unhealthy"), "{body}");
 
     tokio::task::spawn_blocking(|| cassandra("start"))
         .await
@@ -103,6 +125,7 @@ async fn senders_are_rejected_while_the_store_is_down_and_served_after() {
         }
     }
     assert!(rejected >= 5);
+    healthz_becomes(&node, 200, Duration::from_secs(30)).await;
 
     // Every acked message is in history at its acked seq.
     let mut bob = RawTcp::login(&node, "bob").await;

@@ -12,8 +12,10 @@
 //! - [`append`]: batches over many conversations, `last_seq`, concurrent appends.
 //! - [`history`]: every mode of PROTOCOL.md §4.6 and `more` at each edge.
 //! - [`conversations`]: conversation lists, read positions, unlink.
-//! - [`groups`]: create (first wins), read, update with links and unlinks.
-//! - [`dedup`]: the idempotency window and its edges.
+//! - [`groups`]: create (first wins), read, update with links and unlinks, and
+//!   the bounded count of a user's groups.
+//! - [`dedup`]: the idempotency window and its edges; insert-if-absent appends,
+//!   also racing ones.
 //! - [`seq_blocks`]: seq blocks, alone and under concurrent allocation.
 //! - [`room_settings`]: live rooms' operator settings.
 
@@ -231,8 +233,13 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         groups::create_then_read,
         groups::create_is_first_wins,
         groups::update_links_and_unlinks,
+        groups::count_groups_to_a_bound,
         dedup::finds_stored_messages,
         dedup::window_edges,
+        dedup::second_append_stores_nothing,
+        dedup::duplicate_within_a_batch,
+        dedup::racing_appends_store_once,
+        dedup::past_the_window_stores_again,
         seq_blocks::blocks_start_at_one_and_advance,
         seq_blocks::blocks_disjoint_under_concurrency,
         room_settings::last_write_reads_back,

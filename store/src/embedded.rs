@@ -12,6 +12,9 @@
 //! commits each group with an fsync *before* fjall makes it visible, a reader never
 //! sees a write that could still be lost.
 //!
+//! A write that fails (a full disk, an I/O error) poisons fjall: every later
+//! write fails too, until the node restarts. [`MessageStore::probe`] reports it.
+//!
 //! Metrics: `chorus_store_fsyncs_total` (counter), `chorus_store_commit_group_requests`
 //! (histogram of requests per group commit: how many writers each fsync served),
 //! `chorus_store_dedup_swept_total` (counter of expired dedup entries removed by the
@@ -38,8 +41,9 @@ use tokio::sync::oneshot;
 use self::layout::{Space, Spaces, check_id};
 use self::writer::{Counters, Reply, Request, Writer};
 use crate::{
-    AppendBatch, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery, HistorySlice,
-    ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
+    AppendBatch, AppendOutcome, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
+    HistorySlice, ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError,
+    StoreResult,
 };
 
 /// How an [`EmbeddedStore`] runs.
@@ -218,9 +222,9 @@ impl Drop for EmbeddedStore {
 
 #[async_trait]
 impl MessageStore for EmbeddedStore {
-    async fn append(&self, batch: AppendBatch) -> StoreResult<()> {
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
         if batch.messages.is_empty() && batch.links.is_empty() {
-            return Ok(());
+            return Ok(AppendOutcome::default());
         }
         self.call(|reply| Request::Append { batch, reply }).await
     }
@@ -346,6 +350,20 @@ impl MessageStore for EmbeddedStore {
         match self.get(Space::RoomSettings, room.as_bytes())? {
             Some(v) => record::decode_room_settings(&v),
             None => Ok(RoomSettings::default()),
+        }
+    }
+
+    async fn count_groups(&self, user: &str, up_to: u64) -> StoreResult<u64> {
+        let user = user.to_string();
+        self.scan(move |spaces| read::count_groups(spaces, &user, up_to))
+            .await
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        match self.counters.health.failure() {
+            None => Ok(()),
+            // Only a store whose last write failed is worth a write to find out.
+            Some(_) => self.call(|reply| Request::Probe { reply }).await,
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - `append` returns `Ok` only once every message of the batch is durable
 //!   (fsync'd on `embedded`, acknowledged at the configured consistency on `scylla`).
 //!   A caller acks nothing before that.
+//! - Dedup is insert-if-absent: a message whose `(conv, sender, client id)` is
+//!   already in the idempotency window is not stored again, and `append` says
+//!   where the first one is ([`Appended::Duplicate`]), however the two appends race.
 //! - Seqs come from blocks handed out by `allocate_seq_block`; two callers never get
 //!   overlapping blocks for one conversation, even across restarts.
 //! - Read positions never move backwards.
@@ -74,6 +77,39 @@ pub struct AppendBatch {
     pub messages: Vec<Message>,
     /// `(user, conv)` pairs to add to users' conversation lists (idempotent).
     pub links: Vec<(String, String)>,
+}
+
+/// What [`MessageStore::append`] did with one message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at the seq it was given, with its idempotency entry.
+    Stored,
+    /// Its `(conv, sender, client id)` was already in the idempotency window:
+    /// nothing was stored, and the first message with that key is here. The
+    /// caller acks with this seq and timestamp, not the ones it had assigned.
+    Duplicate(DedupHit),
+}
+
+/// What [`MessageStore::append`] did with a batch: one [`Appended`] per message,
+/// in the batch's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Per message of the batch, in order.
+    pub messages: Vec<Appended>,
+}
+
+impl AppendOutcome {
+    /// An outcome where every one of `n` messages was stored.
+    pub fn all_stored(n: usize) -> Self {
+        Self {
+            messages: vec![Appended::Stored; n],
+        }
+    }
+
+    /// The outcome of message `i` (stored when the backend said nothing of it).
+    pub fn of(&self, i: usize) -> Appended {
+        self.messages.get(i).copied().unwrap_or(Appended::Stored)
+    }
 }
 
 /// A `history` request, already validated (limit in 1..=200).
@@ -162,8 +198,13 @@ impl RoomSettings {
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
     /// Writes a batch durably (group commit: one sync covers the whole batch, and
-    /// concurrent callers may share it). `Ok` means every message is durable.
-    async fn append(&self, batch: AppendBatch) -> StoreResult<()>;
+    /// concurrent callers may share it). `Ok` means every message is durable:
+    /// stored now, or — for a message whose `(conv, sender, client id)` is already
+    /// in the idempotency window (see [`DEDUP_WINDOW_MS`], measured from the
+    /// message's `ts_ms`) — stored before, at the seq the outcome names. The
+    /// idempotency entry is written with the message, and two appends of one key
+    /// never both store it, even when they race.
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome>;
 
     /// A page of a conversation's history.
     async fn history(&self, conv: &str, query: HistoryQuery) -> StoreResult<HistorySlice>;
@@ -238,4 +279,14 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The settings of live room `room`; [`RoomSettings::default`] when none were
     /// written.
     async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings>;
+
+    /// How many groups `user` belongs to, counting no further than `up_to`: the
+    /// answer is `min(groups, up_to)`. The work is bounded by `up_to`, not by
+    /// the user's groups, so a limit check costs the same for everyone.
+    async fn count_groups(&self, user: &str, up_to: u64) -> StoreResult<u64>;
+
+    /// Whether the store can serve now: a cheap round trip to the database
+    /// (`scylla`), or the state of the writer (`embedded`, which tries a small
+    /// write only after a write failed). `Err` names what is wrong.
+    async fn probe(&self) -> StoreResult<()>;
 }

@@ -21,6 +21,7 @@
 //! | seq blocks never overlap | compare-and-set on `seq_alloc` (Paxos, serial consistency) |
 //! | read positions, `last_seq` never go back | the value is written with itself as the write timestamp, so the server's last-write-wins keeps the maximum |
 //! | dedup window of 24 h | `USING TTL`, and the exact window checked against `ts_ms` on read |
+//! | dedup insert-if-absent | each message's entry claimed with `INSERT ... IF NOT EXISTS` before it is written (see `append`) |
 //! | group ids first-wins | `INSERT ... IF NOT EXISTS` |
 //! | room settings read back as last written | one row per room, replaced whole (deleted when all default) |
 //!
@@ -54,8 +55,9 @@ use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 use self::error::{check_id, from_cql, query_error, to_cql};
 use self::statements::Statements;
 use crate::{
-    AppendBatch, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery, HistorySlice,
-    ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError, StoreResult,
+    AppendBatch, AppendOutcome, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
+    HistorySlice, ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError,
+    StoreResult,
 };
 
 /// Seqs per timeline partition: `bucket = seq / BUCKET_SIZE`. 10,000 messages of at
@@ -240,7 +242,7 @@ fn with_default_port(point: &str) -> String {
 
 #[async_trait]
 impl MessageStore for ScyllaStore {
-    async fn append(&self, batch: AppendBatch) -> StoreResult<()> {
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
         append::append(self, batch).await
     }
 
@@ -393,5 +395,41 @@ impl MessageStore for ScyllaStore {
             None => None,
         };
         Ok(RoomSettings { slow_mode_s })
+    }
+
+    async fn count_groups(&self, user: &str, up_to: u64) -> StoreResult<u64> {
+        check_id("user id", user)?;
+        if up_to == 0 {
+            return Ok(0);
+        }
+        let what = "counting a user's groups";
+        // `group;` is the first string past every `group:<id>` (`;` follows `:`),
+        // so this is the user's group links and nothing else, at most `up_to`.
+        let limit = i32::try_from(up_to).unwrap_or(i32::MAX);
+        let rows = self
+            .session
+            .execute_unpaged(
+                &self.st.select_group_links,
+                (user, "group:", "group;", limit),
+            )
+            .await
+            .map_err(|e| query_error(what, e))?
+            .into_rows_result()
+            .map_err(|e| StoreError::Backend(format!("{what}: expected rows: {e}")))?;
+        Ok((rows.rows_num() as u64).min(up_to))
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        // A read of the store's own keyspace at the configured consistency: it
+        // fails when the database cannot serve Chorus, not only when it is gone.
+        // A key no conversation has (the database refuses an empty one).
+        let _: Option<(Option<i64>,)> = self
+            .one_row(
+                "probing the database",
+                &self.st.select_last_seq,
+                ("probe:",),
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -471,3 +471,73 @@ async fn bad_options_are_refused() {
         }
     }
 }
+
+/// A claim whose message never landed (the write after it failed, or is still
+/// on its way): the next append of the same key writes the message at the
+/// claimed seq and answers with it, so an ack for it always has its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_without_its_message_is_completed_by_the_retry() -> TestResult {
+    in_fresh_keyspace("claim", |options| async move {
+        let store = ScyllaStore::connect(options.clone()).await?;
+        let ns = Namespace::new("claim");
+        let (a, b) = (ns.user(), ns.user());
+        let conv = dm(&a, &b);
+        let original = message(&ns, &conv, 7, &a, "lost write");
+        // What an append that died between its claim and its batch leaves.
+        let session = SessionBuilder::new()
+            .known_nodes(&options.contact_points)
+            .build()
+            .await?;
+        session
+            .query_unpaged(
+                format!(
+                    "INSERT INTO {}.dedup (conv, sender, client_id, seq, ts_ms) VALUES (?, ?, ?, ?, ?)",
+                    options.keyspace
+                ),
+                (&conv, &a, &original.id, 7i64, original.ts_ms as i64),
+            )
+            .await?;
+        assert!(store.history(&conv, query(None, None, 10)).await?.messages.is_empty());
+
+        let mut retry = original.clone();
+        retry.seq = 1_007;
+        retry.ts_ms += 500;
+        let outcome = store
+            .append(AppendBatch {
+                messages: vec![retry],
+                links: vec![],
+            })
+            .await?;
+        let hit = chorus_store::DedupHit {
+            seq: 7,
+            ts_ms: original.ts_ms,
+        };
+        assert_eq!(outcome.of(0), chorus_store::Appended::Duplicate(hit));
+        let page = store.history(&conv, query(None, None, 10)).await?;
+        assert_eq!(page.messages, vec![original.clone()], "stored once, at the claimed seq");
+        // Once more: nothing changes.
+        let mut third = original.clone();
+        third.seq = 2_007;
+        store
+            .append(AppendBatch {
+                messages: vec![third],
+                links: vec![],
+            })
+            .await?;
+        let page = store.history(&conv, query(None, None, 10)).await?;
+        assert_eq!(page.messages, vec![original]);
+        Ok(())
+    })
+    .await
+}
+
+/// A connected store answers its health probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reachable_database_passes_the_probe() -> TestResult {
+    in_fresh_keyspace("probe", |options| async move {
+        let store = ScyllaStore::connect(options).await?;
+        store.probe().await?;
+        Ok(())
+    })
+    .await
+}

@@ -260,4 +260,14 @@ pub enum Envelope {
         /// False when the batch carries `paid`/`system` items.
         ordinary: bool,
     },
+    /// The sender now owns `shard`, which the receiver owned before: answer
+    /// with [`Envelope::Reply`] `call` once the receiver no longer owns it and
+    /// none of its conversations of that shard runs any more (their writes are
+    /// settled), so that the new owner's seqs never overtake theirs.
+    HandoffQuery {
+        /// The shard.
+        shard: u32,
+        /// The caller's call number.
+        call: u64,
+    },
 }

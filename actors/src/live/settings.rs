@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chorus_store::RoomSettings;
-use ractor::ActorRef;
+use chorus_wire::ConvId;
 
 use super::LiveRoomMsg;
 use crate::region::ShardRegion;
@@ -37,11 +37,7 @@ pub(super) async fn load(region: &ShardRegion, room: &str) -> Result<RoomSetting
 
 /// Tries to load the room's settings again, backing off, until it succeeds and
 /// tells the room; stops when the returned guard is dropped.
-pub(super) fn retry(
-    room_ref: ActorRef<LiveRoomMsg>,
-    region: ShardRegion,
-    room: String,
-) -> crate::Ticker {
+pub(super) fn retry(region: ShardRegion, room: String) -> crate::Ticker {
     crate::Ticker(tokio::spawn(async move {
         let mut wait = SETTINGS_RETRY_FIRST;
         loop {
@@ -49,7 +45,12 @@ pub(super) fn retry(
             match load(&region, &room).await {
                 Ok(stored) => {
                     tracing::info!(room = %room, "loaded the live room's settings after a retry");
-                    let _ = room_ref.send_message(LiveRoomMsg::SettingsLoaded(stored));
+                    // Through the registry, which counts what it delivers (see
+                    // `region::registry`).
+                    region.tell_live_room(
+                        &ConvId::Live(room.clone()),
+                        LiveRoomMsg::SettingsLoaded(stored),
+                    );
                     return;
                 }
                 Err(why) => {

@@ -49,6 +49,7 @@ fn single_node_example_sets_every_section() {
         "heartbeat",
         "live",
         "limits",
+        "entities",
         "admin",
         "log",
     ] {

@@ -541,10 +541,29 @@ fn limits_values_must_be_positive() {
         "history_max",
         "max_group_members",
         "list_max",
+        "max_groups_per_user",
     ] {
         assert_one_problem(
             &format!("[limits]\n{key} = 0\n"),
             &format!("limits.{key}"),
+            &["at least 1"],
+        );
+    }
+}
+
+// [entities]
+
+#[test]
+fn entity_caps_must_be_positive() {
+    for key in [
+        "max_users",
+        "max_conversations",
+        "max_live_rooms",
+        "group_cache_members",
+    ] {
+        assert_one_problem(
+            &format!("[entities]\n{key} = 0\n"),
+            &format!("entities.{key}"),
             &["at least 1"],
         );
     }

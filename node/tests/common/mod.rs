@@ -38,14 +38,22 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 /// The store the suite runs against: `embedded` by default; with
 /// `CHORUS_TEST_BACKEND=scylla` a real Cassandra/ScyllaDB at `CHORUS_CASSANDRA`
 /// (default `127.0.0.1:9042`), in a fresh keyspace per node so tests never share
-/// conversations. `scripts/test` runs the end-to-end tests once per backend.
+/// conversations, at the consistency `CHORUS_TEST_CONSISTENCY` names (`one`,
+/// the default; `local_quorum`, the production setting, whose lightweight
+/// transactions run at `LOCAL_SERIAL`; `quorum`). `scripts/test` runs the
+/// end-to-end tests once per backend, and once more at `local_quorum`.
 pub fn use_backend_under_test(config: &mut Config) {
     if std::env::var("CHORUS_TEST_BACKEND").as_deref() == Ok("scylla") {
         let contact = std::env::var("CHORUS_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".into());
         config.storage.backend = chorus_config::StorageBackend::Scylla;
         config.storage.contact_points = vec![contact];
         config.storage.keyspace = format!("chorus_test_{:016x}", rand::random::<u64>());
-        config.storage.consistency = chorus_config::Consistency::One;
+        config.storage.consistency = match std::env::var("CHORUS_TEST_CONSISTENCY").as_deref() {
+            Ok("local_quorum") => chorus_config::Consistency::LocalQuorum,
+            Ok("quorum") => chorus_config::Consistency::Quorum,
+            Ok("one") | Err(_) => chorus_config::Consistency::One,
+            Ok(other) => panic!("CHORUS_TEST_CONSISTENCY={other}: one, local_quorum or quorum"),
+        };
         config.storage.replication_factor = 1;
     }
 }

@@ -27,7 +27,12 @@ pub async fn batch_with_many_conversations(store: &SharedStore, ns: &Namespace) 
         batch.links.push((peer.clone(), conv));
     }
     let written = batch.messages.clone();
-    store.append(batch).await?;
+    let outcome = store.append(batch).await?;
+    ensure_eq!(
+        outcome,
+        crate::AppendOutcome::all_stored(written.len()),
+        "outcome of a batch of new messages"
+    );
 
     for peer in &peers {
         let conv = dm(&sender, peer);

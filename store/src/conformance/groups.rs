@@ -145,3 +145,56 @@ pub async fn update_links_and_unlinks(store: &SharedStore, ns: &Namespace) -> Ch
     );
     Ok(())
 }
+
+/// `count_groups` counts the groups a user is linked to — not dms, not other
+/// users' groups — and stops at `up_to`; leaving a group lowers it.
+pub async fn count_groups_to_a_bound(store: &SharedStore, ns: &Namespace) -> CheckResult {
+    let (user, peer, other) = (ns.user(), ns.user(), ns.user());
+    ensure_eq!(
+        store.count_groups(&user, 10).await?,
+        0,
+        "a user in no group"
+    );
+    let mut gids = Vec::new();
+    for i in 0..5 {
+        let gid = ns.group_id();
+        let group = record(&gid, &format!("g{i}"), &user, &[&user, &peer]);
+        ensure!(store.create_group(&group).await?, "create {gid}");
+        gids.push(group);
+    }
+    let theirs = record(&ns.group_id(), "not theirs", &other, &[&other]);
+    ensure!(store.create_group(&theirs).await?, "create another's group");
+    // A dm is a conversation but not a group.
+    store
+        .append(crate::AppendBatch {
+            messages: vec![super::message(ns, &super::dm(&user, &peer), 1, &user, "hi")],
+            links: vec![
+                (user.clone(), super::dm(&user, &peer)),
+                (peer.clone(), super::dm(&user, &peer)),
+            ],
+        })
+        .await?;
+    ensure_eq!(store.count_groups(&user, 10).await?, 5, "five groups");
+    ensure_eq!(store.count_groups(&user, 5).await?, 5, "up to exactly five");
+    ensure_eq!(
+        store.count_groups(&user, 3).await?,
+        3,
+        "counting stops at 3"
+    );
+    ensure_eq!(store.count_groups(&user, 0).await?, 0, "counting to zero");
+    ensure_eq!(store.count_groups(&other, 10).await?, 1, "the other user");
+
+    let mut left = gids.remove(0);
+    left.members.retain(|m| *m != user);
+    left.owner = peer.clone();
+    store
+        .update_group(&left, &[], std::slice::from_ref(&user))
+        .await?;
+    ensure_eq!(store.count_groups(&user, 10).await?, 4, "after leaving one");
+    ensure_eq!(
+        store.count_groups(&peer, 10).await?,
+        5,
+        "the peer stays in five"
+    );
+    Ok(())
+}

@@ -110,3 +110,20 @@ pub(super) fn conversation_page(
     }
     Ok(ListSlice { items, more })
 }
+
+/// How many groups `user` is linked to, counting at most `up_to`: a scan of the
+/// user's links that start with `group:`, which stops at `up_to`.
+pub(super) fn count_groups(spaces: &Spaces, user: &str, up_to: u64) -> StoreResult<u64> {
+    check_id("user id", user)?;
+    let prefix = layout::pair(user, "group:");
+    let snapshot = spaces.snapshot();
+    let mut count = 0u64;
+    for guard in snapshot.prefix(spaces.get(Space::UserConvs), &prefix) {
+        if count >= up_to {
+            break;
+        }
+        guard.key().map_err(backend)?;
+        count += 1;
+    }
+    Ok(count)
+}

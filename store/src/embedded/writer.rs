@@ -22,11 +22,21 @@
 //! The batch is committed with `PersistMode::SyncAll`, which makes fjall fsync its
 //! journal *before* applying the batch to the memtables, so a write is neither
 //! acknowledged nor visible to readers until it is on disk.
+//!
+//! Dedup is insert-if-absent for the same reason: staging an append looks the
+//! message's idempotency key up (on the overlay, then the disk) and stores
+//! nothing for a key already in the window, so no two appends of one message
+//! both land, whatever order they reach the writer in.
+//!
+//! A failed commit or fsync is remembered in [`Health`] (fjall then refuses every
+//! later write: it poisons the database, and only a restart clears that); the
+//! store's `probe` reads it, and tries a one-key write to see whether a failure
+//! has passed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fjall::{Database, PersistMode};
@@ -35,7 +45,8 @@ use tokio::sync::oneshot;
 use super::layout::{self, Space, Spaces, check_id};
 use super::{EmbeddedOptions, backend, record, same_error};
 use crate::{
-    AppendBatch, DEDUP_WINDOW_MS, DedupHit, GroupRecord, RoomSettings, SeqBlock, StoreResult,
+    AppendBatch, AppendOutcome, Appended, DEDUP_WINDOW_MS, DedupHit, GroupRecord, RoomSettings,
+    SeqBlock, StoreError, StoreResult,
 };
 use chorus_wire::ConvId;
 
@@ -48,8 +59,8 @@ pub(super) enum Request {
     Append {
         /// What to write.
         batch: AppendBatch,
-        /// Answered once the batch is fsync'd.
-        reply: Reply<()>,
+        /// Answered once the batch is fsync'd, with what became of each message.
+        reply: Reply<AppendOutcome>,
     },
     /// Raise a read position.
     SetRead {
@@ -119,6 +130,36 @@ pub(super) enum Request {
         /// Answered after an fsync.
         reply: Reply<()>,
     },
+    /// Whether writes work: answered from [`Health`] at once while the last
+    /// write succeeded, else after a one-key write that tries again.
+    Probe {
+        /// Answered with the write's outcome.
+        reply: Reply<()>,
+    },
+}
+
+/// Whether the writer's last commit or fsync failed, and why; shared with the
+/// store handle, which reports it through `probe`.
+#[derive(Debug, Default)]
+pub(super) struct Health(Mutex<Option<String>>);
+
+impl Health {
+    /// The failure of the last write, if it failed.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn record(&self, outcome: &StoreResult<()>) {
+        let mut failure = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(()) => {
+                if failure.take().is_some() {
+                    tracing::info!("the embedded store writes again");
+                }
+            }
+            Err(e) => *failure = Some(e.to_string()),
+        }
+    }
 }
 
 /// Counts behind [`super::CommitStats`], shared with the store handle.
@@ -130,6 +171,8 @@ pub(super) struct Counters {
     pub(super) groups: AtomicU64,
     /// Requests answered through a committed group.
     pub(super) requests: AtomicU64,
+    /// The outcome of the last write.
+    pub(super) health: Health,
 }
 
 /// The writer thread's state.
@@ -271,6 +314,15 @@ impl Writer {
                     flush = true;
                     staging.apply(reply, &mut done, |_| Ok(()));
                 }
+                Request::Probe { reply } => {
+                    if self.counters.health.failure().is_some() {
+                        // Something to write, so the commit tries the disk again.
+                        flush = true;
+                        staging.delete(Space::ConvMeta, PROBE_KEY.to_vec());
+                        staging.commit_op();
+                    }
+                    staging.apply(reply, &mut done, |_| Ok(()));
+                }
             }
         }
 
@@ -301,6 +353,7 @@ impl Writer {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, requests, "store group commit failed");
         }
+        self.counters.health.record(&outcome);
 
         self.counters.groups.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -481,6 +534,14 @@ impl<'a> Staging<'a> {
             .collect()
     }
 
+    /// Moves the current request's writes into the group without a reply (for
+    /// writes the writer makes of its own accord).
+    fn commit_op(&mut self) {
+        for (space, writes) in self.op.drain() {
+            self.group.entry(space).or_default().extend(writes);
+        }
+    }
+
     fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
         self.op.entry(space).or_default().insert(key, Some(value));
     }
@@ -490,18 +551,46 @@ impl<'a> Staging<'a> {
     }
 }
 
-fn stage_append(s: &mut Staging<'_>, batch: &AppendBatch) -> StoreResult<()> {
+/// A key no conversation id can be (ids never hold NUL): the probe's write.
+const PROBE_KEY: &[u8] = b"\0probe";
+
+/// The idempotency entry of `key` if one is in the window of a message
+/// accepted at `ts_ms`. An entry that does not decode is replaced rather than
+/// trusted, so one damaged record cannot make a message unstorable.
+fn dedup_in_window(s: &Staging<'_>, key: &[u8], ts_ms: u64) -> StoreResult<Option<DedupHit>> {
+    let Some(value) = s.get(Space::Dedup, key)? else {
+        return Ok(None);
+    };
+    match record::decode_dedup(&value) {
+        Ok(hit) if ts_ms.saturating_sub(hit.ts_ms) <= DEDUP_WINDOW_MS => Ok(Some(hit)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "replacing an undecodable dedup entry");
+            Ok(None)
+        }
+    }
+}
+
+fn stage_append(s: &mut Staging<'_>, batch: &AppendBatch) -> StoreResult<AppendOutcome> {
     let mut tops: HashMap<&str, u64> = HashMap::new();
+    let mut outcome = AppendOutcome::default();
     for m in &batch.messages {
         check_id("conversation id", &m.conv)?;
         check_id("sender", &m.from)?;
         check_id("client message id", &m.id)?;
+        let dedup_key = layout::dedup(&m.conv, &m.from, &m.id);
+        // Insert-if-absent: the overlay holds this group's earlier appends, so a
+        // retry in the same group is caught as well as one on disk.
+        if let Some(first) = dedup_in_window(s, &dedup_key, m.ts_ms)? {
+            outcome.messages.push(Appended::Duplicate(first));
+            continue;
+        }
+        outcome.messages.push(Appended::Stored);
         s.put(
             Space::Messages,
             layout::message(&m.conv, m.seq),
             record::encode_message(m)?,
         );
-        let dedup_key = layout::dedup(&m.conv, &m.from, &m.id);
         s.put(
             Space::DedupByTime,
             layout::dedup_by_time(m.ts_ms, &dedup_key),
@@ -529,7 +618,7 @@ fn stage_append(s: &mut Staging<'_>, batch: &AppendBatch) -> StoreResult<()> {
     for (user, conv) in &batch.links {
         stage_link(s, user, conv)?;
     }
-    Ok(())
+    Ok(outcome)
 }
 
 fn stage_link(s: &mut Staging<'_>, user: &str, conv: &str) -> StoreResult<()> {
@@ -606,7 +695,7 @@ fn stage_allocate(s: &mut Staging<'_>, conv: &str, size: u64) -> StoreResult<Seq
     let start = next.max(last.saturating_add(1)).max(1);
     let end = start
         .checked_add(size)
-        .ok_or_else(|| crate::StoreError::Backend(format!("seq space of {conv} exhausted")))?;
+        .ok_or_else(|| StoreError::Backend(format!("seq space of {conv} exhausted")))?;
     s.put(
         Space::SeqAlloc,
         conv.as_bytes().to_vec(),

@@ -22,8 +22,14 @@ pub(super) struct Statements {
     pub(super) insert_bucket: PreparedStatement,
     /// `(timestamp = last_seq, last_seq, conv)`.
     pub(super) raise_last_seq: PreparedStatement,
-    /// `(conv, sender, client_id, seq, ts_ms, ttl)`.
-    pub(super) insert_dedup: PreparedStatement,
+    /// `(conv, sender, client_id, seq, ts_ms, ttl) IF NOT EXISTS`.
+    pub(super) claim_dedup: PreparedStatement,
+    /// `(ttl, seq, ts_ms, conv, sender, client_id) IF ts_ms = (expected)`.
+    pub(super) replace_dedup: PreparedStatement,
+    /// `(conv, bucket, seq)` → `id`.
+    pub(super) select_message_id: PreparedStatement,
+    /// `(user_id, lowest conv, conv bound, limit)` → `conv`.
+    pub(super) select_group_links: PreparedStatement,
     /// `(user_id, conv)`.
     pub(super) insert_link: PreparedStatement,
     /// `(user_id, conv)`.
@@ -85,10 +91,25 @@ impl Statements {
             raise_last_seq: p
                 .write("UPDATE {ks}.conv_meta USING TIMESTAMP ? SET last_seq = ? WHERE conv = ?")
                 .await?,
-            insert_dedup: p
-                .write(
+            claim_dedup: p
+                .lwt(
                     "INSERT INTO {ks}.dedup (conv, sender, client_id, seq, ts_ms) \
-                     VALUES (?, ?, ?, ?, ?) USING TTL ?",
+                     VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+                )
+                .await?,
+            replace_dedup: p
+                .lwt(
+                    "UPDATE {ks}.dedup USING TTL ? SET seq = ?, ts_ms = ? \
+                     WHERE conv = ? AND sender = ? AND client_id = ? IF ts_ms = ?",
+                )
+                .await?,
+            select_message_id: p
+                .read("SELECT id FROM {ks}.messages WHERE conv = ? AND bucket = ? AND seq = ?")
+                .await?,
+            select_group_links: p
+                .read(
+                    "SELECT conv FROM {ks}.user_convs \
+                     WHERE user_id = ? AND conv >= ? AND conv < ? LIMIT ?",
                 )
                 .await?,
             insert_link: p

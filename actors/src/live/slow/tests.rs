@@ -311,7 +311,10 @@ impl Flaky {
 
 #[async_trait::async_trait]
 impl MessageStore for Flaky {
-    async fn append(&self, batch: chorus_store::AppendBatch) -> chorus_store::StoreResult<()> {
+    async fn append(
+        &self,
+        batch: chorus_store::AppendBatch,
+    ) -> chorus_store::StoreResult<chorus_store::AppendOutcome> {
         self.inner.append(batch).await
     }
     async fn history(
@@ -391,6 +394,12 @@ impl MessageStore for Flaky {
             SettingsReads::Fail => Err(chorus_store::StoreError::Unavailable("down".into())),
             SettingsReads::Hang => std::future::pending().await,
         }
+    }
+    async fn count_groups(&self, user: &str, up_to: u64) -> chorus_store::StoreResult<u64> {
+        self.inner.count_groups(user, up_to).await
+    }
+    async fn probe(&self) -> chorus_store::StoreResult<()> {
+        self.inner.probe().await
     }
 }
 
