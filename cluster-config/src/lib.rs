@@ -16,7 +16,9 @@
 //! - `heartbeat`: `[heartbeat]` interval bounds and the idle-timeout rule.
 //! - `live`: `[live]` danmaku batching and rate limits.
 //! - `limits`: `[limits]` frame, body, queue and page sizes.
-//! - `admin`: `[admin]` the operator API token.
+//! - `connections`: `[connections]` admission caps: in all, per address, per user.
+//! - `tls`: `[tls]` certificate, key, cluster CA, and which listeners use them.
+//! - `admin`: `[admin]` the operator API token, timeouts and connection cap.
 //! - `log`: `[log]` format and level.
 //!
 //! And beside them: `overrides` (command-line values), `error` ([`ConfigError`],
@@ -26,6 +28,7 @@
 mod admin;
 mod auth;
 mod cluster;
+mod connections;
 mod error;
 mod heartbeat;
 mod limits;
@@ -37,6 +40,7 @@ mod overrides;
 mod rules;
 mod secret;
 mod storage;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +52,7 @@ use serde::Deserialize;
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, AuthMode, MIN_SECRET_LEN};
 pub use cluster::{ClusterConfig, DEV_COOKIE};
+pub use connections::{ConnectionsConfig, IpBlock, canonical as canonical_ip};
 pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
 pub use limits::{LimitsConfig, MAX_FRAME_CEILING, MIN_FRAME};
@@ -58,6 +63,7 @@ pub use moderation::{ModerationConfig, ModerationMode};
 pub use overrides::Overrides;
 pub use secret::Secret;
 pub use storage::{Consistency, StorageBackend, StorageConfig};
+pub use tls::TlsConfig;
 
 use error::Problems;
 use rules::{is_loopback, parse_listen};
@@ -85,6 +91,10 @@ pub struct Config {
     pub live: LiveConfig,
     /// `[limits]`: per-connection limits.
     pub limits: LimitsConfig,
+    /// `[connections]`: how many client connections are admitted.
+    pub connections: ConnectionsConfig,
+    /// `[tls]`: certificates and the listeners that speak TLS.
+    pub tls: TlsConfig,
     /// `[admin]`: the operator API.
     pub admin: AdminConfig,
     /// `[log]`: log output.
@@ -134,6 +144,8 @@ impl Config {
         self.heartbeat.check(&mut problems);
         self.live.check(&mut problems);
         self.limits.check(&mut problems);
+        self.connections.check(&mut problems);
+        self.tls.check(&mut problems);
         self.admin.check(&mut problems);
         self.log.check(&mut problems);
         self.check_across_sections(&mut problems);
@@ -175,6 +187,14 @@ impl Config {
                     ),
                 );
             }
+        }
+
+        if self.tls.on_cluster() && self.cluster.is_clustered() && self.tls.ca.is_none() {
+            problems.push(
+                "tls.ca",
+                "is required while the cluster transport runs over TLS (tls.cluster = true): \
+                 the CA whose certificates the other nodes must present; or set tls.cluster = false",
+            );
         }
 
         let multi_node =

@@ -49,6 +49,8 @@ fn single_node_example_sets_every_section() {
         "heartbeat",
         "live",
         "limits",
+        "connections",
+        "tls",
         "admin",
         "log",
     ] {
