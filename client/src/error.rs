@@ -12,6 +12,11 @@ pub enum ClientError {
     /// A socket error while connecting, reading or writing.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A `tls://` or `wss://` connection could not be secured: the roots could not
+    /// be loaded, or the node's certificate was refused (an untrusted issuer, a
+    /// name that is not the host dialed, expired).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The WebSocket handshake or a WebSocket read or write failed.
     #[error("websocket: {0}")]
     WebSocket(String),

@@ -7,6 +7,8 @@
 //! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
 //! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
 //! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
+//! - [`drain`]: leaving the cluster: `goaway`, shards handed off, exit.
+//! - [`tls`]: certificates from `[tls]`, reloadable, for every listener.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 
 pub mod admin;
@@ -18,5 +20,6 @@ pub mod drain;
 pub mod gateway;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use server::{BoundAddrs, Node, StartError};

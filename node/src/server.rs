@@ -5,10 +5,12 @@
 //! Node
 //! ├── store (embedded: fjall, group commit)
 //! ├── ShardRegion ── EntitySupervisor ── User / Conversation
-//! ├── gateway::tcp ── connection tasks (Session)
-//! ├── gateway::ws  ── connection tasks (Session)
+//! ├── tls (with [tls]: certificates, reloaded on SIGHUP or POST /admin/tls/reload)
+//! ├── gateway::admission (connection caps of both client listeners)
+//! ├── gateway::tcp ── connection tasks (Session)    tcp:// or tls://
+//! ├── gateway::ws  ── connection tasks (Session)    ws:// or wss://
 //! ├── cluster (with seeds or `cluster.enabled`: gossip, transport, placement)
-//! └── admin (HTTP: /healthz, /metrics, /admin/*)
+//! └── admin (HTTP or HTTPS: /healthz, /metrics, /admin/*)
 //! ```
 //!
 //! Shutdown (SIGTERM in the binary): stop accepting, close every connection,
@@ -35,8 +37,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
 use crate::auth::Authenticator;
 use crate::cluster::runtime::ClusterRuntime;
-use crate::drain::Drain;
+use crate::drain::{ClientSchemes, Drain};
+use crate::gateway::admission::Admission;
 use crate::gateway::{self, GatewayContext};
+use crate::tls::{NodeTls, TlsError, TlsReport};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,9 @@ pub enum StartError {
     /// The cluster layer could not start.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The `[tls]` files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The addresses a started node actually listens on (ports resolved).
@@ -83,6 +90,7 @@ pub struct Node {
     store: Arc<dyn MessageStore>,
     cluster: Option<Arc<ClusterRuntime>>,
     drain: Arc<Drain>,
+    tls: Option<NodeTls>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -109,6 +117,8 @@ impl Node {
             .map_err(|e| StartError::Config(e.to_string()))?;
         let auth = Authenticator::from_config(&config.auth)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let tls = NodeTls::from_config(&config.tls)?;
+        let for_listener = |on: bool| tls.clone().filter(|_| on);
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {
@@ -199,10 +209,23 @@ impl Node {
         };
 
         let shutdown = CancellationToken::new();
+        let readiness = Readiness::new();
         let drain = Arc::new(Drain::new(
             region.clone(),
             cluster.clone(),
-            config.listen.ws_path.clone(),
+            ClientSchemes::new(
+                config.tls.on_tcp(),
+                config.tls.on_ws(),
+                config.listen.ws_path.clone(),
+            ),
+            readiness.clone(),
+        ));
+        let connections = &config.connections;
+        let admission = Arc::new(Admission::new(
+            connection_cap(connections.max_total),
+            connections.max_per_ip,
+            connections.exempt_blocks(),
+            connections.max_sessions_per_user,
         ));
         let ctx = Arc::new(GatewayContext::new(
             region.clone(),
@@ -213,10 +236,11 @@ impl Node {
             config.heartbeat,
             config.limits.outbound_queue as usize,
             shutdown.clone(),
+            admission,
+            drain.clone(),
         ));
 
         let metrics = crate::telemetry::install_metrics();
-        let readiness = Readiness::new();
         let backend = Arc::new(NodeAdmin {
             region: region.clone(),
             addrs,
@@ -224,6 +248,7 @@ impl Node {
             cluster: cluster.clone(),
             drain: drain.clone(),
             auth: config.auth.clone(),
+            tls: tls.clone(),
         });
         let admin_state = AdminState::new(
             readiness.clone(),
@@ -233,18 +258,28 @@ impl Node {
         );
 
         let mut tasks = JoinSet::new();
-        tasks.spawn(gateway::tcp::run(tcp, ctx.clone()));
+        tasks.spawn(gateway::tcp::run(
+            tcp,
+            ctx.clone(),
+            for_listener(config.tls.on_tcp()),
+        ));
         tasks.spawn(gateway::ws::run(
             ws,
             ctx.clone(),
             config.listen.ws_path.clone(),
+            for_listener(config.tls.on_ws()),
         ));
         let admin_shutdown = shutdown.clone();
+        let admin_listen = crate::admin::listener::AdminListen::from_config(
+            &config.admin,
+            for_listener(config.tls.on_admin()),
+        );
         tasks.spawn(async move {
-            if let Err(e) = crate::admin::serve_admin(admin, admin_state, async move {
-                admin_shutdown.cancelled().await
-            })
-            .await
+            if let Err(e) =
+                crate::admin::serve_admin_with(admin, admin_state, admin_listen, async move {
+                    admin_shutdown.cancelled().await
+                })
+                .await
             {
                 tracing::error!(error = %e, "admin listener failed");
             }
@@ -257,9 +292,16 @@ impl Node {
             store,
             cluster,
             drain,
+            tls,
             shutdown,
             tasks,
         })
+    }
+
+    /// Reads the `[tls]` files again for new handshakes (SIGHUP does this); on
+    /// failure the certificates in use stay. `Ok(None)` without `[tls]`.
+    pub fn reload_tls(&self) -> Result<Option<TlsReport>, TlsError> {
+        self.tls.as_ref().map(NodeTls::reload).transpose()
     }
 
     /// Completes when the node asks to be stopped: a drain finished. The binary
@@ -310,6 +352,34 @@ impl Node {
 /// of clients must not meet the default backlog of 128 and its SYN retries.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// File descriptors kept for everything but client connections: the store's
+/// files, peers, the admin listener, the process itself.
+const RESERVED_FDS: u64 = 1024;
+
+/// `connections.max_total`, lowered to what the open-file limit allows once it is
+/// raised to its hard limit: a node out of descriptors fails its store and its
+/// peers, not only the connection that was one too many.
+fn connection_cap(configured: u32) -> usize {
+    let configured = u64::from(configured);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; connections.max_total applies as set");
+            return usize::try_from(configured).unwrap_or(usize::MAX);
+        }
+    };
+    let room = limit.saturating_sub(RESERVED_FDS).max(1);
+    if room < configured {
+        tracing::warn!(
+            configured,
+            open_file_limit = limit,
+            cap = room,
+            "connections.max_total is above what the open-file limit allows; lowered"
+        );
+    }
+    usize::try_from(configured.min(room)).unwrap_or(usize::MAX)
+}
+
 fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -329,6 +399,7 @@ struct NodeAdmin {
     cluster: Option<Arc<ClusterRuntime>>,
     drain: Arc<Drain>,
     auth: chorus_config::AuthConfig,
+    tls: Option<NodeTls>,
 }
 
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
@@ -425,6 +496,32 @@ impl AdminBackend for NodeAdmin {
                 "allowed": report.allowed,
                 "memory_bytes": report.memory_bytes,
                 "build_ms": report.build_time.as_millis() as u64,
+            }))
+        })
+    }
+
+    fn tls_reload(&self) -> AdminFuture<'_> {
+        let node = self.region.settings().node_id.clone();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let Some(tls) = tls else {
+                return Err(AdminError::BadRequest(
+                    "no [tls] certificate is configured".into(),
+                ));
+            };
+            let report = tokio::task::spawn_blocking(move || tls.reload())
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    AdminError::BadRequest(format!(
+                        "the certificates in use stay; the new ones did not load: {e}"
+                    ))
+                })?;
+            Ok(json!({
+                "node": node,
+                "chain": report.chain,
+                "ca_certs": report.ca_certs,
+                "generation": report.generation,
             }))
         })
     }

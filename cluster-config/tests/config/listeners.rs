@@ -67,8 +67,8 @@ fn exempt_blocks_parse_and_name_the_bad_entry() {
 
 #[test]
 fn ip_blocks_contain_what_they_should() {
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let block = IpBlock::parse("10.1.2.3/16").unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().expect("parses");
+    let block = IpBlock::parse("10.1.2.3/16").expect("parses");
     assert_eq!(block.addr, ip("10.1.0.0"));
     assert!(block.contains(ip("10.1.255.255")));
     assert!(!block.contains(ip("10.2.0.0")));
@@ -76,13 +76,13 @@ fn ip_blocks_contain_what_they_should() {
         block.contains(ip("::ffff:10.1.9.9")),
         "IPv4-mapped counts as IPv4"
     );
-    let v6 = IpBlock::parse("2001:db8::/32").unwrap();
+    let v6 = IpBlock::parse("2001:db8::/32").expect("parses");
     assert!(v6.contains(ip("2001:db8:ffff::1")));
     assert!(!v6.contains(ip("2001:db9::1")));
     assert!(!v6.contains(ip("10.1.0.0")));
-    let all = IpBlock::parse("0.0.0.0/0").unwrap();
+    let all = IpBlock::parse("0.0.0.0/0").expect("parses");
     assert!(all.contains(ip("203.0.113.9")));
-    let one = IpBlock::parse("192.0.2.7").unwrap();
+    let one = IpBlock::parse("192.0.2.7").expect("parses");
     assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
 }
 
@@ -108,6 +108,6 @@ fn tls_needs_both_files_and_a_ca_for_the_cluster() {
     );
     assert!(problems(&format!("{clustered}{tls}ca = \"ca.pem\"\n")).is_empty());
     assert!(problems(&format!("{clustered}{tls}cluster = false\n")).is_empty());
-    let config = Config::from_toml_str(&format!("{tls}ws = false\n")).unwrap();
+    let config = Config::from_toml_str(&format!("{tls}ws = false\n")).expect("parses");
     assert!(config.tls.on_tcp() && !config.tls.on_ws() && config.tls.on_admin());
 }
