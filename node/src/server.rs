@@ -200,7 +200,12 @@ impl Node {
                 gossip: listen.gossip,
                 cluster: listen.cluster,
             };
-            let runtime = ClusterRuntime::start(&config, &bound, region.clone())
+            let runtime = ClusterRuntime::start(
+                &config,
+                &bound,
+                region.clone(),
+                for_listener(config.tls.on_cluster()),
+            )
                 .await
                 .map_err(StartError::Cluster)?;
             Some(Arc::new(runtime))
