@@ -307,7 +307,9 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
 fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, CtlError> {
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
     let roots = match ca {
-        Some(path) => crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?,
+        Some(path) => {
+            crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?
+        }
         None => {
             let mut roots = RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
@@ -325,7 +327,9 @@ fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnec
         .map_err(|e| CtlError::Failed(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// One command's context.
@@ -706,7 +710,10 @@ impl Ctl {
     }
 
     async fn tls_reload(&self) -> Result<Outcome, CtlError> {
-        let answer = self.client.post(&self.admin, "/admin/tls/reload", None).await?;
+        let answer = self
+            .client
+            .post(&self.admin, "/admin/tls/reload", None)
+            .await?;
         Ok(if self.json {
             Outcome::json(&answer)
         } else {

@@ -158,7 +158,13 @@ impl Drain {
     }
 
     /// Starts draining (once); returns false if a drain had already started.
-    pub fn start(self: &Arc<Self>) -> bool {
+    /// The other nodes' addresses are looked up first, so that the very first
+    /// `goaway` names them.
+    pub async fn start(self: &Arc<Self>) -> bool {
+        if self.is_draining() {
+            return false;
+        }
+        self.refresh_nodes().await;
         if self
             .state
             .compare_exchange(SERVING, DRAINING, Ordering::AcqRel, Ordering::Relaxed)
@@ -176,8 +182,8 @@ impl Drain {
         tracing::info!("draining: handing shards off");
         metrics::gauge!("chorus_draining").set(1.0);
         // Clients that say hello during the propagation are sent to the nodes that
-        // serve now; the list is looked at again once the others have seen the change.
-        self.refresh_nodes().await;
+        // served at the start; the list is looked at again once the others have
+        // seen the change.
         if let Some(cluster) = &self.cluster {
             cluster.set_status(MemberStatus::Draining).await;
             tokio::time::sleep(PROPAGATION).await;

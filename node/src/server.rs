@@ -206,8 +206,8 @@ impl Node {
                 region.clone(),
                 for_listener(config.tls.on_cluster()),
             )
-                .await
-                .map_err(StartError::Cluster)?;
+            .await
+            .map_err(StartError::Cluster)?;
             Some(Arc::new(runtime))
         } else {
             None
@@ -638,13 +638,14 @@ impl AdminBackend for NodeAdmin {
     }
 
     fn drain(&self) -> AdminFuture<'_> {
-        let started = self.drain.start();
-        let body = json!({
-            "node": self.region.settings().node_id,
-            "status": self.drain.status(),
-            "started": started,
-        });
-        Box::pin(std::future::ready(Ok(body)))
+        Box::pin(async move {
+            let started = self.drain.start().await;
+            Ok(json!({
+                "node": self.region.settings().node_id,
+                "status": self.drain.status(),
+                "started": started,
+            }))
+        })
     }
 
     fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {

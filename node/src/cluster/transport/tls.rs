@@ -42,7 +42,9 @@ const MAX_PENDING: usize = 64;
 /// Where ractor_cluster's own listener goes in TLS mode, and how it is sealed:
 /// loopback (of the family of `listen`), port 0, and an acceptor that has no
 /// certificate to offer, so every handshake on it fails.
-pub(super) fn sealed_listener(listen: SocketAddr) -> Result<(IpAddr, IncomingEncryptionMode), String> {
+pub(super) fn sealed_listener(
+    listen: SocketAddr,
+) -> Result<(IpAddr, IncomingEncryptionMode), String> {
     let loopback = if listen.is_ipv4() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -106,7 +108,9 @@ pub(super) async fn serve(
                 let Ok(local_addr) = stream.local_addr() else {
                     return;
                 };
-                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                    .await
+                {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         failed("refused");
