@@ -179,6 +179,7 @@ pub(crate) async fn establish(
             Some(ServerFrame::Error { code, message, .. }) => {
                 Err(ClientError::Server { code, message })
             }
+            Some(ServerFrame::Goaway { nodes, .. }) => Err(ClientError::Goaway { nodes }),
             Some(other) => Err(ClientError::Protocol(format!(
                 "expected welcome, got {}",
                 other.type_name()

@@ -46,6 +46,13 @@ pub enum ClientError {
         /// When trying again makes sense, for `rate_limited`.
         retry_after_ms: Option<u64>,
     },
+    /// The node answered `hello` with `goaway`: it is draining. The connection
+    /// goes on to one of `nodes` (tried first) or the configured endpoints.
+    #[error("the node is draining; try {nodes:?}")]
+    Goaway {
+        /// Client addresses of other nodes, from the `goaway`.
+        nodes: Vec<String>,
+    },
     /// No answer within [`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout).
     #[error("no answer within the request timeout")]
     Timeout,

@@ -514,6 +514,18 @@ async fn a_hello_during_a_drain_gets_goaway_and_healthz_says_draining() {
     };
     goaway(Some(ServerFrame::from_json(text.as_str()).unwrap()));
 
+    // The SDK takes a goaway to its hello as "go elsewhere", not as a failure of
+    // the node: with nowhere else to go, connecting fails with the goaway.
+    let cfg = chorus_client::ClientConfig::new(
+        node.node.addrs().tcp.to_string(),
+        chorus_client::Transport::Tcp,
+        "sdk",
+    );
+    match chorus_client::Client::connect(cfg).await {
+        Err(chorus_client::ClientError::Goaway { nodes }) => assert!(nodes.is_empty()),
+        other => panic!("expected the goaway, got {:?}", other.map(|_| ())),
+    }
+
     // The session that was there before the drain got its goaway too.
     let frame = before
         .recv_until(|f| matches!(f, ServerFrame::Goaway { .. }))
