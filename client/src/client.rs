@@ -117,7 +117,12 @@ impl Client {
         let mut endpoints = Endpoints::new(cfg.endpoints.clone(), cfg.transport);
         let mut last_error = None;
         let mut established = None;
-        for _ in 0..endpoints.len() {
+        let mut remaining = endpoints.len();
+        // One goaway's nodes are followed; a second draining node does not
+        // extend the pass again.
+        let mut followed_goaway = false;
+        while remaining > 0 {
+            remaining -= 1;
             let endpoint = endpoints.next();
             match establish(&endpoint, &cfg).await {
                 Ok(ok) => {
@@ -125,6 +130,16 @@ impl Client {
                     break;
                 }
                 Err(e @ ClientError::Server { .. }) => return Err(e),
+                Err(ClientError::Goaway { nodes }) => {
+                    tracing::debug!(%endpoint, ?nodes, "draining node; trying the nodes it names");
+                    if !followed_goaway {
+                        followed_goaway = true;
+                        let before = endpoints.len();
+                        endpoints.prefer(&nodes);
+                        remaining += endpoints.len().saturating_sub(before);
+                    }
+                    last_error = Some(ClientError::Goaway { nodes });
+                }
                 Err(e) => {
                     tracing::debug!(%endpoint, error = %e, "connect failed");
                     last_error = Some(e);

@@ -9,6 +9,7 @@ use chorus_wire::limits::MAX_FRAME_CEILING;
 
 use crate::error::ClientError;
 use crate::heartbeat::AdaptiveHeartbeat;
+use crate::tls::{TlsCache, TlsRoots};
 
 /// Default for [`ClientConfig::request_timeout`].
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,8 +54,10 @@ impl Transport {
 /// Build it with [`ClientConfig::new`] and change the public fields as needed.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Node addresses, `host:port`, tried round-robin. For the WebSocket transports
-    /// the SDK connects to `ws://host:port/ws`; a full `ws://` URL is used as given.
+    /// Node addresses, tried round-robin: `host:port` or `tcp://host:port` (TCP in
+    /// the clear), `tls://host:port` (TCP over TLS). For the WebSocket transports
+    /// `host:port` means `ws://host:port/ws`; a full `ws://` or `wss://` URL is
+    /// used as given.
     pub endpoints: Vec<String>,
     /// Socket and encoding.
     pub transport: Transport,
@@ -88,6 +91,11 @@ pub struct ClientConfig {
     pub resume: HashMap<String, u64>,
     /// Largest frame accepted from the node, in bytes.
     pub max_frame: u32,
+    /// What the certificates of `tls://` and `wss://` endpoints must chain to.
+    /// Default: the operating system's trust store.
+    pub tls: TlsRoots,
+    /// The rustls configuration built from `tls`, shared by clones of this config.
+    pub(crate) tls_cache: TlsCache,
 }
 
 impl ClientConfig {
@@ -111,6 +119,8 @@ impl ClientConfig {
             resync: true,
             resume: HashMap::new(),
             max_frame: DEFAULT_MAX_FRAME,
+            tls: TlsRoots::System,
+            tls_cache: TlsCache::default(),
         }
     }
 

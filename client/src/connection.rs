@@ -1,25 +1,29 @@
-//! One connection to a node — TCP or WebSocket framing and the `hello`/`welcome`
-//! handshake — and where and when to connect again: endpoint rotation and backoff.
+//! One connection to a node — TCP or WebSocket framing, over TLS for `tls://` and
+//! `wss://` endpoints, and the `hello`/`welcome` handshake — and where and when
+//! to connect again: endpoint rotation and backoff.
 //!
 //! A [`Connection`] moves whole frames: [`Connection::recv`] is cancel-safe (no bytes
 //! are lost when a `select!` drops it), so the connection task can wait on the socket,
 //! its commands and its timers at once.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::client::Welcome;
 use crate::config::{ClientConfig, Transport};
 use crate::error::ClientError;
+use crate::tls::server_name;
 
 /// How long a graceful close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -28,13 +32,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) enum Connection {
     /// Length-prefixed bincode frames.
     Tcp {
-        stream: TcpStream,
+        stream: Stream,
         /// Holds a partial frame between reads, so `recv` can be cancelled safely.
         decoder: TcpDecoder,
     },
     /// One frame per WebSocket message.
     Ws {
-        ws: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+        ws: Box<WebSocketStream<Stream>>,
         /// The encoding of our `hello`, which the node answers in.
         encoding: Encoding,
         max_frame: u32,
@@ -42,32 +46,35 @@ pub(crate) enum Connection {
 }
 
 impl Connection {
-    /// Opens the socket (and the WebSocket handshake); no frame is sent yet.
-    pub(crate) async fn open(
-        endpoint: &str,
-        transport: Transport,
-        max_frame: u32,
-    ) -> Result<Self, ClientError> {
-        if transport.is_websocket() {
+    /// Opens the socket (with its TLS handshake for `tls://` and `wss://`, and the
+    /// WebSocket handshake); no frame is sent yet.
+    pub(crate) async fn open(endpoint: &str, cfg: &ClientConfig) -> Result<Self, ClientError> {
+        let max_frame = cfg.max_frame;
+        if cfg.transport.is_websocket() {
+            let url = ws_url(endpoint);
+            let (secure, rest) = match url.strip_prefix("wss://") {
+                Some(rest) => (true, rest),
+                None => (false, url.strip_prefix("ws://").unwrap_or(&url)),
+            };
+            let host_port = rest.split('/').next().unwrap_or(rest);
+            let stream = Stream::connect(host_port, secure, cfg).await?;
             let limit = usize::try_from(max_frame).unwrap_or(usize::MAX);
             let config = WebSocketConfig::default()
                 .max_message_size(Some(limit))
                 .max_frame_size(Some(limit));
             let (ws, _response) =
-                tokio_tungstenite::connect_async_with_config(ws_url(endpoint), Some(config), true)
+                tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
                     .await
                     .map_err(ws_error)?;
             Ok(Self::Ws {
                 ws: Box::new(ws),
-                encoding: transport.encoding(),
+                encoding: cfg.transport.encoding(),
                 max_frame,
             })
         } else {
-            let stream = TcpStream::connect(tcp_addr(endpoint)).await?;
-            // Frames are small and latency matters more than packet count.
-            stream.set_nodelay(true)?;
+            let (secure, host_port) = tcp_addr(endpoint);
             Ok(Self::Tcp {
-                stream,
+                stream: Stream::connect(host_port, secure, cfg).await?,
                 decoder: TcpDecoder::new(max_frame),
             })
         }
@@ -143,7 +150,7 @@ pub(crate) async fn establish(
     cfg: &ClientConfig,
 ) -> Result<(Connection, Welcome), ClientError> {
     let handshake = async {
-        let mut conn = Connection::open(endpoint, cfg.transport, cfg.max_frame).await?;
+        let mut conn = Connection::open(endpoint, cfg).await?;
         let hello = ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
             token: cfg.token.clone(),
@@ -172,6 +179,7 @@ pub(crate) async fn establish(
             Some(ServerFrame::Error { code, message, .. }) => {
                 Err(ClientError::Server { code, message })
             }
+            Some(ServerFrame::Goaway { nodes, .. }) => Err(ClientError::Goaway { nodes }),
             Some(other) => Err(ClientError::Protocol(format!(
                 "expected welcome, got {}",
                 other.type_name()
@@ -184,6 +192,78 @@ pub(crate) async fn establish(
         .map_err(|_| ClientError::Timeout)?
 }
 
+/// A socket to a node, in the clear or under TLS.
+pub(crate) enum Stream {
+    /// `tcp://`, `ws://`.
+    Plain(TcpStream),
+    /// `tls://`, `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Connects to `host_port`; with `secure`, completes a TLS handshake whose
+    /// certificate must chain to `cfg.tls` and name the host.
+    async fn connect(
+        host_port: &str,
+        secure: bool,
+        cfg: &ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let tcp = TcpStream::connect(host_port).await?;
+        // Frames are small and latency matters more than packet count.
+        tcp.set_nodelay(true)?;
+        if !secure {
+            return Ok(Self::Plain(tcp));
+        }
+        let connector = cfg.tls_cache.connector(&cfg.tls)?;
+        let name = server_name(host_port)?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ClientError::Tls(format!("TLS handshake with {host_port} failed: {e}")))?;
+        Ok(Self::Tls(Box::new(tls)))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The WebSocket URL of an endpoint: a `ws://`/`wss://` URL as given, else
 /// `ws://<host:port>/ws`.
 pub(crate) fn ws_url(endpoint: &str) -> String {
@@ -194,8 +274,12 @@ pub(crate) fn ws_url(endpoint: &str) -> String {
     }
 }
 
-fn tcp_addr(endpoint: &str) -> &str {
-    endpoint.strip_prefix("tcp://").unwrap_or(endpoint)
+/// Whether a TCP endpoint is `tls://`, and its `host:port`.
+fn tcp_addr(endpoint: &str) -> (bool, &str) {
+    match endpoint.strip_prefix("tls://") {
+        Some(rest) => (true, rest),
+        None => (false, endpoint.strip_prefix("tcp://").unwrap_or(endpoint)),
+    }
 }
 
 fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ClientError {
@@ -253,7 +337,7 @@ impl Endpoints {
     pub(crate) fn prefer(&mut self, nodes: &[String]) {
         let usable = |n: &&String| {
             if self.transport.is_websocket() {
-                !n.starts_with("tcp://")
+                !n.starts_with("tcp://") && !n.starts_with("tls://")
             } else {
                 !n.starts_with("ws://") && !n.starts_with("wss://")
             }
@@ -314,12 +398,19 @@ mod tests {
         e.prefer(&["c:3".into(), "ws://d:4/ws".into(), "tcp://e:5".into()]);
         assert_eq!(e.len(), 4);
         assert_eq!([e.next(), e.next(), e.next()], ["c:3", "tcp://e:5", "b:2"]);
+        e.prefer(&["wss://f:6/ws".into(), "tls://g:7".into()]);
+        assert_eq!(e.next(), "tls://g:7");
+        let mut w = Endpoints::new(vec!["wss://a:1/ws".into()], Transport::WsJson);
+        w.prefer(&["tls://g:7".into(), "wss://f:6/ws".into()]);
+        assert_eq!(w.next(), "wss://f:6/ws");
     }
 
     #[test]
     fn websocket_urls() {
         assert_eq!(ws_url("127.0.0.1:7401"), "ws://127.0.0.1:7401/ws");
         assert_eq!(ws_url("ws://host:1/custom"), "ws://host:1/custom");
-        assert_eq!(tcp_addr("tcp://h:1"), "h:1");
+        assert_eq!(tcp_addr("tcp://h:1"), (false, "h:1"));
+        assert_eq!(tcp_addr("tls://h:1"), (true, "h:1"));
+        assert_eq!(tcp_addr("h:1"), (false, "h:1"));
     }
 }

@@ -740,6 +740,11 @@ impl Driver {
                     self.emit(Event::Disconnected { reason }).await;
                     return None;
                 }
+                Err(ClientError::Goaway { nodes }) => {
+                    // A draining node: its peers next, without waiting.
+                    self.endpoints.prefer(&nodes);
+                    wait = nodes.is_empty();
+                }
                 Err(e) => {
                     tracing::debug!(%endpoint, error = %e, attempt, "reconnect attempt failed")
                 }

@@ -12,6 +12,11 @@ pub enum ClientError {
     /// A socket error while connecting, reading or writing.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A `tls://` or `wss://` connection could not be secured: the roots could not
+    /// be loaded, or the node's certificate was refused (an untrusted issuer, a
+    /// name that is not the host dialed, expired).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The WebSocket handshake or a WebSocket read or write failed.
     #[error("websocket: {0}")]
     WebSocket(String),
@@ -40,6 +45,13 @@ pub enum ClientError {
         message: String,
         /// When trying again makes sense, for `rate_limited`.
         retry_after_ms: Option<u64>,
+    },
+    /// The node answered `hello` with `goaway`: it is draining. The connection
+    /// goes on to one of `nodes` (tried first) or the configured endpoints.
+    #[error("the node is draining; try {nodes:?}")]
+    Goaway {
+        /// Client addresses of other nodes, from the `goaway`.
+        nodes: Vec<String>,
     },
     /// No answer within [`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout).
     #[error("no answer within the request timeout")]

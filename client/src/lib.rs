@@ -29,6 +29,8 @@
 //! - `error`: [`ClientError`].
 //! - `connection`: TCP and WebSocket framing, the `hello` handshake, endpoint
 //!   rotation and reconnect backoff.
+//! - `tls`: [`TlsRoots`] — `tls://` and `wss://` endpoints with a CA file or the
+//!   system's roots.
 //! - `driver`: the connection task — the session loop, reconnects, resync.
 //! - `inflight`: the commands of the handles, and every answer the node owes:
 //!   requests by `ref`, sends by id (re-sent after a reconnect), pings.
@@ -50,6 +52,7 @@ mod events;
 pub mod heartbeat;
 mod inflight;
 mod resync;
+mod tls;
 
 pub use chorus_wire::{
     ConversationItem, ErrorCode, HeartbeatInfo, LimitsInfo, LiveItem, Message, Prio,
@@ -61,3 +64,4 @@ pub use events::{Event, Events};
 pub use heartbeat::{
     AdaptiveHeartbeat, AdaptiveParams, HeartbeatStore, MemoryStore, Phase, Record,
 };
+pub use tls::TlsRoots;

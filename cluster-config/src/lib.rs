@@ -17,7 +17,9 @@
 //! - `live`: `[live]` danmaku batching and rate limits.
 //! - `limits`: `[limits]` frame, body, queue and page sizes, groups per user.
 //! - `entities`: `[entities]` caps on running entities, the access cache.
-//! - `admin`: `[admin]` the operator API token.
+//! - `connections`: `[connections]` admission caps: in all, per address, per user.
+//! - `tls`: `[tls]` certificate, key, cluster CA, and which listeners use them.
+//! - `admin`: `[admin]` the operator API token, timeouts and connection cap.
 //! - `log`: `[log]` format and level.
 //! - `scaling`: `[scaling]` load sampling, forecasts, the actuator.
 //!
@@ -28,6 +30,7 @@
 mod admin;
 mod auth;
 mod cluster;
+mod connections;
 mod entities;
 mod error;
 mod heartbeat;
@@ -41,6 +44,7 @@ mod rules;
 mod scaling;
 mod secret;
 mod storage;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -52,6 +56,7 @@ use serde::Deserialize;
 pub use admin::{AdminConfig, DEFAULT_MAX_TOKEN_TTL_S};
 pub use auth::{AuthConfig, AuthMode, MIN_SECRET_LEN};
 pub use cluster::{ClusterConfig, DEV_COOKIE, MIN_COOKIE_LEN};
+pub use connections::{ConnectionsConfig, IpBlock, canonical as canonical_ip};
 pub use entities::EntitiesConfig;
 pub use error::{ConfigError, Problem};
 pub use heartbeat::{HeartbeatConfig, IDLE_GRACE_S, MIN_HEARTBEAT_S};
@@ -67,6 +72,7 @@ pub use overrides::Overrides;
 pub use scaling::{MAX_HISTORY_SAMPLES, SCALING_METRICS, ScalingConfig};
 pub use secret::Secret;
 pub use storage::{Consistency, StorageBackend, StorageConfig};
+pub use tls::TlsConfig;
 
 use error::Problems;
 use rules::{host_name_error, host_port_error, is_loopback, is_loopback_host, parse_listen};
@@ -96,6 +102,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[entities]`: caps on running entities.
     pub entities: EntitiesConfig,
+    /// `[connections]`: how many client connections are admitted.
+    pub connections: ConnectionsConfig,
+    /// `[tls]`: certificates and the listeners that speak TLS.
+    pub tls: TlsConfig,
     /// `[admin]`: the operator API.
     pub admin: AdminConfig,
     /// `[log]`: log output.
@@ -148,6 +158,8 @@ impl Config {
         self.live.check(&mut problems);
         self.limits.check(&mut problems);
         self.entities.check(&mut problems);
+        self.connections.check(&mut problems);
+        self.tls.check(&mut problems);
         self.admin.check(&mut problems);
         self.log.check(&mut problems);
         self.scaling.check(&mut problems);
@@ -190,6 +202,14 @@ impl Config {
                     ),
                 );
             }
+        }
+
+        if self.tls.on_cluster() && self.cluster.is_clustered() && self.tls.ca.is_none() {
+            problems.push(
+                "tls.ca",
+                "is required while the cluster transport runs over TLS (tls.cluster = true): \
+                 the CA whose certificates the other nodes must present; or set tls.cluster = false",
+            );
         }
 
         let multi_node =

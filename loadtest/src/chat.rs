@@ -150,12 +150,17 @@ pub async fn run(cfg: ChatConfig) -> Result<ChatReport, LoadError> {
     cfg.validate()?;
     let shared = Shared::new();
     let options = FleetOptions {
-        endpoint: cfg.target.endpoint().to_string(),
+        endpoint: cfg.target.client_endpoint(),
         spread: cfg.spread.clone(),
         transport: cfg.target.transport,
         users: cfg.users,
         request_timeout: cfg.request_timeout,
         concurrency: 64,
+        tls: cfg
+            .target
+            .tls
+            .as_ref()
+            .map_or_else(Default::default, |t| t.roots()),
     };
     let fleet = Fleet::connect(&shared, &options).await?;
     let plan = Arc::new(Plan::new(

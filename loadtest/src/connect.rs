@@ -165,6 +165,7 @@ pub async fn run(cfg: ConnectConfig) -> Result<ConnectReport, LoadError> {
         let session = Session {
             addr: cfg.target.endpoint(),
             transport: cfg.target.transport,
+            tls: cfg.target.tls.as_ref().map(|t| t.connector.clone()),
             source,
             token: format!("lt{tag}-c{i}"),
             intended,
@@ -255,6 +256,8 @@ async fn hold_over(hold: &mut watch::Receiver<bool>) {
 struct Session {
     addr: std::net::SocketAddr,
     transport: chorus_client::Transport,
+    /// TLS to the node (`--tls-ca`).
+    tls: Option<tokio_rustls::TlsConnector>,
     source: Option<IpAddr>,
     token: String,
     /// When the schedule meant it to start: latency runs from here.
@@ -274,7 +277,13 @@ impl Session {
     ) {
         let opened = tokio::time::timeout(
             self.timeout,
-            RawConn::open(self.addr, self.transport, self.source, &self.token),
+            RawConn::open(
+                self.addr,
+                self.transport,
+                self.source,
+                &self.token,
+                self.tls.as_ref(),
+            ),
         )
         .await;
         let (mut conn, idle_timeout_s) = match opened {

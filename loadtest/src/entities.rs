@@ -173,9 +173,15 @@ pub async fn run(cfg: EntitiesConfig) -> Result<EntitiesReport, LoadError> {
     // A user of its own per run, so `own` and `deliver` meet no entity of an
     // earlier run.
     let user = format!("probe{:08x}", rand::random::<u32>());
-    let (mut conn, _) = RawConn::open(cfg.target.endpoint(), cfg.target.transport, None, &user)
-        .await
-        .map_err(|e| LoadError::Setup(format!("connect: {e}")))?;
+    let (mut conn, _) = RawConn::open(
+        cfg.target.endpoint(),
+        cfg.target.transport,
+        None,
+        &user,
+        cfg.target.tls.as_ref().map(|t| &t.connector),
+    )
+    .await
+    .map_err(|e| LoadError::Setup(format!("connect: {e}")))?;
     let running_before = running(admin, &cfg.admin_token).await?;
     let rss_before = node_http::resident_memory(admin)
         .await

@@ -153,6 +153,8 @@ pub(crate) struct FleetOptions {
     pub(crate) request_timeout: Duration,
     /// Connects in progress at once.
     pub(crate) concurrency: usize,
+    /// Roots for `tls://`/`wss://` endpoints.
+    pub(crate) tls: chorus_client::TlsRoots,
 }
 
 impl Fleet {
@@ -172,6 +174,7 @@ impl Fleet {
             cfg.endpoints = all;
             cfg.request_timeout = options.request_timeout;
             cfg.device = Some("loadtest".into());
+            cfg.tls = options.tls.clone();
             let gate = gate.clone();
             connecting.spawn(async move {
                 let _permit = gate.acquire_owned().await;

@@ -180,6 +180,11 @@ impl LiveConfig {
 /// Runs `live`.
 pub async fn run(cfg: LiveConfig) -> Result<LiveReport, LoadError> {
     cfg.validate()?;
+    if cfg.target.tls.is_some() {
+        return Err(LoadError::Config(
+            "--tls-ca is supported by chat and connect; live runs in the clear".into(),
+        ));
+    }
     let open_file_limit = limits::raise_open_files();
     let tag = format!("{:08x}", rand::random::<u32>());
     let rooms: Arc<Vec<String>> =

@@ -45,6 +45,10 @@ struct Common {
     /// Transport and encoding of every connection.
     #[arg(long, global = true, value_enum, default_value_t = TransportArg::Tcp)]
     transport: TransportArg,
+    /// Speak TLS (tls:// or wss://) and trust the node certificates this PEM CA
+    /// file signs. `chat` and `connect` only.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Write the JSON report here instead of stdout.
     #[arg(long, global = true)]
     report: Option<PathBuf>,
@@ -513,12 +517,16 @@ fn target(common: &Common) -> Result<Target, LoadError> {
         TransportArg::WsJson => Transport::WsJson,
         TransportArg::WsBinary => Transport::WsBinary,
     };
-    Target::new(
+    let mut target = Target::new(
         resolve_loopback(&common.tcp)?,
         resolve_loopback(&common.ws)?,
         admin,
         transport,
-    )
+    )?;
+    if let Some(ca) = &common.tls_ca {
+        target.tls = Some(chorus_loadtest::target::TlsTarget::from_ca_file(ca)?);
+    }
+    Ok(target)
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, LoadError> {

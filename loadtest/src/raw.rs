@@ -8,14 +8,17 @@
 //! spreads connections over more than one address's ephemeral ports.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use chorus_client::Transport;
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -60,6 +63,9 @@ pub(crate) enum RawError {
     /// The WebSocket upgrade or a WebSocket read failed.
     #[error("websocket")]
     WebSocket,
+    /// The TLS handshake failed.
+    #[error("tls")]
+    Tls,
     /// The node answered `hello` with an `error` (its code).
     #[error("refused_{0}")]
     Refused(String),
@@ -81,26 +87,74 @@ impl From<std::io::Error> for RawError {
 pub(crate) enum RawConn {
     /// Length-prefixed binary frames.
     Tcp {
-        stream: TcpStream,
+        stream: RawStream,
         /// Keeps a partial frame between reads, so `next_frame` is cancel-safe.
         decoder: TcpDecoder,
     },
     /// One frame per WebSocket message.
     Ws {
-        ws: Box<WebSocketStream<TcpStream>>,
+        ws: Box<WebSocketStream<RawStream>>,
         encoding: Encoding,
     },
 }
 
+/// A socket to the node, in the clear or under TLS (`--tls-ca`).
+pub(crate) enum RawStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for RawStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for RawStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 impl RawConn {
     /// Connects to `addr` (from `source` when given, port chosen by the kernel),
-    /// upgrades to WebSocket for the WebSocket transports, and says `hello` with
-    /// `token`. Returns the session and the welcome's idle timeout in seconds.
+    /// speaks TLS with `tls`, upgrades to WebSocket for the WebSocket transports,
+    /// and says `hello` with `token`. Returns the session and the welcome's idle
+    /// timeout in seconds.
     pub(crate) async fn open(
         addr: SocketAddr,
         transport: Transport,
         source: Option<IpAddr>,
         token: &str,
+        tls: Option<&TlsConnector>,
     ) -> Result<(Self, u32), RawError> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -112,6 +166,16 @@ impl RawConn {
         }
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            None => RawStream::Plain(stream),
+            Some(connector) => RawStream::Tls(Box::new(
+                connector
+                    .connect(crate::target::TlsTarget::server_name(addr), stream)
+                    .await
+                    .map_err(|_| RawError::Tls)?,
+            )),
+        };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let mut conn = if transport.is_websocket() {
             let config = WebSocketConfig::default()
                 .read_buffer_size(WS_READ_BUFFER)
@@ -119,7 +183,7 @@ impl RawConn {
                 .max_message_size(Some(MAX_FRAME as usize))
                 .max_frame_size(Some(MAX_FRAME as usize));
             let (ws, _) = tokio_tungstenite::client_async_with_config(
-                format!("ws://{addr}/ws"),
+                format!("{scheme}://{addr}/ws"),
                 stream,
                 Some(config),
             )

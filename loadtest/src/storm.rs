@@ -176,6 +176,11 @@ pub struct StormReport {
 /// Runs `storm`.
 pub async fn run(cfg: StormConfig) -> Result<StormReport, LoadError> {
     cfg.validate()?;
+    if cfg.target.tls.is_some() {
+        return Err(LoadError::Config(
+            "--tls-ca is supported by chat and connect; storm runs in the clear".into(),
+        ));
+    }
     let shared = Shared::new();
     let relay = match cfg.drop {
         DropMode::Relay => Some(
@@ -193,6 +198,7 @@ pub async fn run(cfg: StormConfig) -> Result<StormReport, LoadError> {
         users: cfg.users,
         request_timeout: cfg.request_timeout,
         concurrency: 64,
+        tls: Default::default(),
     };
     let fleet = Fleet::connect(&shared, &options).await?;
     let plan = Arc::new(Plan::new(&shared, cfg.users, 0, 0.0, cfg.body_size));

@@ -2,8 +2,14 @@
 //! transport the scenario speaks. Only loopback addresses are accepted.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use chorus_client::Transport;
+use chorus_client::{TlsRoots, Transport};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, RootCertStore};
 
 use crate::error::LoadError;
 
@@ -19,6 +25,60 @@ pub struct Target {
     pub admin: Option<SocketAddr>,
     /// The transport (and so the encoding) every connection of the scenario uses.
     pub transport: Transport,
+    /// TLS (`tls://`, `wss://`) with the node's CA; `None`: in the clear.
+    pub tls: Option<TlsTarget>,
+}
+
+/// How the scenario's connections speak TLS.
+#[derive(Clone)]
+pub struct TlsTarget {
+    /// The CA file the node's certificate chains to (`--tls-ca`), for the SDK.
+    pub ca: PathBuf,
+    /// The same roots, for the raw connections.
+    pub connector: TlsConnector,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget").field("ca", &self.ca).finish()
+    }
+}
+
+impl TlsTarget {
+    /// Reads the CA certificates of `ca` (PEM).
+    pub fn from_ca_file(ca: &Path) -> Result<Self, LoadError> {
+        let bad = |why: String| LoadError::Config(format!("--tls-ca {}: {why}", ca.display()));
+        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(cert.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("holds no CERTIFICATE block".into()));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            ca: ca.to_path_buf(),
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// The SDK's roots.
+    pub fn roots(&self) -> TlsRoots {
+        TlsRoots::CaFile(self.ca.clone())
+    }
+
+    /// The certificate name of a node at `addr`: its IP address.
+    pub fn server_name(addr: SocketAddr) -> ServerName<'static> {
+        ServerName::IpAddress(addr.ip().into())
+    }
 }
 
 impl Target {
@@ -39,7 +99,18 @@ impl Target {
             ws,
             admin,
             transport,
+            tls: None,
         })
+    }
+
+    /// The scenario's endpoint as the SDK takes it: `tls://` or `wss://` with TLS,
+    /// the bare address otherwise.
+    pub fn client_endpoint(&self) -> String {
+        match (&self.tls, self.transport.is_websocket()) {
+            (None, _) => self.endpoint().to_string(),
+            (Some(_), false) => format!("tls://{}", self.tcp),
+            (Some(_), true) => format!("wss://{}/ws", self.ws),
+        }
     }
 
     /// The client listener of the scenario's transport.

@@ -286,3 +286,69 @@ async fn non_loopback_targets_and_bad_options_are_refused() {
         Err(chorus_loadtest::LoadError::Config(_))
     ));
 }
+
+/// A node with `[tls]` (a certificate for 127.0.0.1 from a CA made here, the
+/// admin listener left in the clear for the memory figures) and a target that
+/// speaks TLS with that CA.
+async fn tls_node_and_target(transport: Transport) -> (TestNode, Target, tempfile::TempDir) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_file, cert_file, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("node.pem"),
+        dir.path().join("node.key"),
+    );
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let node = start_node_with(|c| {
+        c.tls.cert = Some(cert_file);
+        c.tls.key = Some(key_file);
+        c.tls.admin = false;
+    })
+    .await;
+    let mut target = target(&node, transport);
+    target.tls = Some(chorus_loadtest::target::TlsTarget::from_ca_file(&ca_file).unwrap());
+    (node, target, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_tls_and_connect_over_wss_balance() {
+    let (node, tls_target, _dir) = tls_node_and_target(Transport::Tcp).await;
+    let cfg = ChatConfig {
+        users: 6,
+        rate: 200.0,
+        duration: Duration::from_secs(1),
+        ..ChatConfig::new(tls_target.clone())
+    };
+    let report = chat::run(cfg).await.unwrap();
+    let d = &report.delivery;
+    assert_eq!(
+        (d.sent, d.acked, d.delivered),
+        (200, 200, 200),
+        "{:?}",
+        report.errors
+    );
+    assert!(report.passed);
+
+    let mut wss = tls_target;
+    wss.transport = Transport::WsBinary;
+    let cfg = ConnectConfig {
+        connections: 20,
+        rate: 200.0,
+        hold: Duration::from_millis(1200),
+        ..ConnectConfig::new(wss)
+    };
+    let report = connect::run(cfg).await.unwrap();
+    assert_eq!(report.connected, 20, "{:?}", report.errors);
+    assert!(report.passed);
+    node.node.shutdown().await;
+}

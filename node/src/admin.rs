@@ -2,7 +2,7 @@
 //!
 //! | route | access | answer |
 //! |---|---|---|
-//! | `GET /healthz` | open | `200 ok` once the node accepts clients, `503` before (and while draining, if the node says so), and `503` naming the problem while the store is unhealthy ([`StoreHealth`]) |
+//! | `GET /healthz` | open | `200 ok` once the node accepts clients; `503 not ready` before, `503 draining` once a drain started, and `503` naming the problem while the store is unhealthy ([`StoreHealth`](crate::health::StoreHealth)) |
 //! | `GET /metrics` | open | Prometheus text, `process_*` gauges sampled at each scrape |
 //! | `GET /admin/status` | bearer | [`AdminBackend::status`] |
 //! | `GET /admin/members` | bearer | [`AdminBackend::members`] |
@@ -12,6 +12,7 @@
 //! | `POST /admin/kick/{user}` | bearer | [`AdminBackend::kick`] |
 //! | `POST /admin/token` | bearer | [`AdminBackend::issue_token`], body [`TokenRequest`] |
 //! | `POST /admin/filter/reload` | bearer | [`AdminBackend::filter_reload`] |
+//! | `POST /admin/tls/reload` | bearer | [`AdminBackend::tls_reload`] |
 //! | `POST /admin/filter/test` | bearer | [`AdminBackend::filter_test`], body the text |
 //! | `GET /admin/live/slow/{room}` | bearer | [`AdminBackend::live_slow_mode`] |
 //! | `POST /admin/live/slow` | bearer | [`AdminBackend::set_live_slow_mode`], body [`SlowModeRequest`] |
@@ -35,7 +36,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -51,16 +52,22 @@ use crate::auth::Role;
 use crate::health::StoreHealth;
 use crate::telemetry;
 
+pub mod listener;
 #[cfg(test)]
 mod tests;
 
-/// Whether the node accepts clients: `/healthz` answers `200` while set.
+/// Whether the node accepts clients: `/healthz` answers `200` while it does,
+/// `503` with the reason (`not ready`, `draining`) otherwise.
 ///
-/// Cloning shares the flag. The node sets it once its client listeners are bound,
-/// and may clear it when it starts draining so that load balancers stop sending
-/// new clients.
+/// Cloning shares the state. The node sets it ready once its client listeners
+/// are bound, and to draining when a drain starts, so that load balancers stop
+/// sending new clients.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicU8>);
+
+const NOT_READY: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
 
 impl Readiness {
     /// A flag that starts not ready.
@@ -70,12 +77,27 @@ impl Readiness {
 
     /// Sets or clears readiness.
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0
+            .store(if ready { READY } else { NOT_READY }, Ordering::Release);
+    }
+
+    /// The node drains: not ready, for good.
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, Ordering::Release);
     }
 
     /// Whether the node accepts clients.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire) == READY
+    }
+
+    /// Why the node does not accept clients; `None` while it does.
+    pub fn why_not(&self) -> Option<&'static str> {
+        match self.0.load(Ordering::Acquire) {
+            READY => None,
+            DRAINING => Some("draining"),
+            _ => Some("not ready"),
+        }
     }
 }
 
@@ -188,6 +210,17 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// hot path and swaps it in; a bad file keeps the old filter and says why.
     fn filter_reload(&self) -> AdminFuture<'_> {
         unsupported("filter reload")
+    }
+
+    /// `POST /admin/tls/reload`: reads `[tls]`'s certificate, key and CA files
+    /// again and puts them in force for new handshakes; a file that fails keeps
+    /// the certificates in use and answers `400` with the reason.
+    ///
+    /// ```json
+    /// {"node": "n1", "chain": 2, "ca_certs": 1, "generation": 3}
+    /// ```
+    fn tls_reload(&self) -> AdminFuture<'_> {
+        unsupported("tls reload")
     }
 
     /// `POST /admin/filter/test` with the text as the body: what the filter finds
@@ -451,6 +484,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/token", post(admin_token))
         .route("/filter/reload", post(admin_filter_reload))
         .route("/filter/test", post(admin_filter_test))
+        .route("/tls/reload", post(admin_tls_reload))
         .route("/live/slow", post(admin_set_live_slow))
         .route("/live/slow/{room}", get(admin_live_slow))
         .route(
@@ -478,18 +512,13 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
+/// in-flight requests finish; plain HTTP with the default timeouts and cap.
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin listener serving");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_admin_with(listener, state, listener::AdminListen::default(), shutdown).await
 }
 
 async fn admin_scaling(
@@ -499,9 +528,23 @@ async fn admin_scaling(
     state.backend.scaling(view).await.map(axum::Json)
 }
 
+/// [`serve_admin`] with TLS, timeouts and a connection cap of the node's choosing
+/// (`[admin]`, `[tls]`); see [`listener`].
+pub async fn serve_admin_with(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    listen: listener::AdminListen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, https = listen.tls.is_some(), "admin listener serving");
+    }
+    listener::serve(listener, router(state), listen, shutdown).await
+}
+
 async fn healthz(State(state): State<AdminState>) -> (StatusCode, String) {
-    if !state.readiness.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into());
+    if let Some(why) = state.readiness.why_not() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
     }
     match state.store_health.problem() {
         None => (StatusCode::OK, "ok\n".into()),
@@ -621,6 +664,12 @@ async fn admin_filter_reload(
     State(state): State<AdminState>,
 ) -> Result<axum::Json<Value>, AdminError> {
     state.backend.filter_reload().await.map(axum::Json)
+}
+
+async fn admin_tls_reload(
+    State(state): State<AdminState>,
+) -> Result<axum::Json<Value>, AdminError> {
+    state.backend.tls_reload().await.map(axum::Json)
 }
 
 async fn admin_filter_test(

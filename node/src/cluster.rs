@@ -44,6 +44,7 @@
 //!             .unwrap_or_else(|| bound.cluster.ip().to_string()),
 //!         cookie: config.cluster.cookie.expose().to_string(),
 //!         inbox_capacity: 4096,
+//!         tls: None,
 //!     },
 //!     membership.live(),
 //! )

@@ -13,13 +13,16 @@
 //!   token issue USER [--role ROLE]... [--ttl SECS]
 //!   filter reload              reload the word filter's files
 //!   filter test TEXT           what the word filter finds in TEXT
+//!   tls reload                 reload the node's TLS certificate, key and CA files
 //!   live slow ROOM [SECONDS | --reset]
 //!                              show or set a live room's slow mode
 //!   scaling status|forecast|series
 //!                              predictive scaling: recommendation, forecast, load series
 //! ```
 //!
-//! `--admin` (`CHORUS_ADMIN`) names any one node. The commands about the cluster
+//! `--admin` (`CHORUS_ADMIN`) names any one node; `https://HOST:PORT` (or `--ca`)
+//! speaks HTTPS to every node, checking certificates against `--ca FILE`
+//! (`CHORUS_CA`) or the system's roots. The commands about the cluster
 //! ask it for `/admin/members`, then talk to each alive member's advertised admin
 //! address themselves, so the token must be the same on every node. A member that
 //! does not answer is reported (`-` in a table, a note on stderr), not fatal.
@@ -96,6 +99,11 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
+    /// CA certificate(s), PEM, that the nodes' HTTPS certificates chain to.
+    /// Implies HTTPS. Without it, `https://` uses the system's roots.
+    #[arg(long, global = true, value_name = "FILE", env = "CHORUS_CA")]
+    pub ca: Option<std::path::PathBuf>,
+
     /// Print JSON (the node's answer, or the combined answers) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -148,6 +156,17 @@ pub enum Command {
     /// Predictive scaling: the recommended node count, the forecast, the load series.
     #[command(subcommand)]
     Scaling(ScalingCommand),
+    /// The node's TLS certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `chorusctl tls`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TlsCommand {
+    /// Read the node's [tls] certificate, key and CA files again; a bad file keeps
+    /// the certificates in use and says why.
+    Reload,
 }
 
 /// `chorusctl drain`.
@@ -204,18 +223,23 @@ pub enum FilterCommand {
     },
 }
 
-/// `HOST:PORT`, tolerating a pasted `http://` and trailing `/`.
+/// `HOST:PORT` or `https://HOST:PORT`, tolerating a pasted `http://` and
+/// trailing `/`.
 fn parse_admin_addr(value: &str) -> Result<String, String> {
     let addr = value.trim();
-    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let (https, addr) = match addr.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, addr.strip_prefix("http://").unwrap_or(addr)),
+    };
     let addr = addr.trim_end_matches('/');
+    let scheme = if https { "https://" } else { "" };
     let port = addr
         .rsplit_once(':')
         .filter(|(host, _)| !host.is_empty())
         .map(|(_, port)| port)
         .ok_or_else(|| format!("{value:?} is not HOST:PORT (e.g. 127.0.0.1:7402)"))?;
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(addr.to_string()),
+        Ok(p) if p > 0 => Ok(format!("{scheme}{addr}")),
         _ => Err(format!(
             "{value:?}: {port:?} is not a port number (1-65535)"
         )),
@@ -257,9 +281,17 @@ impl Outcome {
 
 /// Runs one command.
 pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
+    let (https, admin) = match cli.admin.strip_prefix("https://") {
+        Some(addr) => (true, addr.to_string()),
+        None => (false, cli.admin.clone()),
+    };
+    let mut client = AdminClient::new(cli.token.clone(), Duration::from_secs(cli.timeout));
+    if https || cli.ca.is_some() {
+        client = client.with_tls(tls_connector(cli.ca.as_deref())?);
+    }
     let ctl = Ctl {
-        client: AdminClient::new(cli.token.clone(), Duration::from_secs(cli.timeout)),
-        admin: cli.admin.clone(),
+        client,
+        admin,
         json: cli.json,
     };
     match &cli.command {
@@ -276,7 +308,37 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
         Command::Filter(FilterCommand::Test { text }) => ctl.filter_test(text).await,
         Command::Live(command) => ctl.live(command).await,
         Command::Scaling(command) => ctl.scaling(*command).await,
+        Command::Tls(TlsCommand::Reload) => ctl.tls_reload().await,
     }
+}
+
+/// The HTTPS client configuration: roots from `ca`, or the system's.
+fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, CtlError> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let roots = match ca {
+        Some(path) => {
+            crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?
+        }
+        None => {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(CtlError::Failed(
+                    "no system root certificates were found; pass --ca with the nodes' CA".into(),
+                ));
+            }
+            roots
+        }
+    };
+    let config = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CtlError::Failed(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// One command's context.
@@ -653,6 +715,18 @@ impl Ctl {
             Outcome::json(&answer)
         } else {
             Outcome::text(render::filter_reload_text(&answer))
+        })
+    }
+
+    async fn tls_reload(&self) -> Result<Outcome, CtlError> {
+        let answer = self
+            .client
+            .post(&self.admin, "/admin/tls/reload", None)
+            .await?;
+        Ok(if self.json {
+            Outcome::json(&answer)
+        } else {
+            Outcome::text(render::tls_reload_text(&answer))
         })
     }
 

@@ -1,21 +1,29 @@
 //! Client gateways: TCP (length-prefixed binary) and WebSocket (JSON or binary).
 //!
 //! ```text
-//! listener ──accept──► connection task
-//!                       1. handshake: first frame within hello_timeout must be `hello`
-//!                       2. Session::open (online), `welcome`
+//! listener ──accept──► admission (total, per address: refused ones are dropped here)
+//!             │
+//!             └──► connection task            ┐ one deadline, hello_timeout from
+//!                   0. TLS handshake (tls://, wss://) │ the accept, for all of 0–1
+//!                   0. WebSocket upgrade (ws, wss)    │
+//!                   1. handshake: first frame must be `hello` ┘
+//!                   1A. draining: `goaway`, close; over the per-user cap:
+//!                       `error` overloaded, close
+//!                   2. Session::open (online), `welcome`
 //!                       3A. reader loop: decode ─► Session::handle_frame
 //!                       3B. writer task: SessionHandle queue ─► socket (batched)
 //!                       4. close: session offline, queue drained (for a last `error`)
 //! ```
 //!
 //! Both transports share this connection logic through [`FrameReader`] and
-//! [`FrameWriter`]; `tcp` and `ws` only move bytes.
+//! [`FrameWriter`]; `tcp` and `ws` only move bytes, generically over the stream,
+//! so TLS sits under them. [`admission`] holds the connection caps.
 //!
 //! Failure isolation: every connection is its own task; decoding never panics; a
 //! client that does not read is cut off when its bounded queue fills; a flooding
 //! client is slowed by the session's in-flight limit, not by growing queues.
 
+pub mod admission;
 pub mod tcp;
 pub mod ws;
 
@@ -38,6 +46,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::drain::Drain;
+
+use self::admission::{Admission, ConnPermit};
 
 /// What a transport read from its socket.
 #[derive(Debug)]
@@ -99,6 +110,10 @@ pub struct GatewayContext {
     pub outbound_queue: usize,
     /// Cancelled when the node shuts down.
     pub shutdown: CancellationToken,
+    /// The connection caps of both client listeners.
+    pub admission: Arc<Admission>,
+    /// While the node drains, a `hello` is answered with `goaway`.
+    pub drain: Arc<Drain>,
     next_session: AtomicU64,
 }
 
@@ -114,6 +129,8 @@ impl GatewayContext {
         heartbeat: HeartbeatConfig,
         outbound_queue: usize,
         shutdown: CancellationToken,
+        admission: Arc<Admission>,
+        drain: Arc<Drain>,
     ) -> Self {
         Self {
             region,
@@ -124,6 +141,8 @@ impl GatewayContext {
             heartbeat,
             outbound_queue,
             shutdown,
+            admission,
+            drain,
             next_session: AtomicU64::new(rand::random::<u32>().into()),
         }
     }
@@ -131,6 +150,28 @@ impl GatewayContext {
     fn session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// Admits a connection accepted from `peer` under the caps, starting its
+    /// `hello` deadline; `None` (counted) when it is over a cap and must be
+    /// dropped without a word.
+    pub fn admit(&self, peer: std::net::SocketAddr, transport: &'static str) -> Option<Accepted> {
+        let permit = self.admission.admit(peer.ip(), transport).ok()?;
+        Some(Accepted {
+            permit,
+            hello_by: Instant::now() + self.hello_timeout,
+        })
+    }
+}
+
+/// An admitted connection: its place under the caps, held until it closes, and
+/// the instant by which its `hello` must have arrived (TLS handshake and
+/// WebSocket upgrade included).
+#[derive(Debug)]
+pub struct Accepted {
+    /// Given back when the connection task ends.
+    pub permit: ConnPermit,
+    /// The accept plus `limits.hello_timeout_ms`.
+    pub hello_by: Instant,
 }
 
 /// Frames written in one go by the writer.
@@ -149,13 +190,25 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     mut writer: W,
     ctx: Arc<GatewayContext>,
     transport: &'static str,
+    accepted: Accepted,
 ) {
     metrics::counter!("chorus_connections_total", "transport" => transport).increment(1);
     metrics::gauge!("chorus_connections", "transport" => transport).increment(1.0);
     let _gauge = scopeguard(transport);
+    let Accepted {
+        permit: _permit,
+        hello_by,
+    } = accepted;
 
-    // 1. Handshake.
-    let (identity, encoding) = match handshake(&mut reader, &ctx).await {
+    // 1. Handshake; 1A. drain and the per-user cap.
+    let admitted = match handshake(&mut reader, &ctx, hello_by).await {
+        Ok((identity, encoding)) => match admit_session(&ctx, &identity.user, transport) {
+            Ok(permit) => Ok((identity, encoding, permit)),
+            Err(frame) => Err((Some(frame), encoding)),
+        },
+        Err(refused) => Err(refused),
+    };
+    let (identity, encoding, _user_permit) = match admitted {
         Ok(ok) => ok,
         Err((frame, encoding)) => {
             if let Some(frame) = frame {
@@ -198,6 +251,10 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
             max_body: ctx.max_body,
         },
     });
+    // Opened while the drain's broadcast was taking its list of sessions.
+    if let Some(goaway) = ctx.drain.goaway_for_late_session() {
+        handle.send(goaway);
+    }
 
     // 3B. The writer.
     let stop_writer = CancellationToken::new();
@@ -284,9 +341,34 @@ pub async fn serve_connection<R: FrameReader, W: FrameWriter>(
     }
 }
 
+/// After a good `hello`: `goaway` while the node drains, `error` `overloaded`
+/// when the user holds as many sessions as the cap allows; else the user's place.
+fn admit_session(
+    ctx: &GatewayContext,
+    user: &str,
+    transport: &'static str,
+) -> Result<admission::UserPermit, ServerFrame> {
+    if let Some(goaway) = ctx.drain.goaway_for_handshake() {
+        metrics::counter!("chorus_connections_refused_total", "transport" => transport, "reason" => "draining")
+            .increment(1);
+        return Err(goaway);
+    }
+    ctx.admission
+        .admit_user(user, transport)
+        .map_err(|_| ServerFrame::Error {
+            reference: None,
+            code: ErrorCode::Overloaded,
+            message: format!(
+                "{user} has {} sessions open on this node, the most it allows; close one first",
+                ctx.admission.max_per_user()
+            ),
+        })
+}
+
 async fn handshake<R: FrameReader>(
     reader: &mut R,
     ctx: &GatewayContext,
+    deadline: Instant,
 ) -> Result<(Identity, Encoding), (Option<ServerFrame>, Encoding)> {
     let fail = |code, message: &str| ServerFrame::Error {
         reference: None,
@@ -294,7 +376,6 @@ async fn handshake<R: FrameReader>(
         message: message.to_string(),
     };
     let fallback = reader.encoding_before_hello();
-    let deadline = Instant::now() + ctx.hello_timeout;
     let event = loop {
         let event = tokio::select! {
             event = tokio::time::timeout_at(deadline, reader.next()) => event,
@@ -309,10 +390,11 @@ async fn handshake<R: FrameReader>(
     let (bytes, encoding) = match event {
         Err(_) => {
             let secs = ctx.hello_timeout.as_secs_f64();
+            metrics::counter!("chorus_hello_timeouts_total").increment(1);
             return Err((
                 Some(fail(
                     ErrorCode::Unauthenticated,
-                    &format!("no hello within {secs} s"),
+                    &format!("no hello within {secs} s of connecting"),
                 )),
                 fallback,
             ));
@@ -500,6 +582,33 @@ fn fits(frame: &SharedFrame, encoding: Encoding, max_frame: u32) -> bool {
         "a frame over the frame limit was not sent"
     );
     false
+}
+
+/// The TLS handshake of a client connection, which must be over by the
+/// connection's `hello` deadline; `None` (counted) if it fails or is late.
+pub(crate) async fn tls_accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    by: Instant,
+    listener: &'static str,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let failed = |reason: &'static str| {
+        metrics::counter!("chorus_tls_handshake_failures_total", "listener" => listener, "reason" => reason)
+            .increment(1);
+    };
+    match tokio::time::timeout_at(by, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            failed("refused");
+            tracing::debug!(listener, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            failed("timeout");
+            metrics::counter!("chorus_hello_timeouts_total").increment(1);
+            None
+        }
+    }
 }
 
 /// Decrements the connection gauge when the connection task ends, however it ends.

@@ -8,6 +8,8 @@
 //! - [`health`]: the store's health behind `/healthz`.
 //! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
 //! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
+//! - [`drain`]: leaving the cluster: `goaway`, shards handed off, exit.
+//! - [`tls`]: certificates from `[tls]`, reloadable, for every listener.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 //! - [`scaling`]: load samples, gossip, EMD-ARIMA forecasts, the recommended
 //!   node count and the actuator.
@@ -23,5 +25,6 @@ pub mod health;
 pub mod scaling;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use server::{BoundAddrs, Node, StartError};

@@ -5,10 +5,12 @@
 //! Node
 //! ├── store (embedded: fjall, group commit)
 //! ├── ShardRegion ── EntitySupervisor ── User / Conversation
-//! ├── gateway::tcp ── connection tasks (Session)
-//! ├── gateway::ws  ── connection tasks (Session)
+//! ├── tls (with [tls]: certificates, reloaded on SIGHUP or POST /admin/tls/reload)
+//! ├── gateway::admission (connection caps of both client listeners)
+//! ├── gateway::tcp ── connection tasks (Session)    tcp:// or tls://
+//! ├── gateway::ws  ── connection tasks (Session)    ws:// or wss://
 //! ├── cluster (with seeds or `cluster.enabled`: gossip, transport, placement)
-//! └── admin (HTTP: /healthz, /metrics, /admin/*)
+//! └── admin (HTTP or HTTPS: /healthz, /metrics, /admin/*)
 //! ```
 //!
 //! Shutdown (SIGTERM in the binary): stop accepting, close every connection,
@@ -35,9 +37,11 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
 use crate::auth::Authenticator;
 use crate::cluster::runtime::ClusterRuntime;
-use crate::drain::Drain;
+use crate::drain::{ClientSchemes, Drain};
+use crate::gateway::admission::Admission;
 use crate::gateway::{self, GatewayContext};
 use crate::health::{StoreHealth, Tolerance};
+use crate::tls::{NodeTls, TlsError, TlsReport};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,9 @@ pub enum StartError {
     /// The cluster layer could not start.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The `[tls]` files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The addresses a started node actually listens on (ports resolved).
@@ -84,6 +91,7 @@ pub struct Node {
     store: Arc<dyn MessageStore>,
     cluster: Option<Arc<ClusterRuntime>>,
     drain: Arc<Drain>,
+    tls: Option<NodeTls>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -110,6 +118,8 @@ impl Node {
             .map_err(|e| StartError::Config(e.to_string()))?;
         let auth = Authenticator::from_config(&config.auth)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let tls = NodeTls::from_config(&config.tls)?;
+        let for_listener = |on: bool| tls.clone().filter(|_| on);
 
         let store: Arc<dyn MessageStore> = match config.storage.backend {
             StorageBackend::Embedded => {
@@ -208,19 +218,37 @@ impl Node {
                 gossip: listen.gossip,
                 cluster: listen.cluster,
             };
-            let runtime = ClusterRuntime::start(&config, &bound, region.clone())
-                .await
-                .map_err(StartError::Cluster)?;
+            let runtime = ClusterRuntime::start(
+                &config,
+                &bound,
+                region.clone(),
+                for_listener(config.tls.on_cluster()),
+            )
+            .await
+            .map_err(StartError::Cluster)?;
             Some(Arc::new(runtime))
         } else {
             None
         };
 
         let shutdown = CancellationToken::new();
+        let readiness = Readiness::new();
         let drain = Arc::new(Drain::new(
             region.clone(),
             cluster.clone(),
-            config.listen.ws_path.clone(),
+            ClientSchemes::new(
+                config.tls.on_tcp(),
+                config.tls.on_ws(),
+                config.listen.ws_path.clone(),
+            ),
+            readiness.clone(),
+        ));
+        let connections = &config.connections;
+        let admission = Arc::new(Admission::new(
+            connection_cap(connections.max_total),
+            connections.max_per_ip,
+            connections.exempt_blocks(),
+            connections.max_sessions_per_user,
         ));
         let ctx = Arc::new(GatewayContext::new(
             region.clone(),
@@ -231,6 +259,8 @@ impl Node {
             config.heartbeat,
             config.limits.outbound_queue as usize,
             shutdown.clone(),
+            admission,
+            drain.clone(),
         ));
 
         let metrics = crate::telemetry::install_metrics();
@@ -242,7 +272,6 @@ impl Node {
             metrics.clone(),
             shutdown.clone(),
         );
-        let readiness = Readiness::new();
         let backend = Arc::new(NodeAdmin {
             region: region.clone(),
             addrs,
@@ -252,6 +281,7 @@ impl Node {
             auth: config.auth.clone(),
             scaling,
             max_token_ttl_s: config.admin.max_token_ttl_s,
+            tls: tls.clone(),
         });
         let store_health = StoreHealth::new();
         let admin_state = AdminState::new(
@@ -273,18 +303,28 @@ impl Node {
             config.storage.request_timeout(),
             shutdown.clone(),
         ));
-        tasks.spawn(gateway::tcp::run(tcp, ctx.clone()));
+        tasks.spawn(gateway::tcp::run(
+            tcp,
+            ctx.clone(),
+            for_listener(config.tls.on_tcp()),
+        ));
         tasks.spawn(gateway::ws::run(
             ws,
             ctx.clone(),
             config.listen.ws_path.clone(),
+            for_listener(config.tls.on_ws()),
         ));
         let admin_shutdown = shutdown.clone();
+        let admin_listen = crate::admin::listener::AdminListen::from_config(
+            &config.admin,
+            for_listener(config.tls.on_admin()),
+        );
         tasks.spawn(async move {
-            if let Err(e) = crate::admin::serve_admin(admin, admin_state, async move {
-                admin_shutdown.cancelled().await
-            })
-            .await
+            if let Err(e) =
+                crate::admin::serve_admin_with(admin, admin_state, admin_listen, async move {
+                    admin_shutdown.cancelled().await
+                })
+                .await
             {
                 tracing::error!(error = %e, "admin listener failed");
             }
@@ -297,9 +337,16 @@ impl Node {
             store,
             cluster,
             drain,
+            tls,
             shutdown,
             tasks,
         })
+    }
+
+    /// Reads the `[tls]` files again for new handshakes (SIGHUP does this); on
+    /// failure the certificates in use stay. `Ok(None)` without `[tls]`.
+    pub fn reload_tls(&self) -> Result<Option<TlsReport>, TlsError> {
+        self.tls.as_ref().map(NodeTls::reload).transpose()
     }
 
     /// Completes when the node asks to be stopped: a drain finished. The binary
@@ -350,6 +397,34 @@ impl Node {
 /// of clients must not meet the default backlog of 128 and its SYN retries.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// File descriptors kept for everything but client connections: the store's
+/// files, peers, the admin listener, the process itself.
+const RESERVED_FDS: u64 = 1024;
+
+/// `connections.max_total`, lowered to what the open-file limit allows once it is
+/// raised to its hard limit: a node out of descriptors fails its store and its
+/// peers, not only the connection that was one too many.
+fn connection_cap(configured: u32) -> usize {
+    let configured = u64::from(configured);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; connections.max_total applies as set");
+            return usize::try_from(configured).unwrap_or(usize::MAX);
+        }
+    };
+    let room = limit.saturating_sub(RESERVED_FDS).max(1);
+    if room < configured {
+        tracing::warn!(
+            configured,
+            open_file_limit = limit,
+            cap = room,
+            "connections.max_total is above what the open-file limit allows; lowered"
+        );
+    }
+    usize::try_from(configured.min(room)).unwrap_or(usize::MAX)
+}
+
 fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -373,6 +448,7 @@ struct NodeAdmin {
     scaling: Arc<crate::scaling::Scaling>,
     /// `admin.max_token_ttl_s`: the longest token `POST /admin/token` issues.
     max_token_ttl_s: u64,
+    tls: Option<NodeTls>,
 }
 
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
@@ -478,6 +554,32 @@ impl AdminBackend for NodeAdmin {
                 "allowed": report.allowed,
                 "memory_bytes": report.memory_bytes,
                 "build_ms": report.build_time.as_millis() as u64,
+            }))
+        })
+    }
+
+    fn tls_reload(&self) -> AdminFuture<'_> {
+        let node = self.region.settings().node_id.clone();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let Some(tls) = tls else {
+                return Err(AdminError::BadRequest(
+                    "no [tls] certificate is configured".into(),
+                ));
+            };
+            let report = tokio::task::spawn_blocking(move || tls.reload())
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    AdminError::BadRequest(format!(
+                        "the certificates in use stay; the new ones did not load: {e}"
+                    ))
+                })?;
+            Ok(json!({
+                "node": node,
+                "chain": report.chain,
+                "ca_certs": report.ca_certs,
+                "generation": report.generation,
             }))
         })
     }
@@ -589,13 +691,14 @@ impl AdminBackend for NodeAdmin {
     }
 
     fn drain(&self) -> AdminFuture<'_> {
-        let started = self.drain.start();
-        let body = json!({
-            "node": self.region.settings().node_id,
-            "status": self.drain.status(),
-            "started": started,
-        });
-        Box::pin(std::future::ready(Ok(body)))
+        Box::pin(async move {
+            let started = self.drain.start().await;
+            Ok(json!({
+                "node": self.region.settings().node_id,
+                "status": self.drain.status(),
+                "started": started,
+            }))
+        })
     }
 
     fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {

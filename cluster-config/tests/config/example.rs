@@ -50,6 +50,8 @@ fn single_node_example_sets_every_section() {
         "live",
         "limits",
         "entities",
+        "connections",
+        "tls",
         "admin",
         "log",
     ] {

@@ -3,6 +3,7 @@
 
 mod example;
 mod heartbeat;
+mod listeners;
 mod overrides;
 mod parse;
 mod validate;

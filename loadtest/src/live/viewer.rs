@@ -169,7 +169,7 @@ impl Viewer {
     async fn join(&self) -> Result<(RawConn, u32), String> {
         let opened = tokio::time::timeout(
             self.timeout,
-            RawConn::open(self.addr, self.transport, self.source, &self.token),
+            RawConn::open(self.addr, self.transport, self.source, &self.token, None),
         )
         .await;
         let (mut conn, idle_timeout_s) = match opened {

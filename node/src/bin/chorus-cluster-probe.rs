@@ -82,6 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             advertise_host: args.cluster.ip().to_string(),
             cookie: args.cookie,
             inbox_capacity: 1024,
+            tls: None,
         },
         membership.live(),
     )

@@ -45,10 +45,29 @@ fn main() -> ExitCode {
         tokio::select! {
             () = wait_for_signal() => {}
             () = node.exit_requested() => tracing::info!("drained: exiting"),
+            () = reload_tls_on_sighup(&node) => {}
         }
         node.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Reloads the `[tls]` certificates on every SIGHUP; never completes. A failed
+/// reload keeps the certificates in use (and is logged with its reason).
+async fn reload_tls_on_sighup(node: &Node) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            while hup.recv().await.is_some() {
+                match node.reload_tls() {
+                    Ok(Some(_)) | Err(_) => {} // Logged by the reload itself.
+                    Ok(None) => tracing::info!("SIGHUP: no [tls] certificate to reload"),
+                }
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -107,6 +107,7 @@ impl ClusterRuntime {
         config: &Config,
         bound: &ListenAddrs,
         region: ShardRegion,
+        tls: Option<crate::tls::NodeTls>,
     ) -> Result<Self, String> {
         let membership_config = MembershipConfig::from_config(&config.cluster, bound)
             .await
@@ -127,6 +128,7 @@ impl ClusterRuntime {
                 advertise_host,
                 cookie: config.cluster.cookie.expose().to_string(),
                 inbox_capacity: 65_536,
+                tls,
             },
             membership.live(),
         )

@@ -17,6 +17,9 @@
 //!   peer at the end of the handshake; the peer's stand-in for it carries the
 //!   session's number in its `ActorId`, which Peers maps to the node id from the
 //!   session's authenticated ractor name, `node_id~generation@host`.
+//! - With `[tls]` (`tls.cluster`), sessions run over mutual TLS
+//!   (`transport/tls.rs`): the node's own listener handshakes each connection in
+//!   its own task, and dials check the peer's certificate against `tls.ca`.
 //! - Each message is one frame (`transport/frame.rs`): a small header naming the
 //!   sender, then the payload. Delivery is at most once and in order per session; a payload in
 //!   flight when a session drops is lost, and nothing is retried here.
@@ -28,6 +31,7 @@ mod frame;
 mod peers;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,6 +77,8 @@ pub struct TransportConfig {
     /// Frames received and not yet taken from the inbox. When it is full, the
     /// Endpoint waits and later frames queue in its mailbox.
     pub inbox_capacity: usize,
+    /// Mutual TLS between nodes (`tls.cluster`); `None`: TCP in the clear.
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 impl std::fmt::Debug for TransportConfig {
@@ -84,6 +90,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("advertise_host", &self.advertise_host)
             .field("cookie", &"<redacted>")
             .field("inbox_capacity", &self.inbox_capacity)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -201,6 +208,7 @@ impl Transport {
                 routes: routes.clone(),
                 connected: connected_tx,
                 incarnations: incarnations_tx,
+                tls: config.tls,
             },
         )
         .await

@@ -3,15 +3,18 @@
 //! returned or its failure turned into a [`CtlError`] that names the address.
 //!
 //! Deliberately small: the admin listener is ours, answers JSON with a length or
-//! in chunks, and is reached over plain TCP on an operator's network. Anything it
-//! sends is parsed fallibly; a malformed answer is an error, never a panic.
+//! in chunks, and is reached over TCP, or over TLS when the nodes serve HTTPS
+//! ([`AdminClient::with_tls`]). Anything it sends is parsed fallibly; a
+//! malformed answer is an error, never a panic.
 
 use std::io;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The largest answer read, in bytes. The biggest real one (`/admin/shards` of a
 /// large cluster) is a few kilobytes per thousand shards.
@@ -40,6 +43,16 @@ pub enum CtlError {
         path: String,
         /// The timeout, in seconds.
         secs: u64,
+    },
+    /// The TLS handshake failed: the node's certificate is not signed by the CA
+    /// given (`--ca`), does not name the host dialed, or the node does not speak
+    /// HTTPS.
+    #[error("TLS with {addr} failed: {why}")]
+    Tls {
+        /// The address dialled.
+        addr: String,
+        /// rustls's reason.
+        why: String,
     },
     /// The connection failed midway.
     #[error("talking to {addr}: {source}")]
@@ -102,12 +115,24 @@ impl CtlError {
 }
 
 /// A client of the admin API of any node of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminClient {
     /// Sent as `Authorization: Bearer` when present.
     token: Option<String>,
     /// Bounds each whole exchange: connect, send, read.
     timeout: Duration,
+    /// HTTPS with these roots; `None`: plain HTTP.
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// A request body and its content type.
@@ -140,7 +165,17 @@ impl Body {
 impl AdminClient {
     /// A client presenting `token` (if any), giving each request `timeout`.
     pub fn new(token: Option<String>, timeout: Duration) -> Self {
-        Self { token, timeout }
+        Self {
+            token,
+            timeout,
+            tls: None,
+        }
+    }
+
+    /// Speaks HTTPS to every node, checking certificates with `connector`.
+    pub fn with_tls(mut self, connector: TlsConnector) -> Self {
+        self.tls = Some(connector);
+        self
     }
 
     /// `GET path` on the admin listener at `addr` (`host:port`).
@@ -174,7 +209,7 @@ impl AdminClient {
         body: Option<Body>,
     ) -> Result<Value, CtlError> {
         let request = self.request(addr, method, path, body.as_ref());
-        let raw = tokio::time::timeout(self.timeout, exchange(addr, &request))
+        let raw = tokio::time::timeout(self.timeout, exchange(addr, &request, self.tls.as_ref()))
             .await
             .map_err(|_| CtlError::Timeout {
                 addr: addr.to_string(),
@@ -214,24 +249,70 @@ impl AdminClient {
     }
 }
 
-async fn exchange(addr: &str, request: &[u8]) -> Result<Vec<u8>, CtlError> {
-    let mut stream = TcpStream::connect(addr)
+async fn exchange(
+    addr: &str,
+    request: &[u8],
+    tls: Option<&TlsConnector>,
+) -> Result<Vec<u8>, CtlError> {
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| CtlError::Connect {
             addr: addr.to_string(),
             source,
         })?;
+    let Some(connector) = tls else {
+        return talk(addr, stream, request).await;
+    };
+    let name = server_name(addr).map_err(|why| CtlError::Tls {
+        addr: addr.to_string(),
+        why,
+    })?;
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| CtlError::Tls {
+            addr: addr.to_string(),
+            why: e.to_string(),
+        })?;
+    talk(addr, stream, request).await
+}
+
+/// The certificate name of `host:port`: an IP address or a DNS name.
+fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?}: {e}"))
+}
+
+/// Sends `request` and reads the answer until the server closes.
+async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
+    addr: &str,
+    mut stream: S,
+    request: &[u8],
+) -> Result<Vec<u8>, CtlError> {
     let io_error = |source| CtlError::Io {
         addr: addr.to_string(),
         source,
     };
     stream.write_all(request).await.map_err(io_error)?;
     let mut raw = Vec::new();
-    (&mut stream)
+    match (&mut stream)
         .take(MAX_RESPONSE + 1)
         .read_to_end(&mut raw)
         .await
-        .map_err(io_error)?;
+    {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify after its whole answer:
+        // the answer is judged by its own length below.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(io_error(e)),
+    }
     if raw.len() as u64 > MAX_RESPONSE {
         return Err(CtlError::BadResponse {
             addr: addr.to_string(),

@@ -347,6 +347,17 @@ pub(crate) fn token_text(answer: &Value) -> Result<(String, String), String> {
 }
 
 /// `chorusctl filter reload`.
+/// `tls reload`'s answer as one line.
+pub(crate) fn tls_reload_text(answer: &Value) -> String {
+    format!(
+        "{}: TLS certificates reloaded (chain of {}, {} CA certificates, reload #{})\n",
+        cell(answer.get("node")),
+        cell(answer.get("chain")),
+        cell(answer.get("ca_certs")),
+        cell(answer.get("generation")),
+    )
+}
+
 pub(crate) fn filter_reload_text(answer: &Value) -> String {
     let memory = answer
         .get("memory_bytes")

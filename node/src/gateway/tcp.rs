@@ -1,6 +1,8 @@
 //! The TCP transport: each frame is a 4-byte big-endian length, then the binary frame.
 //!
 //! The length is checked against `max_frame` before the body is read or buffered.
+//! The reader and writer are generic over the byte stream: the socket's own
+//! halves for `tcp://`, the halves of a rustls stream for `tls://`.
 
 use std::sync::Arc;
 
@@ -8,19 +10,21 @@ use bytes::BytesMut;
 use chorus_actors::SharedFrame;
 use chorus_wire::Encoding;
 use chorus_wire::codec::TcpDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::{FrameReader, FrameWriter, GatewayContext, ReadEvent, serve_connection};
+use super::{
+    Accepted, FrameReader, FrameWriter, GatewayContext, ReadEvent, serve_connection, tls_accept,
+};
+use crate::tls::NodeTls;
 
 /// Reads length-prefixed frames.
-pub struct TcpReader {
-    socket: OwnedReadHalf,
+pub struct TcpReader<R> {
+    socket: R,
     decoder: TcpDecoder,
 }
 
-impl FrameReader for TcpReader {
+impl<R: AsyncRead + Unpin + Send + 'static> FrameReader for TcpReader<R> {
     async fn next(&mut self) -> ReadEvent {
         loop {
             match self.decoder.next_payload() {
@@ -47,8 +51,8 @@ impl FrameReader for TcpReader {
 /// frames are laid out in `scratch` up to [`SCRATCH_MAX`] bytes per write, so no
 /// buffered writer (with a buffer of its own held by every idle connection) is
 /// needed, and `scratch` is given back after a write that made it large.
-pub struct TcpWriter {
-    socket: OwnedWriteHalf,
+pub struct TcpWriter<W> {
+    socket: W,
     scratch: BytesMut,
 }
 
@@ -59,7 +63,7 @@ const SCRATCH_MAX: usize = 64 * 1024;
 /// `scratch` larger than this after a write is dropped rather than kept.
 const SCRATCH_KEEP: usize = 16 * 1024;
 
-impl FrameWriter for TcpWriter {
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for TcpWriter<W> {
     async fn write_batch(
         &mut self,
         frames: &[SharedFrame],
@@ -87,7 +91,9 @@ impl FrameWriter for TcpWriter {
         if !self.scratch.is_empty() {
             self.socket.write_all(&self.scratch).await?;
         }
-        Ok(())
+        // TLS keeps records it could not write yet; a plain socket has nothing
+        // to flush.
+        self.socket.flush().await
     }
 
     fn shrink(&mut self) {
@@ -101,26 +107,40 @@ impl FrameWriter for TcpWriter {
     }
 }
 
-/// Accepts TCP clients until shutdown.
-pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>) {
+/// Accepts TCP clients until shutdown; with `tls`, each speaks TLS first.
+pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>, tls: Option<NodeTls>) {
+    let transport = if tls.is_some() { "tls" } else { "tcp" };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = ctx.shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
+                // Over a cap: dropped before anything is read or allocated.
+                let Some(admitted) = ctx.admit(peer, transport) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                let reader = TcpReader {
-                    socket: read,
-                    decoder: TcpDecoder::new(ctx.max_frame),
-                };
-                let writer = TcpWriter {
-                    socket: write,
-                    scratch: BytesMut::new(),
-                };
-                tokio::spawn(serve_connection(reader, writer, ctx.clone(), "tcp"));
+                match &tls {
+                    None => {
+                        let (read, write) = stream.into_split();
+                        tokio::spawn(serve(read, write, ctx.clone(), transport, admitted));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.client_acceptor();
+                        let ctx = ctx.clone();
+                        tokio::spawn(async move {
+                            let Some(stream) =
+                                tls_accept(&acceptor, stream, admitted.hello_by, transport).await
+                            else {
+                                return;
+                            };
+                            let (read, write) = tokio::io::split(stream);
+                            serve(read, write, ctx, transport, admitted).await;
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -129,6 +149,27 @@ pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>) {
             }
         }
     }
+}
+
+async fn serve<R, W>(
+    read: R,
+    write: W,
+    ctx: Arc<GatewayContext>,
+    transport: &'static str,
+    admitted: Accepted,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let reader = TcpReader {
+        socket: read,
+        decoder: TcpDecoder::new(ctx.max_frame),
+    };
+    let writer = TcpWriter {
+        socket: write,
+        scratch: BytesMut::new(),
+    };
+    serve_connection(reader, writer, ctx, transport, admitted).await;
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! binary message one binary frame. WebSocket pings count as activity.
 //!
 //! Buffers are sized for many mostly idle connections: small read and write
-//! buffers, message and frame size capped at `max_frame`.
+//! buffers, message and frame size capped at `max_frame`. The upgrade (and the
+//! TLS handshake under it, for `wss://`) must be over by the connection's
+//! `hello` deadline: it has no time of its own.
 
 use std::sync::Arc;
 
@@ -11,25 +13,31 @@ use chorus_actors::SharedFrame;
 use chorus_wire::{DecodeError, Encoding};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::{FrameReader, FrameWriter, GatewayContext, ReadEvent, serve_connection};
+use super::{
+    Accepted, FrameReader, FrameWriter, GatewayContext, ReadEvent, serve_connection, tls_accept,
+};
+use crate::tls::NodeTls;
 
-/// Time a client has to finish the WebSocket upgrade.
-const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// What a WebSocket runs over: a TCP stream, or a TLS stream on one.
+pub trait WsStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WsStream for S {}
 
 /// Reads WebSocket messages as frames.
-pub struct WsReader {
-    stream: SplitStream<WebSocketStream<TcpStream>>,
+pub struct WsReader<S> {
+    stream: SplitStream<WebSocketStream<S>>,
     max_frame: u32,
 }
 
-impl FrameReader for WsReader {
+impl<S: WsStream> FrameReader for WsReader<S> {
     async fn next(&mut self) -> ReadEvent {
         loop {
             return match self.stream.next().await {
@@ -67,11 +75,11 @@ impl FrameReader for WsReader {
 }
 
 /// Writes frames as WebSocket messages, one flush per batch.
-pub struct WsWriter {
-    sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+pub struct WsWriter<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
 }
 
-impl FrameWriter for WsWriter {
+impl<S: WsStream> FrameWriter for WsWriter<S> {
     async fn write_batch(
         &mut self,
         frames: &[SharedFrame],
@@ -117,56 +125,42 @@ fn ws_config(max_frame: u32) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-/// Accepts WebSocket clients until shutdown.
-pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>, path: String) {
+/// Accepts WebSocket clients until shutdown; with `tls`, each speaks TLS first.
+pub async fn run(
+    listener: TcpListener,
+    ctx: Arc<GatewayContext>,
+    path: String,
+    tls: Option<NodeTls>,
+) {
     let path: Arc<str> = path.into();
+    let transport = if tls.is_some() { "wss" } else { "ws" };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = ctx.shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
+                // Over a cap: dropped before anything is read or allocated.
+                let Some(admitted) = ctx.admit(peer, transport) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
                 let path = path.clone();
+                let acceptor = tls.as_ref().map(NodeTls::client_acceptor);
                 tokio::spawn(async move {
-                    // The callback's signature is tungstenite's (`Callback::on_request`),
-                    // so its error cannot be boxed.
-                    #[allow(clippy::result_large_err)]
-                    let check_path =
-                        move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-                            if req.uri().path() == &*path {
-                                Ok(resp)
-                            } else {
-                                let mut not_found = ErrorResponse::new(Some(format!(
-                                    "no WebSocket endpoint here; use {}\n",
-                                    &*path
-                                )));
-                                *not_found.status_mut() =
-                                    tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-                                Err(not_found)
-                            }
-                        };
-                    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-                        stream,
-                        check_path,
-                        Some(ws_config(ctx.max_frame)),
-                    );
-                    let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
-                        Ok(Ok(ws)) => ws,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket upgrade failed");
-                            return;
+                    match acceptor {
+                        None => upgrade(stream, ctx, path, transport, admitted).await,
+                        Some(acceptor) => {
+                            let Some(stream) =
+                                tls_accept(&acceptor, stream, admitted.hello_by, transport).await
+                            else {
+                                return;
+                            };
+                            upgrade(stream, ctx, path, transport, admitted).await;
                         }
-                        Err(_) => return,
-                    };
-                    let (sink, stream) = ws.split();
-                    let reader = WsReader {
-                        stream,
-                        max_frame: ctx.max_frame,
-                    };
-                    serve_connection(reader, WsWriter { sink }, ctx, "ws").await;
+                    }
                 });
             }
             Err(e) => {
@@ -175,4 +169,53 @@ pub async fn run(listener: TcpListener, ctx: Arc<GatewayContext>, path: String) 
             }
         }
     }
+}
+
+/// The WebSocket upgrade at `path`, by the connection's `hello` deadline, then
+/// the connection.
+async fn upgrade<S: WsStream>(
+    stream: S,
+    ctx: Arc<GatewayContext>,
+    path: Arc<str>,
+    transport: &'static str,
+    admitted: Accepted,
+) {
+    // The callback's signature is tungstenite's (`Callback::on_request`), so its
+    // error cannot be boxed.
+    #[allow(clippy::result_large_err)]
+    let check_path = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == &*path {
+            Ok(resp)
+        } else {
+            let mut not_found = ErrorResponse::new(Some(format!(
+                "no WebSocket endpoint here; use {}\n",
+                &*path
+            )));
+            *not_found.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+            Err(not_found)
+        }
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check_path,
+        Some(ws_config(ctx.max_frame)),
+    );
+    let deadline: Instant = admitted.hello_by;
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => {
+            metrics::counter!("chorus_hello_timeouts_total").increment(1);
+            return;
+        }
+    };
+    let (sink, stream) = ws.split();
+    let reader = WsReader {
+        stream,
+        max_frame: ctx.max_frame,
+    };
+    serve_connection(reader, WsWriter { sink }, ctx, transport, admitted).await;
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs)] // Each test binary uses a subset.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is the failure report.
 
+pub mod certs;
+
 use std::time::Duration;
 
 use chorus_config::Config;

@@ -74,6 +74,7 @@ pub(crate) struct PeersArgs {
     pub(crate) routes: Routes,
     pub(crate) connected: watch::Sender<Vec<String>>,
     pub(crate) incarnations: watch::Sender<BTreeMap<String, u64>>,
+    pub(crate) tls: Option<crate::tls::NodeTls>,
 }
 
 /// Messages of Peers. None crosses nodes.
@@ -163,6 +164,10 @@ pub(crate) struct PeersState {
     incarnations: watch::Sender<BTreeMap<String, u64>>,
     next_attempt: u64,
     tick: JoinHandle<()>,
+    /// Dials use TLS with it; `None`: in the clear.
+    tls: Option<crate::tls::NodeTls>,
+    /// The TLS accept loop on `listen.cluster`, in TLS mode.
+    tls_listener: Option<JoinHandle<()>>,
 }
 
 impl Actor for Peers {
@@ -189,18 +194,39 @@ impl Actor for Peers {
                 },
             );
 
+        // In TLS mode ractor's own listener is sealed on loopback and ours takes
+        // `listen.cluster` (see `tls.rs`).
+        let (port, listen_ip, encryption) = match &args.tls {
+            None => (args.listen.port(), args.listen.ip(), None),
+            Some(_) => {
+                let (ip, sealed) = super::tls::sealed_listener(args.listen)?;
+                (0, ip, Some(sealed))
+            }
+        };
         let server = NodeServer::new(
-            args.listen.port(),
+            port,
             args.cookie,
             peer_name::encode(&args.node_id, args.generation),
             args.advertise_host,
-            None,
+            encryption,
             // Peers decides whom to connect to; ractor must not dial on its own.
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(args.listen.ip())
+        .with_listen_addr(listen_ip)
         .with_max_inbound_frame_size(MAX_INBOUND_FRAME);
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
+        let tls_listener = match &args.tls {
+            None => None,
+            Some(tls) => Some(
+                super::tls::serve(
+                    args.listen,
+                    tls.clone(),
+                    server.clone(),
+                    dialing::HANDSHAKE_TIMEOUT,
+                )
+                .await?,
+            ),
+        };
         server.cast(NodeServerMessage::SubscribeToEvents {
             id: "chorus.peers".to_string(),
             subscription: Box::new(SessionEvents(myself.clone())),
@@ -219,6 +245,8 @@ impl Actor for Peers {
             incarnations: args.incarnations,
             next_attempt: 0,
             tick,
+            tls: args.tls,
+            tls_listener,
         })
     }
 
@@ -228,6 +256,9 @@ impl Actor for Peers {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.tick.abort();
+        if let Some(listener) = state.tls_listener.take() {
+            listener.abort();
+        }
         ractor::pg::demonitor(ENDPOINT_GROUP.to_string(), myself.get_id());
         state
             .routes

@@ -27,7 +27,7 @@ fn page(body_len: usize) -> SharedFrame {
     })
 }
 
-async fn pair() -> (TcpWriter, TcpStream) {
+async fn pair() -> (TcpWriter<tokio::net::tcp::OwnedWriteHalf>, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap())
         .await

@@ -224,8 +224,9 @@ impl PeersState {
             }
             let server = self.server.clone();
             let peers = myself.clone();
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                let result = dial(&server, &target).await;
+                let result = dial(&server, &target, tls.as_ref()).await;
                 let _ = peers.cast(PeersMsg::Dialed {
                     node,
                     attempt,
@@ -350,22 +351,33 @@ impl PeersState {
     }
 }
 
-/// Resolves `target` and opens a TCP connection handed to the NodeServer, which
-/// starts the handshake. Returns the address dialed.
-async fn dial(server: &ActorRef<NodeServerMessage>, target: &str) -> Result<SocketAddr, String> {
+/// Resolves `target` and opens a TCP connection (over TLS with `tls`, checked
+/// against the host of `target`) handed to the NodeServer, which starts the
+/// handshake. Returns the address dialed.
+async fn dial(
+    server: &ActorRef<NodeServerMessage>,
+    target: &str,
+    tls: Option<&crate::tls::NodeTls>,
+) -> Result<SocketAddr, String> {
     let addr = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(target))
         .await
         .map_err(|_| format!("looking up {target} timed out"))?
         .map_err(|e| format!("cannot resolve {target}: {e}"))?
         .next()
         .ok_or_else(|| format!("{target} resolves to no address"))?;
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        ractor_cluster::client_connect(server, addr),
-    )
-    .await
-    .map_err(|_| format!("connecting to {addr} timed out"))?
-    .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let connect = async {
+        match tls {
+            None => ractor_cluster::client_connect(server, addr)
+                .await
+                .map_err(|e| format!("connecting to {addr}: {e}")),
+            Some(tls) => {
+                super::super::tls::dial(server, addr, super::super::tls::host_of(target), tls).await
+            }
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("connecting to {addr} timed out"))??;
     Ok(addr)
 }
 
