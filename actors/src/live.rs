@@ -223,6 +223,9 @@ pub struct LiveRoomState {
     settings_retry: Option<crate::Ticker>,
     /// Counted messages handled (see `region::registry`).
     handled: u64,
+    /// Asked to passivate under pressure (the registry asks once): done once
+    /// every message sent to it is handled and no viewer is watching.
+    pressure: Option<PassivateReason>,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -272,6 +275,7 @@ impl Actor for LiveRoom {
             slow,
             settings_retry,
             handled: 0,
+            pressure: None,
             _ticker: ticker,
         })
     }
@@ -373,16 +377,14 @@ impl Actor for LiveRoom {
                 }
             }
             LiveRoomMsg::Passivate(reason) => {
-                // Viewers would lose the room's recent items and slow mode.
-                if state.viewers() == 0 {
-                    state.passivate(&myself, reason);
-                }
+                state.pressure = Some(reason);
             }
             LiveRoomMsg::HandOff => {
                 if !state.pending.is_empty() {
                     state.close_window();
                 }
                 myself.stop(Some("handed off".into()));
+                return Ok(());
             }
             LiveRoomMsg::SlowMode { seconds } => {
                 // The operator's word is newer than whatever a retry may still bring.
@@ -394,6 +396,13 @@ impl Actor for LiveRoom {
                     state.set_slow_mode(stored.slow_mode_s);
                 }
             }
+        }
+        // Viewers would lose the room's recent items and slow mode; a request
+        // that came with messages still queued is honoured once they are handled.
+        if let Some(reason) = state.pressure
+            && state.viewers() == 0
+        {
+            state.passivate(&myself, reason);
         }
         Ok(())
     }

@@ -108,6 +108,9 @@ pub struct UserState {
     replay_until: Instant,
     /// Counted messages handled (see `region::registry`).
     handled: u64,
+    /// Asked to passivate under pressure (the registry asks once): done as soon
+    /// as every message sent to it is handled and nothing would be lost.
+    pressure: Option<PassivateReason>,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
@@ -123,6 +126,23 @@ impl UserState {
             reason,
         ) {
             myself.stop(Some("passivated".into()));
+        }
+    }
+
+    /// Passivates for a pending pressure request once that loses nothing:
+    /// sessions of other nodes attached once and would be lost; in a cluster, a
+    /// User in its replay window still owes sessions re-attached after a move
+    /// what they missed. Sessions of this node are found in the directory by the
+    /// next User. Tried again after every message, since a request that came
+    /// with deliveries still queued cannot be honoured at once.
+    fn try_pressure(&mut self, myself: &ActorRef<UserMsg>) {
+        let Some(reason) = self.pressure else {
+            return;
+        };
+        let remote = self.sessions.iter().any(|s| s.remote_node().is_some());
+        let replaying = self.region.link().is_clustered() && Instant::now() < self.replay_until;
+        if !remote && !replaying {
+            self.passivate(myself, reason);
         }
     }
 }
@@ -161,6 +181,7 @@ impl Actor for User {
             replay: VecDeque::new(),
             replay_until: Instant::now() + REPLAY_WINDOW,
             handled: 0,
+            pressure: None,
             _ticker: ticker,
         })
     }
@@ -252,22 +273,17 @@ impl Actor for User {
                 }
             }
             UserMsg::Passivate(reason) => {
-                // Sessions of other nodes attached once and would be lost; in
-                // a cluster, a User in its replay window still owes sessions
-                // re-attached after a move what they missed. Sessions of this
-                // node are found in the directory by the next User.
-                let remote = state.sessions.iter().any(|s| s.remote_node().is_some());
-                let replaying =
-                    state.region.link().is_clustered() && Instant::now() < state.replay_until;
-                if !remote && !replaying {
-                    state.passivate(&myself, reason);
-                }
+                state.pressure = Some(reason);
+                state.try_pressure(&myself);
+                return Ok(());
             }
             UserMsg::HandOff => {
                 // The new owner hears of every session from its node's re-attachment.
                 myself.stop(Some("handed off".into()));
+                return Ok(());
             }
         }
+        state.try_pressure(&myself);
         Ok(())
     }
 }

@@ -7,14 +7,12 @@
 //! its commands and its timers at once.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chorus_wire::codec::{Frame, TcpDecoder};
 use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -23,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::client::Welcome;
 use crate::config::{ClientConfig, Transport};
 use crate::error::ClientError;
-use crate::tls::server_name;
+use crate::tls::{Stream, server_name};
 
 /// How long a graceful close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -192,14 +190,6 @@ pub(crate) async fn establish(
         .map_err(|_| ClientError::Timeout)?
 }
 
-/// A socket to a node, in the clear or under TLS.
-pub(crate) enum Stream {
-    /// `tcp://`, `ws://`.
-    Plain(TcpStream),
-    /// `tls://`, `wss://`.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
 impl Stream {
     /// Connects to `host_port`; with `secure`, completes a TLS handshake whose
     /// certificate must chain to `cfg.tls` and name the host.
@@ -221,46 +211,6 @@ impl Stream {
             .await
             .map_err(|e| ClientError::Tls(format!("TLS handshake with {host_port} failed: {e}")))?;
         Ok(Self::Tls(Box::new(tls)))
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
     }
 }
 

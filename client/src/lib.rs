@@ -64,4 +64,4 @@ pub use events::{Event, Events};
 pub use heartbeat::{
     AdaptiveHeartbeat, AdaptiveParams, HeartbeatStore, MemoryStore, Phase, Record,
 };
-pub use tls::TlsRoots;
+pub use tls::{Stream, TlsRoots};

@@ -1,7 +1,8 @@
 //! The cluster, end to end: real `chorus` processes on 127.0.x.y addresses, one
 //! real Cassandra (`CHORUS_CASSANDRA`, started by `scripts/test`), clients on the
-//! SDK. Skipped when no Cassandra is configured: a multi-node cluster needs the
-//! shared store.
+//! SDK. A multi-node cluster needs the shared store, so every test is
+//! `#[ignore]`d; `scripts/test` starts Cassandra and runs them with
+//! `--include-ignored`.
 //!
 //! Each test uses its own loopback block (127.0.B.1–3) with fixed gossip and
 //! transport ports, and its own keyspace.
@@ -33,10 +34,14 @@ fn init_log() {
     }
 }
 
-fn cassandra() -> Option<String> {
+/// The Cassandra node of `CHORUS_CASSANDRA`. These tests are `#[ignore]`d:
+/// `scripts/test` starts Cassandra and runs them; run by hand without it, they
+/// fail rather than pass having tested nothing.
+fn cassandra() -> String {
     std::env::var("CHORUS_CASSANDRA")
         .ok()
         .filter(|c| !c.is_empty())
+        .expect("CHORUS_CASSANDRA names the Cassandra node of this test (scripts/cassandra start)")
 }
 
 /// One node process of a test cluster.
@@ -107,29 +112,13 @@ impl NodeProc {
         );
         let file = self.dir.path().join("node.toml");
         std::fs::write(&file, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .args(["serve", "--config"])
-            .arg(&file)
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+        let mut child = common::process::serve(&file)
             .spawn()
             .expect("chorus starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines.next().expect("a listening line").unwrap();
-        let field = |name: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("{name} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        self.tcp = field("tcp=");
-        self.ws = field("ws=");
-        self.admin = field("admin=");
-        // Keep draining stdout so the node never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let listening = common::process::listening(&mut child);
+        self.tcp = listening.tcp;
+        self.ws = listening.ws;
+        self.admin = listening.admin;
         self.child = Some(child);
     }
 
@@ -172,9 +161,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(block: u8) -> Option<Self> {
+    async fn start(block: u8) -> Self {
         init_log();
-        let contact = cassandra()?;
+        let contact = cassandra();
         let keyspace = format!("chorus_cluster_{:016x}", rand::random::<u64>());
         let seed = format!("127.0.{block}.1:7403");
         let mut nodes = Vec::new();
@@ -188,7 +177,7 @@ impl Cluster {
         }
         let cluster = Cluster { nodes };
         cluster.wait_serving(&["n1", "n2", "n3"]).await;
-        Some(cluster)
+        cluster
     }
 
     /// Waits until every running node's placement has exactly `ids` serving.
@@ -316,11 +305,9 @@ async fn where_is(cluster: &Cluster, key: &str) -> (String, Vec<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn three_nodes_chat_across_nodes_and_where_agrees() {
-    let Some(cluster) = Cluster::start(21).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let cluster = Cluster::start(21).await;
     let (alice, mut alice_events) =
         connect(vec![cluster.node("n1").tcp.to_string()], "alice").await;
     let (bob, mut bob_events) = connect(vec![cluster.node("n2").tcp.to_string()], "bob").await;
@@ -659,11 +646,9 @@ impl Traffic {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn kill_9_one_node_under_load_loses_nothing_and_it_rejoins() {
-    let Some(mut cluster) = Cluster::start(22).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let mut cluster = Cluster::start(22).await;
     let traffic = Traffic::start(&cluster, "u", 60).await;
     let (users, clients, reconnected) = (&traffic.users, &traffic.clients, &traffic.reconnected);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -702,11 +687,9 @@ async fn kill_9_one_node_under_load_loses_nothing_and_it_rejoins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn rolling_drain_of_every_node_under_load_loses_nothing() {
-    let Some(mut cluster) = Cluster::start(23).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let mut cluster = Cluster::start(23).await;
     let traffic = Traffic::start(&cluster, "d", 80).await;
     for i in 0..3 {
         let (status, body) = admin(cluster.nodes[i].admin, "POST", "/admin/drain")
@@ -812,11 +795,9 @@ async fn metric(addr: SocketAddr, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn garbage_envelopes_and_a_wrong_cookie_do_not_disturb_the_cluster() {
-    let Some(cluster) = Cluster::start(24).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let cluster = Cluster::start(24).await;
     let seed = "127.0.24.1:7403";
     // A member with the right cookie that sends garbage: frames without our
     // header, and well-framed payloads that are no envelope.
@@ -889,11 +870,9 @@ fn watch_room(mut events: Events, room: &str) -> Arc<Mutex<Vec<(u64, String, Ins
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn live_room_viewers_on_three_nodes_see_one_sequence_and_survive_its_owner() {
-    let Some(mut cluster) = Cluster::start(25).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let mut cluster = Cluster::start(25).await;
     let room = "final";
     let mut viewers = Vec::new();
     let mut clients = Vec::new();
@@ -1075,13 +1054,11 @@ async fn cluster_view(node: &NodeProc) -> (Vec<(String, u64, bool)>, serde_json:
 const REJECTED: &str = "chorus_gossip_rejected_packets_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn spoofed_gossip_leaves_the_cluster_unmoved_and_a_wrong_cookie_stays_out() {
     use chorus_node::cluster::membership::{GossipKey, SealedUdp, seal};
 
-    let Some(cluster) = Cluster::start(33).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let cluster = Cluster::start(33).await;
     let gossip: Vec<String> = (1..=3).map(|n| format!("127.0.33.{n}:7403")).collect();
     let gossip_addrs: Vec<SocketAddr> = gossip.iter().map(|g| g.parse().unwrap()).collect();
     let (alice, mut alice_events) = connect(vec![cluster.node("n1").tcp.to_string()], "sa").await;
@@ -1336,12 +1313,10 @@ async fn send_all(conn: &mut common::RawTcp, to: &str, ids: &[String], log: &mut
 /// acked seq; acks of one conversation reach each connection in increasing seq;
 /// both copies of a doubled send get the same seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn a_conversation_moving_under_sends_keeps_order_and_stores_each_message_once() {
     const PER_SENDER: usize = 240;
-    let Some(mut cluster) = Cluster::start(46).await else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the cluster test");
-        return;
-    };
+    let mut cluster = Cluster::start(46).await;
     // Four conversations owned by n2, which is then drained.
     let mut pairs = Vec::new();
     let mut i = 0;

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chorus_client::{Client, ClientConfig, Event, Events, TlsRoots, Transport};
@@ -69,29 +68,15 @@ fn start(
     );
     let file = dir.join(format!("{id}.toml"));
     std::fs::write(&file, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+    let mut child = common::process::serve(&file)
         .spawn()
         .expect("chorus starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("a listening line").unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let field = |name: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("{name} in {line:?}"))
-            .parse()
-            .unwrap()
-    };
+    let listening = common::process::listening(&mut child);
     Proc {
         id: id.to_string(),
-        tcp: field("tcp="),
-        ws: field("ws="),
-        admin: field("admin="),
+        tcp: listening.tcp,
+        ws: listening.ws,
+        admin: listening.admin,
         child,
     }
 }
@@ -173,14 +158,12 @@ async fn next_message(events: &mut Events) -> chorus_wire::Message {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn three_nodes_over_mutual_tls_chat_and_refuse_wrong_certificates() {
-    let Some(contact) = std::env::var("CHORUS_CASSANDRA")
+    let contact = std::env::var("CHORUS_CASSANDRA")
         .ok()
         .filter(|c| !c.is_empty())
-    else {
-        eprintln!("CHORUS_CASSANDRA is not set: skipping the TLS cluster test");
-        return;
-    };
+        .expect("CHORUS_CASSANDRA names the Cassandra node of this test (scripts/cassandra start)");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("cluster CA");
     let ca_file = ca.write(dir.path(), "ca.pem");

@@ -59,22 +59,11 @@ impl Proc {
                 }
             }
         });
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines.next().expect("a listening line").unwrap();
-        let field = |name: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("{name} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let (tcp, admin) = (field("tcp="), field("admin="));
-        std::thread::spawn(move || for _ in lines {});
+        let listening = common::process::listening(&mut child);
         Proc {
             child,
-            tcp,
-            admin,
+            tcp: listening.tcp,
+            admin: listening.admin,
             log,
         }
     }

@@ -3,17 +3,18 @@
 //! between two connected stores, history across timeline buckets, appends too big
 //! for one batch, conversation lists longer than a page.
 //!
-//! These tests need a database and run only when `CHORUS_CASSANDRA` is set to its
-//! contact points (`host:port`, comma-separated; empty means `127.0.0.1:9042`):
+//! The tests that need a database are `#[ignore]`d, so `cargo test` without Java
+//! reports them as ignored rather than passed; `scripts/test` starts Cassandra and
+//! runs them with `--include-ignored`. `CHORUS_CASSANDRA` gives the contact points
+//! (`host:port`, comma-separated; empty means `127.0.0.1:9042`):
 //!
 //! ```sh
 //! scripts/cassandra start
-//! CHORUS_CASSANDRA=127.0.0.1:9042 cargo test -p chorus-store --test scylla_conformance
+//! CHORUS_CASSANDRA=127.0.0.1:9042 cargo test -p chorus-store --test scylla_conformance -- --include-ignored
 //! ```
 //!
-//! Unset, each test says it did nothing and passes, so the suite stays runnable
-//! without Java. Set but unreachable, every test fails. Each test works in a fresh
-//! keyspace of its own and drops it at the end, even when it fails.
+//! Run with the ignored tests but unset, or set but unreachable, they fail. Each
+//! test works in a fresh keyspace of its own and drops it at the end, even when it fails.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,9 +28,12 @@ use scylla::statement::Statement;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Contact points from `CHORUS_CASSANDRA`, or `None` when the tests should not run.
-fn contact_points() -> Option<Vec<String>> {
-    let value = std::env::var("CHORUS_CASSANDRA").ok()?;
+/// Contact points from `CHORUS_CASSANDRA`. The tests that need them are
+/// `#[ignore]`d: `scripts/test` starts Cassandra and runs them; run by hand
+/// without it, they fail rather than pass having tested nothing.
+fn contact_points() -> Vec<String> {
+    let value = std::env::var("CHORUS_CASSANDRA")
+        .expect("CHORUS_CASSANDRA names the Cassandra node of this test (scripts/cassandra start)");
     let points: Vec<String> = value
         .split(',')
         .map(str::trim)
@@ -37,9 +41,9 @@ fn contact_points() -> Option<Vec<String>> {
         .map(String::from)
         .collect();
     if points.is_empty() {
-        Some(vec!["127.0.0.1:9042".into()])
+        vec!["127.0.0.1:9042".into()]
     } else {
-        Some(points)
+        points
     }
 }
 
@@ -61,13 +65,7 @@ where
     F: FnOnce(ScyllaOptions) -> Fut,
     Fut: Future<Output = TestResult> + Send + 'static,
 {
-    let Some(contact_points) = contact_points() else {
-        eprintln!(
-            "CHORUS_CASSANDRA is not set: not testing the scylla backend \
-             (scripts/cassandra start, then CHORUS_CASSANDRA=127.0.0.1:9042)"
-        );
-        return Ok(());
-    };
+    let contact_points = contact_points();
     let options = ScyllaOptions {
         contact_points,
         keyspace: unique_keyspace(label),
@@ -101,6 +99,7 @@ async fn drop_keyspace(options: &ScyllaOptions) -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn scylla_store_passes_the_conformance_suite() -> TestResult {
     in_fresh_keyspace("conf", |options| async move {
         let store: SharedStore = Arc::new(ScyllaStore::connect(options).await?);
@@ -122,6 +121,7 @@ async fn scylla_store_passes_the_conformance_suite() -> TestResult {
 /// allocate blocks of it at the same time, round after round: no seq is ever
 /// handed to both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn two_owners_never_get_overlapping_blocks() -> TestResult {
     const ROUNDS: u64 = 150;
     in_fresh_keyspace("fence", |options| async move {
@@ -193,6 +193,7 @@ fn model_page(stored: &[u64], q: HistoryQuery) -> (Vec<u64>, bool) {
 /// them, agrees with the model for every mode at every bucket edge, and paging
 /// walks visit every message once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn history_pages_across_buckets() -> TestResult {
     in_fresh_keyspace("hist", |options| async move {
         let store = ScyllaStore::connect(options).await?;
@@ -297,6 +298,7 @@ async fn history_pages_across_buckets() -> TestResult {
 /// One append far above the server's batch size limit lands whole: every
 /// message, every dedup entry, the right `last_seq`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn appends_larger_than_a_batch_land_whole() -> TestResult {
     const MESSAGES: u64 = 300;
     in_fresh_keyspace("big", |options| async move {
@@ -343,6 +345,7 @@ async fn appends_larger_than_a_batch_land_whole() -> TestResult {
 /// A conversation list longer than one page (1,000 rows) comes back whole, in id
 /// order, with each conversation's `last_seq` and the user's `read_seq`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn conversation_lists_longer_than_a_page() -> TestResult {
     const CONVERSATIONS: usize = 2_300;
     in_fresh_keyspace("list", |options| async move {
@@ -393,6 +396,7 @@ async fn conversation_lists_longer_than_a_page() -> TestResult {
 /// Racing `set_read`s across two stores still keep the highest: the max-merge
 /// does not depend on one process serialising its own writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn read_positions_keep_the_highest_across_stores() -> TestResult {
     in_fresh_keyspace("read", |options| async move {
         let first = Arc::new(ScyllaStore::connect(options.clone()).await?);
@@ -436,15 +440,18 @@ async fn an_unreachable_database_is_unavailable() {
         request_timeout: Duration::from_secs(2),
         ..ScyllaOptions::default()
     };
-    let started = std::time::Instant::now();
-    match ScyllaStore::connect(options).await {
+    // The driver gives up by itself; the timeout only keeps a regression from
+    // hanging the suite.
+    let connected = tokio::time::timeout(Duration::from_secs(120), ScyllaStore::connect(options))
+        .await
+        .expect("connect gives up on an address nobody listens on");
+    match connected {
         Err(StoreError::Unavailable(why)) => {
             assert!(why.contains("127.0.0.1:1"), "{why}");
         }
         Err(other) => panic!("expected Unavailable, got {other}"),
         Ok(_) => panic!("connected to a port nobody listens on"),
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 /// Bad options are refused before any connection is tried.
@@ -476,6 +483,7 @@ async fn bad_options_are_refused() {
 /// on its way): the next append of the same key writes the message at the
 /// claimed seq and answers with it, so an ack for it always has its message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn a_claim_without_its_message_is_completed_by_the_retry() -> TestResult {
     in_fresh_keyspace("claim", |options| async move {
         let store = ScyllaStore::connect(options.clone()).await?;
@@ -533,6 +541,7 @@ async fn a_claim_without_its_message_is_completed_by_the_retry() -> TestResult {
 
 /// A connected store answers its health probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn a_reachable_database_passes_the_probe() -> TestResult {
     in_fresh_keyspace("probe", |options| async move {
         let store = ScyllaStore::connect(options).await?;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests: a panic is the failure report.
 
 pub mod certs;
+pub mod process;
 
 use std::time::Duration;
 
