@@ -150,10 +150,10 @@ impl Default for SessionLimits {
 pub struct Queued {
     /// The frame.
     pub frame: SharedFrame,
-    /// Its size as encoded for the session, counted against the byte bound.
-    bytes: usize,
     /// The units of the request this frame answers, freed once it is written.
-    _held: Option<Held>,
+    /// Boxed: every session's queue reserves a block of slots up front, and an
+    /// idle session should not pay twice a pointer per slot for the rare answer.
+    _held: Option<Box<Held>>,
 }
 
 impl std::ops::Deref for Queued {
@@ -184,7 +184,12 @@ impl OutboundQueue {
     /// Frames taken from the queue have been written (or dropped): their bytes
     /// leave the count, and the units they held are freed with them.
     pub fn written(&self, frames: impl IntoIterator<Item = Queued>) {
-        let bytes: usize = frames.into_iter().map(|q| q.bytes).sum();
+        // The size counted when the frame was queued: its encoding is cached.
+        let encoding = self.handle.0.encoding;
+        let bytes: usize = frames
+            .into_iter()
+            .map(|q| q.frame.bytes(encoding).len())
+            .sum();
         if bytes > 0 {
             self.handle
                 .0
@@ -366,8 +371,7 @@ impl SessionHandle {
         }
         let item = Queued {
             frame,
-            bytes,
-            _held: held,
+            _held: held.map(Box::new),
         };
         match self.0.tx.try_send(item) {
             Ok(()) => {

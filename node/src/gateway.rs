@@ -177,6 +177,10 @@ pub struct Accepted {
 /// Frames written in one go by the writer.
 const WRITE_BATCH: usize = 64;
 
+/// Room for this many frames of a batch is kept between writes; after a larger
+/// batch the writer's buffers are given back.
+const IDLE_BATCH: usize = 8;
+
 /// Time the writer's polite close (flush, then FIN or a WebSocket Close) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -482,9 +486,11 @@ async fn run_writer<W: FrameWriter>(
     stop: CancellationToken,
 ) {
     // The frames of one write, and what they took from the queue: their bytes and
-    // budget units are given back once they are written.
-    let mut batch: Vec<SharedFrame> = Vec::with_capacity(WRITE_BATCH);
-    let mut taken: Vec<Queued> = Vec::with_capacity(WRITE_BATCH);
+    // budget units are given back once they are written. They grow with the
+    // batches and are given back after a large one (see `IDLE_BATCH`): an idle
+    // session holds none of a full batch's room.
+    let mut batch: Vec<SharedFrame> = Vec::new();
+    let mut taken: Vec<Queued> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -560,6 +566,9 @@ async fn run_writer<W: FrameWriter>(
         metrics::counter!("chorus_frames_out_total").increment(n);
         batch.clear();
         queue.written(taken.drain(..));
+        if taken.capacity() > IDLE_BATCH {
+            (batch, taken) = (Vec::new(), Vec::new());
+        }
         writer.shrink();
     }
     // A polite close flushes first, which never completes if the client stopped

@@ -146,22 +146,25 @@ pub async fn run(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let ctx = ctx.clone();
-                let path = path.clone();
-                let acceptor = tls.as_ref().map(NodeTls::client_acceptor);
-                tokio::spawn(async move {
-                    match acceptor {
-                        None => upgrade(stream, ctx, path, transport, admitted).await,
-                        Some(acceptor) => {
+                let (ctx, path) = (ctx.clone(), path.clone());
+                // One task per kind of stream: a task holds the largest state its
+                // future can reach, and a TLS stream is several KiB that an idle
+                // `ws://` connection must not pay for.
+                match tls.as_ref().map(NodeTls::client_acceptor) {
+                    None => {
+                        tokio::spawn(upgrade(stream, ctx, path, transport, admitted));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
                             let Some(stream) =
                                 tls_accept(&acceptor, stream, admitted.hello_by, transport).await
                             else {
                                 return;
                             };
                             upgrade(stream, ctx, path, transport, admitted).await;
-                        }
+                        });
                     }
-                });
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "websocket accept failed");
