@@ -423,7 +423,7 @@ impl ShardRegion {
             node,
             &chorus_wire::cluster::Envelope::LiveBatch {
                 room: room.to_string(),
-                frame: frame.frame().clone(),
+                frame: chorus_wire::cluster::NestedFrame(frame.frame().clone()),
                 weight,
                 ordinary,
             },

@@ -295,7 +295,7 @@ impl SessionRef {
                 &Envelope::Sessions {
                     ids: vec![r.addr.id],
                     user: r.addr.user.clone(),
-                    frame: frame.frame().clone(),
+                    frame: chorus_wire::cluster::NestedFrame(frame.frame().clone()),
                 },
             ),
         }

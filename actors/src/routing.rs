@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chorus_store::HistoryQuery;
 use chorus_wire::cluster::{
-    CloseCode, EntityEnvelope, Envelope, GroupOp, RequestEnvelope, SessionAddr,
+    CloseCode, EntityEnvelope, Envelope, GroupOp, NestedFrame, RequestEnvelope, SessionAddr,
 };
 use chorus_wire::codec::decode_envelope;
 use chorus_wire::ids::validate_id;
@@ -77,7 +77,7 @@ pub(crate) fn forward_user(
         UserMsg::Detach(session) => EntityEnvelope::UserDetach { user, session },
         UserMsg::Deliver { frame, except } => EntityEnvelope::UserDeliver {
             user,
-            frame: frame.frame().clone(),
+            frame: NestedFrame(frame.frame().clone()),
             except,
         },
         UserMsg::Kick => EntityEnvelope::UserKick { user },
@@ -305,6 +305,7 @@ pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) -> bool {
     match envelope {
         Envelope::Entity { hops, msg } => receive_entity(region, from, hops, msg),
         Envelope::Sessions { ids, user, frame } => {
+            let frame = frame.0;
             let answered = match &frame {
                 ServerFrame::Ack { id, .. } | ServerFrame::Reject { id, .. } => Some(id.clone()),
                 _ => None,
@@ -345,7 +346,7 @@ pub(crate) fn receive(region: &ShardRegion, from: &str, bytes: &[u8]) -> bool {
         } => {
             region
                 .fanouts()
-                .batch(&room, OutFrame::new(frame), weight, ordinary);
+                .batch(&room, OutFrame::new(frame.0), weight, ordinary);
         }
     }
     true
@@ -384,7 +385,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             frame,
             except,
         } => {
-            let frame = OutFrame::new(frame);
+            let frame = OutFrame::new(frame.0);
             region.route_user(&user, UserMsg::Deliver { frame, except }, hops, true);
         }
         EntityEnvelope::UserKick { user } => region.route_user(&user, UserMsg::Kick, hops, true),

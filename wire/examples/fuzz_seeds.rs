@@ -13,7 +13,7 @@ use std::error::Error;
 use std::path::Path;
 
 use chorus_wire::cluster::{
-    CloseCode, EntityEnvelope, Envelope, GroupOp, RequestEnvelope, SessionAddr,
+    CloseCode, EntityEnvelope, Envelope, GroupOp, NestedFrame, RequestEnvelope, SessionAddr,
 };
 use chorus_wire::codec::{Frame, encode_envelope};
 use chorus_wire::{LiveItem, Prio, ServerFrame};
@@ -95,13 +95,13 @@ fn envelopes(frames: Vec<ServerFrame>) -> Vec<Envelope> {
     for frame in frames {
         all.push(entity(EntityEnvelope::UserDeliver {
             user: "alice".into(),
-            frame: frame.clone(),
+            frame: NestedFrame(frame.clone()),
             except: Some(7),
         }));
         all.push(Envelope::Sessions {
             ids: vec![1, 300, u64::MAX],
             user: "alice".into(),
-            frame,
+            frame: NestedFrame(frame),
         });
     }
     let item = LiveItem {
@@ -185,12 +185,12 @@ fn envelopes(frames: Vec<ServerFrame>) -> Vec<Envelope> {
         Envelope::Reply { call: u64::MAX },
         Envelope::LiveBatch {
             room: "r".into(),
-            frame: ServerFrame::LiveBatch {
+            frame: NestedFrame(ServerFrame::LiveBatch {
                 room: "r".into(),
                 items: vec![item],
                 viewers: 3,
                 dropped: 2,
-            },
+            }),
             weight: 3,
             ordinary: false,
         },

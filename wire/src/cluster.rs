@@ -14,6 +14,37 @@ use bincode::{Decode, Encode};
 
 use crate::frame::{LiveItem, ServerFrame};
 
+/// A server frame inside an envelope, written as its own binary frame with its
+/// length in front. A frame's trailing fields (see `crate::trailing`) are absent
+/// by ending where the frame ends; nested in an envelope with fields after it,
+/// the frame must end where its length says, or what follows would be read as
+/// one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedFrame(pub ServerFrame);
+
+impl Encode for NestedFrame {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        crate::codec::Frame::to_binary(&self.0).encode(encoder)
+    }
+}
+
+impl<Context> Decode<Context> for NestedFrame {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        // The envelope's decoder counts these bytes against its allocation limit.
+        let bytes: Vec<u8> = Decode::decode(decoder)?;
+        <ServerFrame as crate::codec::Frame>::from_binary(&bytes)
+            .map(Self)
+            .map_err(|e| bincode::error::DecodeError::OtherString(format!("nested frame: {e}")))
+    }
+}
+
+bincode::impl_borrow_decode!(NestedFrame);
+
 /// A session connected to some node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct SessionAddr {
@@ -82,7 +113,7 @@ pub enum EntityEnvelope {
         /// User id.
         user: String,
         /// The frame.
-        frame: ServerFrame,
+        frame: NestedFrame,
         /// The sending session, which has its `ack` instead.
         except: Option<u64>,
     },
@@ -235,7 +266,7 @@ pub enum Envelope {
         /// The user they belong to, checked by the receiver.
         user: String,
         /// The frame.
-        frame: ServerFrame,
+        frame: NestedFrame,
     },
     /// Close sessions of the receiving node.
     Close {
@@ -254,7 +285,7 @@ pub enum Envelope {
         /// Room id.
         room: String,
         /// The frame (`live_batch`).
-        frame: ServerFrame,
+        frame: NestedFrame,
         /// Items plus `dropped`: what a viewer misses if the batch is dropped.
         weight: u64,
         /// False when the batch carries `paid`/`system` items.

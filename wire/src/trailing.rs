@@ -50,13 +50,15 @@ impl<T> From<Option<T>> for Trailing<T> {
     }
 }
 
-impl<T: Encode> Encode for Trailing<T> {
+impl<T: Encode + MeansAbsent> Encode for Trailing<T> {
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
     ) -> Result<(), bincode::error::EncodeError> {
         match &self.0 {
+            // A value that stands for absence is written as absent, as in JSON.
             None => Ok(()),
+            Some(value) if value.means_absent() => Ok(()),
             Some(value) => {
                 1u8.encode(encoder)?;
                 value.encode(encoder)
@@ -65,25 +67,30 @@ impl<T: Encode> Encode for Trailing<T> {
     }
 }
 
-impl<Context, T: Decode<Context>> Decode<Context> for Trailing<T> {
+impl<Context, T: Decode<Context> + MeansAbsent> Decode<Context> for Trailing<T> {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
         if decoder.reader().peek_read(1).is_none() {
             return Ok(Self(None));
         }
-        Ok(Self(Option::<T>::decode(decoder)?))
+        let value = Option::<T>::decode(decoder)?;
+        // Read as JSON reads it: both encodings agree on what a frame means.
+        Ok(Self(value.filter(|v| !v.means_absent())))
     }
 }
 
-impl<'de, Context, T: BorrowDecode<'de, Context>> BorrowDecode<'de, Context> for Trailing<T> {
+impl<'de, Context, T: BorrowDecode<'de, Context> + MeansAbsent> BorrowDecode<'de, Context>
+    for Trailing<T>
+{
     fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
         decoder: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
         if decoder.reader().peek_read(1).is_none() {
             return Ok(Self(None));
         }
-        Ok(Self(Option::<T>::borrow_decode(decoder)?))
+        let value = Option::<T>::borrow_decode(decoder)?;
+        Ok(Self(value.filter(|v| !v.means_absent())))
     }
 }
 
@@ -103,10 +110,12 @@ impl<'de, T: Deserialize<'de> + MeansAbsent> Deserialize<'de> for Trailing<T> {
     }
 }
 
-/// Whether a JSON value of a trailing field stands for its absence. A struct of
+/// Whether a value of a trailing field stands for its absence. A struct of
 /// optional members flattened into its frame (`#[serde(flatten)]`) is always
 /// "present" to serde, even when none of its members is; such a struct says here
-/// that it is absent when all of its members are.
+/// that it is absent when all of its members are. Binary reads and writes such a
+/// value as absent too, so a frame means the same in both encodings (and
+/// re-encodes to bytes that decode to itself).
 pub trait MeansAbsent {
     /// True when this value must read as an absent field.
     fn means_absent(&self) -> bool {

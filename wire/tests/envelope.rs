@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chorus_wire::cluster::{
-    CloseCode, EntityEnvelope, Envelope, GroupOp, RequestEnvelope, SessionAddr,
+    CloseCode, EntityEnvelope, Envelope, GroupOp, NestedFrame, RequestEnvelope, SessionAddr,
 };
 use chorus_wire::codec::{decode_envelope, encode_envelope};
 use chorus_wire::{DecodeError, LiveItem, Message, Prio, ServerFrame};
@@ -44,14 +44,14 @@ fn samples() -> Vec<Envelope> {
         }),
         entity(EntityEnvelope::UserDeliver {
             user: "alice".into(),
-            frame: ServerFrame::Msg(Message {
+            frame: NestedFrame(ServerFrame::Msg(Message {
                 conv: "dm:alice:bob".into(),
                 seq: 3,
                 id: "m1".into(),
                 from: "bob".into(),
                 body: "hi 你好".into(),
                 ts_ms: 1,
-            }),
+            })),
             except: Some(4),
         }),
         entity(EntityEnvelope::UserKick {
@@ -117,7 +117,7 @@ fn samples() -> Vec<Envelope> {
         Envelope::Sessions {
             ids: vec![1, 2, 3],
             user: "alice".into(),
-            frame: ServerFrame::Pong,
+            frame: NestedFrame(ServerFrame::Pong),
         },
         Envelope::Close {
             ids: vec![1],
@@ -126,12 +126,12 @@ fn samples() -> Vec<Envelope> {
         Envelope::Reply { call: 7 },
         Envelope::LiveBatch {
             room: "r".into(),
-            frame: ServerFrame::LiveBatch {
+            frame: NestedFrame(ServerFrame::LiveBatch {
                 room: "r".into(),
                 items: vec![item],
                 viewers: 3,
                 dropped: 2,
-            },
+            }),
             weight: 3,
             ordinary: false,
         },
@@ -233,4 +233,45 @@ fn close_codes_are_distinct() {
         reason: CloseCode::Shutdown,
     });
     assert_ne!(a, b);
+}
+
+/// A frame with a trailing field (here `conversation_list.more`, absent) nested
+/// in an envelope with a field after it: the frame ends where its length says,
+/// so `except` is not read as `more` (the envelope fuzz target found
+/// `InvalidBooleanValue(7)` from exactly this envelope).
+#[test]
+fn a_nested_frame_ends_where_its_length_says() {
+    use chorus_wire::{ConversationItem, Trailing};
+    for more in [Trailing::ABSENT, Trailing::some(true)] {
+        let envelope = Envelope::Entity {
+            hops: 1,
+            msg: EntityEnvelope::UserDeliver {
+                user: "alice".into(),
+                frame: NestedFrame(ServerFrame::ConversationList {
+                    reference: "c1".into(),
+                    items: vec![ConversationItem {
+                        conv: "dm:alice:bob".into(),
+                        last_seq: 302,
+                        read_seq: 300,
+                    }],
+                    more,
+                }),
+                except: Some(7),
+            },
+        };
+        assert_eq!(
+            decode_envelope(&encode_envelope(&envelope)),
+            Ok(envelope.clone())
+        );
+    }
+    // A nested frame whose own bytes do not decode is refused with the envelope.
+    let envelope = Envelope::Sessions {
+        ids: vec![1],
+        user: "alice".into(),
+        frame: NestedFrame(ServerFrame::Pong),
+    };
+    let mut bytes = encode_envelope(&envelope);
+    let last = bytes.len() - 1;
+    bytes[last] = 0xff; // the nested frame's variant index: no such frame
+    assert!(decode_envelope(&bytes).is_err());
 }
