@@ -35,6 +35,11 @@ pub struct OutFrame {
     /// session (the WebSocket gateway keeps its validated text message here, so a
     /// frame fanned out to many viewers is checked as UTF-8 once, not per viewer).
     transport: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// The budget units of the request this frame answers (see `budget`), freed
+    /// with the frame once it is written: an answer goes to one session. Kept
+    /// here rather than beside the frame in the queue, so an idle session's
+    /// queue reserves a pointer per slot, not three.
+    held: OnceLock<Held>,
 }
 
 /// A shared, immutable frame on its way to one or more sessions.
@@ -49,6 +54,7 @@ impl OutFrame {
             json: OnceLock::new(),
             binary: OnceLock::new(),
             transport: OnceLock::new(),
+            held: OnceLock::new(),
         })
     }
 
@@ -148,12 +154,8 @@ impl Default for SessionLimits {
 /// One frame waiting in a session's queue.
 #[derive(Debug)]
 pub struct Queued {
-    /// The frame.
+    /// The frame (holding the units of the request it answers, if any).
     pub frame: SharedFrame,
-    /// The units of the request this frame answers, freed once it is written.
-    /// Boxed: every session's queue reserves a block of slots up front, and an
-    /// idle session should not pay twice a pointer per slot for the rare answer.
-    _held: Option<Box<Held>>,
 }
 
 impl std::ops::Deref for Queued {
@@ -369,10 +371,13 @@ impl SessionHandle {
             self.slow_consumer("bytes");
             return false;
         }
-        let item = Queued {
-            frame,
-            _held: held.map(Box::new),
-        };
+        if let Some(held) = held {
+            // Only a frame pushed to a second session (the ack of a duplicate
+            // send, to the retrying session too) already holds units: that
+            // session's are freed now instead of after the write.
+            let _ = frame.held.set(held);
+        }
+        let item = Queued { frame };
         match self.0.tx.try_send(item) {
             Ok(()) => {
                 metrics::gauge!("chorus_outbound_queued_bytes").increment(bytes as f64);
