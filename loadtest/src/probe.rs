@@ -103,8 +103,10 @@ pub fn run(cfg: &ProbeConfig) -> ProbeReport {
         threads: per_thread.len(),
         duration_s: duration.as_secs_f64(),
         slow_factor: SLOW_FACTOR,
+        // A chunk that started before the end may finish long after it on a
+        // stalled machine, so the stalled time can exceed the run: at most all of it.
         stalled_share: if total_ms > 0.0 {
-            stalled_ms / total_ms
+            (stalled_ms / total_ms).min(1.0)
         } else {
             0.0
         },
