@@ -273,17 +273,7 @@ async fn connect(endpoints: Vec<String>, user: &str) -> (Client, Events) {
 }
 
 async fn next_message(events: &mut Events) -> chorus_wire::Message {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.next().await {
-                Some(Event::Message(m)) => return m,
-                Some(_) => continue,
-                None => panic!("events ended"),
-            }
-        }
-    })
-    .await
-    .expect("a message in time")
+    common::next_sdk_message(events, WAIT).await
 }
 
 /// Where an entity runs, according to every node: (owner, nodes running it).

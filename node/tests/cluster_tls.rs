@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use chorus_client::{Client, ClientConfig, Event, Events, TlsRoots, Transport};
+use chorus_client::{Client, ClientConfig, Events, TlsRoots, Transport};
 use chorus_wire::codec::Frame;
 use chorus_wire::{ClientFrame, ServerFrame};
 use common::certs::TestCa;
@@ -144,17 +144,7 @@ fn client_config(endpoint: String, transport: Transport, user: &str, ca: &Path) 
 }
 
 async fn next_message(events: &mut Events) -> chorus_wire::Message {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.next().await {
-                Some(Event::Message(m)) => return m,
-                Some(_) => {}
-                None => panic!("events ended"),
-            }
-        }
-    })
-    .await
-    .expect("a message in time")
+    common::next_sdk_message(events, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chorus_client::{Client, ClientConfig, ClientError, Event, Events, TlsRoots, Transport};
+use chorus_client::{Client, ClientConfig, ClientError, Events, TlsRoots, Transport};
 use common::certs::{Issued, TestCa};
 use common::{TestNode, start_node_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,17 +49,7 @@ fn wss_endpoint(node: &TestNode) -> String {
 }
 
 async fn next_message(events: &mut Events) -> chorus_wire::Message {
-    tokio::time::timeout(common::WAIT, async {
-        loop {
-            match events.next().await {
-                Some(Event::Message(m)) => return m,
-                Some(_) => {}
-                None => panic!("events ended"),
-            }
-        }
-    })
-    .await
-    .expect("a message in time")
+    common::next_sdk_message(events, common::WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,3 +436,22 @@ pub async fn metric(node: &TestNode, name: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The next chat message an SDK client's event stream yields within `within`,
+/// skipping every other event.
+pub async fn next_sdk_message(
+    events: &mut chorus_client::Events,
+    within: Duration,
+) -> chorus_wire::Message {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.next().await {
+                Some(chorus_client::Event::Message(m)) => return m,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("a message in time")
+}
