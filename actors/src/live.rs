@@ -1,4 +1,4 @@
-//! Live rooms: danmaku bursts to many viewers (PROTOCOL.md §4.9).
+//! Live rooms: danmaku bursts to many viewers (docs/protocol.md §7.9).
 //!
 //! ```text
 //! Session ──danmaku──► LiveRoom (one per room, sharded)

@@ -1,4 +1,4 @@
-//! The sensitive-word filter (PROTOCOL §4.10): dictionary words are found in a
+//! The sensitive-word filter (docs/protocol.md §7.10): dictionary words are found in a
 //! normalised text that ignores case, full-width forms, look-alike characters,
 //! leetspeak, and separators, symbols or invisible characters inserted between
 //! letters; then the text is masked or rejected.

@@ -1,4 +1,4 @@
-//! Per-user token buckets for danmaku (PROTOCOL.md §4.9): every session of a
+//! Per-user token buckets for danmaku (docs/protocol.md §7.9): every session of a
 //! user on this node draws on one budget.
 //!
 //! Time comes from `tokio::time::Instant`, so tests run it on a paused clock.

@@ -32,7 +32,7 @@ use crate::user::{Attached, UserMsg};
 /// Live rooms one session may watch at once.
 const MAX_ROOMS_PER_SESSION: usize = 16;
 
-/// Roles a token may carry (PROTOCOL.md §6).
+/// Roles a token may carry (docs/security.md, "Client tokens").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Roles {
     /// Moderator.
@@ -68,7 +68,7 @@ pub struct Session {
 
 impl Session {
     /// Brings a session online: registered on this node and attached to its User
-    /// entity. Send `welcome` only after this returns (PROTOCOL.md §4.5).
+    /// entity. Send `welcome` only after this returns (docs/protocol.md §7.5).
     pub async fn open(region: ShardRegion, identity: Identity, handle: SessionHandle) -> Self {
         region.sessions().register(&handle);
         // A User of this node that is not running finds the session in the directory
@@ -316,7 +316,7 @@ impl Session {
             .tell_conversation(&conv, ConversationMsg::Send(req));
     }
 
-    /// Applies the word filter (PROTOCOL.md §4.10): the body to use, or None
+    /// Applies the word filter (docs/protocol.md §7.10): the body to use, or None
     /// after answering `reject` `filtered`.
     fn moderate(&self, id: &str, body: String) -> Option<String> {
         match self

@@ -241,7 +241,7 @@ impl Client {
         ack_of(self.submit(&id, frame, false).await?)
     }
 
-    /// A page of `conv`'s history (PROTOCOL.md §4.6 for `after`/`before`/`limit`).
+    /// A page of `conv`'s history (docs/protocol.md §7.6 for `after`/`before`/`limit`).
     pub async fn history(
         &self,
         conv: &str,

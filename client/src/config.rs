@@ -23,7 +23,7 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// of maximal bodies, which can exceed the node's own limit on client frames.
 pub const DEFAULT_MAX_FRAME: u32 = 4 * 1024 * 1024;
 
-/// The socket and encoding the client speaks (PROTOCOL.md §1).
+/// The socket and encoding the client speaks (docs/protocol.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// TCP: 4-byte big-endian length prefix, then a bincode frame.

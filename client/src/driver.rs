@@ -295,7 +295,7 @@ impl Driver {
         if let Some(pending) = pending {
             self.request_list(conn, pending, None).await?;
         }
-        // Same ids: the node answers a repeated send with the original ack (§4.3).
+        // Same ids: the node answers a repeated send with the original ack (docs/protocol.md §7.3).
         for frame in self.in_flight.resends() {
             conn.send(&frame).await?;
         }

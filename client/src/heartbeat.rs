@@ -1,5 +1,5 @@
 //! Heartbeat: when to ping, which interval to announce, when a silent connection is
-//! dead (PROTOCOL.md §4.11), and the adaptive heartbeat that learns how long the
+//! dead (docs/protocol.md §7.11), and the adaptive heartbeat that learns how long the
 //! network's NAT keeps an idle connection.
 //!
 //! Two parts, split along the seam the adaptive heartbeat plugs into:

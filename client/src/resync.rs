@@ -1,5 +1,5 @@
 //! Delivery state per conversation: the last seq held, de-duplication, gap repair and
-//! resync (PROTOCOL.md §4.4–4.6).
+//! resync (docs/protocol.md §7.4–4.6).
 //!
 //! [`SeqTracker`] is a pure state machine: the connection feeds it what arrived
 //! (`msg`, `ack`, `history_page`, a conversation list, a lost connection) and it answers

@@ -1,4 +1,4 @@
-//! `[auth]`: how clients prove who they are (PROTOCOL.md §6).
+//! `[auth]`: how clients prove who they are (docs/security.md, "Client tokens").
 
 use serde::Deserialize;
 

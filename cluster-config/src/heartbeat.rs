@@ -1,5 +1,5 @@
 //! `[heartbeat]`: bounds of the client's announced heartbeat interval
-//! (PROTOCOL.md §4.11).
+//! (docs/protocol.md §7.11).
 
 use serde::Deserialize;
 

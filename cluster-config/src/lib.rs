@@ -168,7 +168,7 @@ impl Config {
     }
 
     /// The idle timeout, in seconds, of a connection whose client announced
-    /// `interval_s` (PROTOCOL.md §4.11). See [`HeartbeatConfig::idle_timeout_s`].
+    /// `interval_s` (docs/protocol.md §7.11). See [`HeartbeatConfig::idle_timeout_s`].
     pub fn idle_timeout_s(&self, interval_s: u32) -> u32 {
         self.heartbeat.idle_timeout_s(interval_s)
     }
@@ -179,7 +179,7 @@ impl Config {
     }
 
     fn check_across_sections(&self, problems: &mut Problems) {
-        // PROTOCOL.md §6: an unsigned token is only acceptable when nobody else can connect.
+        // docs/security.md, "Client tokens": an unsigned token is only acceptable when nobody else can connect.
         if self.auth.mode == AuthMode::Dev {
             let exposed: Vec<String> = [
                 ("listen.tcp", &self.listen.tcp),

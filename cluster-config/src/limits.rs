@@ -1,4 +1,4 @@
-//! `[limits]`: sizes and timeouts of client connections (PROTOCOL.md §1), and
+//! `[limits]`: sizes and timeouts of client connections (docs/protocol.md §2), and
 //! how many groups one user may join.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `[live]`: live rooms and danmaku (PROTOCOL.md §4.9).
+//! `[live]`: live rooms and danmaku (docs/protocol.md §7.9).
 
 use std::time::Duration;
 

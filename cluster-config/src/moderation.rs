@@ -1,4 +1,4 @@
-//! `[moderation]`: the sensitive-word filter (PROTOCOL.md §4.10).
+//! `[moderation]`: the sensitive-word filter (docs/protocol.md §7.10).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! [`Tokens`]: the `hello` token of each load user (PROTOCOL.md §6).
+//! [`Tokens`]: the `hello` token of each load user (docs/security.md, "Client tokens").
 //!
 //! A node in `dev` auth mode takes the user id itself as the token, which carries
 //! no roles. Scenarios that need roles (`live`: `paid`, `system` and `vip`

@@ -1,4 +1,4 @@
-//! The admin listener (PROTOCOL.md §7): health, metrics and the operator API.
+//! The admin listener (docs/operations.md, "Running a node"): health, metrics and the operator API.
 //!
 //! | route | access | answer |
 //! |---|---|---|

@@ -1,4 +1,4 @@
-//! Client authentication: the `hello.token` becomes an [`Identity`] (PROTOCOL.md §6).
+//! Client authentication: the `hello.token` becomes an [`Identity`] (docs/security.md, "Client tokens").
 //!
 //! Two modes, chosen by `[auth] mode`:
 //!
@@ -22,7 +22,7 @@
 //!    `nbf`, if present, is honoured with the same leeway.
 //! 4. No `aud` claim: this node names no audience, so a token addressed to some
 //!    audience is meant for another service and is refused.
-//! 5. `sub` present and a valid id (PROTOCOL.md §1).
+//! 5. `sub` present and a valid id (docs/protocol.md §2).
 //! 6. `roles`, if present, a list of strings. Known names (`mod`, `vip`, `paid`,
 //!    `system`, `admin`) become [`Roles`]; unknown names are **ignored**, because an
 //!    identity provider shared with other services may carry roles of its own, and
@@ -50,7 +50,7 @@ mod tests;
 /// absorb clock skew between the token issuer and the node.
 pub const EXP_LEEWAY_S: u64 = 5;
 
-/// A role a token may grant (PROTOCOL.md §6).
+/// A role a token may grant (docs/security.md, "Client tokens").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// A moderator.
@@ -153,7 +153,7 @@ impl Roles {
         names.into_iter().filter_map(Role::from_name).collect()
     }
 
-    /// The `prio` of this user's live items (PROTOCOL.md §4.9): the highest of
+    /// The `prio` of this user's live items (docs/protocol.md §7.9): the highest of
     /// `system`, `paid`, `vip` held, else `normal`.
     pub fn prio(self) -> Prio {
         if self.contains(Role::System) {

@@ -1,4 +1,4 @@
-//! Command line of the node binary (PROTOCOL.md §7):
+//! Command line of the node binary (docs/operations.md, "Running a node"):
 //!
 //! ```text
 //! chorus serve [--config FILE] [--data-dir DIR] [--tcp ADDR] [--ws ADDR] [--admin ADDR] [--node-id ID]

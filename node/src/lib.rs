@@ -3,10 +3,10 @@
 //!
 //! - [`server`]: [`Node`](server::Node), start and clean shutdown.
 //! - [`gateway`]: TCP and WebSocket listeners and the per-connection task.
-//! - [`auth`]: `dev` and `jwt` tokens (PROTOCOL.md §6).
+//! - [`auth`]: `dev` and `jwt` tokens (docs/security.md, "Client tokens").
 //! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
 //! - [`health`]: the store's health behind `/healthz`.
-//! - [`cli`]: `chorus serve` flags (PROTOCOL.md §7).
+//! - [`cli`]: `chorus serve` flags (docs/operations.md, "Running a node").
 //! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
 //! - [`drain`]: leaving the cluster: `goaway`, shards handed off, exit.
 //! - [`tls`]: certificates from `[tls]`, reloadable, for every listener.

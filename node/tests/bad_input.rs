@@ -1,4 +1,4 @@
-//! Hostile and broken input (PROTOCOL.md §4.1, §5), over real sockets to a real
+//! Hostile and broken input (docs/protocol.md §7.1, §8), over real sockets to a real
 //! node: every case gets the answer the contract names, and a well-behaved pair of
 //! clients connected before the attack keeps chatting during or after it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -367,7 +367,7 @@ async fn no_hello_within_the_limit_is_an_error_then_a_close() {
     })
     .await;
     let mut calm = Bystanders::connect(&node).await;
-    // §4.1 allows either code for a missing hello.
+    // docs/protocol.md §7.1 allows either code for a missing hello.
     let codes = [ErrorCode::Unauthenticated, ErrorCode::BadFrame];
 
     let tcp = async {

@@ -1,4 +1,4 @@
-//! Core chat semantics (PROTOCOL.md §3, §4.3–4.8) over real sockets to a real node,
+//! Core chat semantics (docs/protocol.md §6, §7.3–4.8) over real sockets to a real node,
 //! mixing TCP-binary and WebSocket-JSON sessions: delivery to every session but the
 //! sending one, sending to oneself, seq order, idempotent retries, read receipts,
 //! and the conversation list.

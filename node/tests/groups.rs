@@ -1,4 +1,4 @@
-//! Groups (PROTOCOL.md §2, §3, §4.5, §4.7) over real sockets to a real node, mixing
+//! Groups (docs/protocol.md §5, §6, §7.5, §7.7) over real sockets to a real node, mixing
 //! TCP-binary and WebSocket-JSON sessions: create, add, remove, leave, info, sends
 //! to a group, and groups in the conversation list.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -1,4 +1,4 @@
-//! Heartbeats against a real node (PROTOCOL.md §4.11), on tokio's paused clock.
+//! Heartbeats against a real node (docs/protocol.md §7.11), on tokio's paused clock.
 //!
 //! Every test runs the node, its clients and (for the adaptive heartbeat) a NAT in
 //! one current-thread runtime whose clock is paused: whenever every task is waiting,

@@ -1,4 +1,4 @@
-//! History pages (PROTOCOL.md §4.6, §4.7) and offline catch-up (§4.5) over real
+//! History pages (docs/protocol.md §7.6, §7.7) and offline catch-up (§4.5) over real
 //! sockets to a real node, mixing TCP-binary and WebSocket-JSON sessions.
 //!
 //! Expected pages come from the list of acked seqs, not from assumed seq values:
@@ -30,7 +30,7 @@ async fn send_many(c: &mut impl RawClient, to: &str, n: usize) -> Vec<u64> {
     seqs
 }
 
-/// The page PROTOCOL.md §4.6 prescribes over the stored `seqs` (ascending):
+/// The page docs/protocol.md §7.6 prescribes over the stored `seqs` (ascending):
 /// `(seqs of the page, more)`.
 fn expected(
     seqs: &[u64],

@@ -10,7 +10,7 @@
 //! through the `now_ms` arguments of the API.
 //!
 //! - [`append`]: batches over many conversations, `last_seq`, concurrent appends.
-//! - [`history`]: every mode of PROTOCOL.md §4.6 and `more` at each edge.
+//! - [`history`]: every mode of docs/protocol.md §7.6 and `more` at each edge.
 //! - [`conversations`]: conversation lists, read positions, unlink.
 //! - [`groups`]: create (first wins), read, update with links and unlinks, and
 //!   the bounded count of a user's groups.

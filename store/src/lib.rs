@@ -123,7 +123,7 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
-/// A page of history (PROTOCOL.md §4.6): ascending seq; `more` says whether further
+/// A page of history (docs/protocol.md §7.6): ascending seq; `more` says whether further
 /// messages exist in the page's direction (past its last message when `after` is
 /// given, before its first otherwise).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

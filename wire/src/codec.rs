@@ -31,7 +31,7 @@ pub enum Encoding {
 }
 
 /// Why bytes could not become a frame. Each maps to `error` `bad_frame` or
-/// `too_large` (PROTOCOL.md §5).
+/// `too_large` (docs/protocol.md §8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The frame is longer than the limit; nothing of that size was allocated.

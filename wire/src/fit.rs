@@ -1,14 +1,14 @@
 //! Server frames that hold lists, made to fit the frame limit as encoded.
 //!
 //! Every frame a node sends must fit `limits.max_frame` in the encoding of the
-//! connection (PROTOCOL.md §1); a peer may refuse a longer one. A history page, a
+//! connection (docs/protocol.md §2); a peer may refuse a longer one. A history page, a
 //! conversation list, a live batch or `live_joined.recent` can be far longer than
 //! that (200 messages of 4 KiB; a body of control characters, which JSON writes as
 //! six bytes each), so they are built here, measured in **both** encodings — a
 //! frame is built once and may go to JSON and binary sessions alike:
 //!
 //! - a history page keeps as many messages as fit, from the end the page starts
-//!   at, and says `more` when it left any out (PROTOCOL.md §4.6: `more` already
+//!   at, and says `more` when it left any out (docs/protocol.md §7.6: `more` already
 //!   means "further messages exist in the direction of the page");
 //! - a conversation list keeps its first items, and says `more` where the
 //!   request asked for pages;

@@ -1,4 +1,4 @@
-//! Every frame of protocol v1 (PROTOCOL.md §2).
+//! Every frame of protocol v1 (docs/protocol.md §5).
 //!
 //! One Rust type serves both encodings: serde (internally tagged by `"type"`) for
 //! JSON, bincode's own derives (variant index, then fields in order) for binary.
@@ -466,7 +466,7 @@ pub struct LimitsInfo {
     pub max_body: u32,
 }
 
-/// Error codes of PROTOCOL.md §5.
+/// Error codes of docs/protocol.md §8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

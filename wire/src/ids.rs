@@ -1,4 +1,4 @@
-//! Ids and conversation addresses (PROTOCOL.md §1, §3).
+//! Ids and conversation addresses (docs/protocol.md §2, §6).
 //!
 //! An id (client message id, user, group, room) is 1–64 bytes of `[A-Za-z0-9_.-]`.
 //! Conversations are `dm:<a>:<b>` with `a ≤ b` in byte order, `group:<gid>` and

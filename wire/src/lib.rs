@@ -1,6 +1,6 @@
 //! Chorus client protocol v1, without I/O.
 //!
-//! The contract is `PROTOCOL.md`; `docs/protocol.md` explains it with golden vectors.
+//! The contract is `docs/protocol.md`, with the byte layouts and golden vectors.
 //!
 //! - [`frame`]: every client and server frame, shared by both encodings.
 //! - [`codec`]: the only place that knows bincode and serde_json: binary and JSON

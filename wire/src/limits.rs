@@ -1,4 +1,4 @@
-//! Protocol limits (PROTOCOL.md §1). Every one is configurable; these are the defaults.
+//! Protocol limits (docs/protocol.md §2). Every one is configurable; these are the defaults.
 
 /// Largest frame accepted, in bytes (the TCP payload or one WebSocket message).
 pub const DEFAULT_MAX_FRAME: u32 = 65_536;

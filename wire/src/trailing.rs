@@ -1,6 +1,6 @@
 //! Fields added after v1 at the end of a frame, which v1 peers neither send nor expect.
 //!
-//! PROTOCOL.md fixes every v1 frame's binary layout, and a strict v1 decoder
+//! `docs/protocol.md` fixes every v1 frame's binary layout, and a strict v1 decoder
 //! rejects bytes left over after a frame. A field appended to a frame must
 //! therefore be *absent* in the bytes of a peer that does not know it:
 //!
@@ -9,7 +9,7 @@
 //!   value). A decoder that meets the end of the frame where the field would start
 //!   reads it as absent; `00` also means absent.
 //! - **JSON**: absent, the member is left out; present, it is written. Unknown
-//!   members are ignored by every v1 reader (PROTOCOL.md §1), so JSON needs no care
+//!   members are ignored by every v1 reader (docs/protocol.md §3), so JSON needs no care
 //!   beyond that.
 //!
 //! The server answers with a trailing field only when the request showed that the

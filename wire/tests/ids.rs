@@ -1,4 +1,4 @@
-//! Id rules, send targets and conversation ids (PROTOCOL.md §1, §3).
+//! Id rules, send targets and conversation ids (docs/protocol.md §2, §6).
 
 mod samples;
 

@@ -12,7 +12,7 @@ use chorus_wire::*;
 use samples::{Rng, client_frames, server_frames};
 use serde_json::{Value, json};
 
-/// Frame types, required members and optional members, as PROTOCOL.md §2 lists them.
+/// Frame types, required members and optional members, as docs/protocol.md §5 lists them.
 const CLIENT_SCHEMA: &[(&str, &[&str], &[&str])] = &[
     ("hello", &["protocol", "token"], &["device"]),
     ("ping", &[], &["interval_s"]),

@@ -5,7 +5,7 @@
 //! Thousands of viewers in one process read millions of items a second; decoding
 //! each into owned strings would make the tool, not the node, the bottleneck.
 //!
-//! - Binary (bincode 2, standard config, PROTOCOL.md §1): the variant index, then
+//! - Binary (bincode 2, standard config, docs/protocol.md §4): the variant index, then
 //!   the fields in order; integers are varints (below 251: one byte; 251, 252, 253:
 //!   a little-endian u16, u32, u64 follows); strings and lists are a varint length
 //!   and their contents. `live_batch` is variant 11: `room`, `items` (each `seq`,

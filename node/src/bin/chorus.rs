@@ -1,4 +1,4 @@
-//! `chorus`: runs a Chorus node (PROTOCOL.md §7).
+//! `chorus`: runs a Chorus node (docs/operations.md, "Running a node").
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! History pages, PROTOCOL.md §4.6: ascending seq; with `after` the oldest `limit`
+//! History pages, docs/protocol.md §7.6: ascending seq; with `after` the oldest `limit`
 //! past it, with `before` the newest `limit` under it, with both the oldest
 //! `limit` between them, with neither the newest `limit`. `more` says whether
 //! messages exist beyond the page in its direction — past its last message with
@@ -35,7 +35,7 @@ pub async fn empty_conversation(store: &SharedStore, ns: &Namespace) -> CheckRes
 }
 
 /// The seqs stored for [`every_mode_and_edge`]: gaps included, since seqs may be
-/// skipped (§4.4).
+/// skipped (docs/protocol.md §7.4).
 const STORED: [u64; 10] = [1, 2, 3, 5, 8, 9, 10, 12, 15, 20];
 
 /// `(after, before, limit, expected seqs, expected more)` for [`every_mode_and_edge`].

@@ -9,7 +9,7 @@ use super::layout::{self, Space, Spaces, check_id};
 use super::{backend, record};
 use crate::{ConversationItem, HistoryQuery, HistorySlice, ListQuery, ListSlice, StoreResult};
 
-/// A page of history with PROTOCOL.md §4.6 semantics.
+/// A page of history with docs/protocol.md §7.6 semantics.
 ///
 /// The page is read with one extra message: if it comes back, `more` is true. With
 /// `after` the scan runs forward from `after`; otherwise it runs backward from

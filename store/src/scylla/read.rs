@@ -38,7 +38,7 @@ pub(super) fn bucket_of(seq: i64) -> i64 {
     seq / i64::try_from(BUCKET_SIZE).unwrap_or(i64::MAX)
 }
 
-/// A page of history with PROTOCOL.md §4.6 semantics.
+/// A page of history with docs/protocol.md §7.6 semantics.
 ///
 /// The page is read with one message more than asked: if it comes back, `more` is
 /// true. With `after` the walk runs forward from the lowest qualifying bucket,
