@@ -18,6 +18,7 @@
 //!   also racing ones.
 //! - [`seq_blocks`]: seq blocks, alone and under concurrent allocation.
 //! - [`room_settings`]: live rooms' operator settings.
+//! - [`load_history`]: members' load samples, their expiry and their bounds.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -58,6 +59,7 @@ pub mod conversations;
 pub mod dedup;
 pub mod groups;
 pub mod history;
+pub mod load_history;
 pub mod room_settings;
 pub mod seq_blocks;
 
@@ -244,6 +246,12 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         seq_blocks::blocks_disjoint_under_concurrency,
         room_settings::last_write_reads_back,
         room_settings::rooms_stay_apart,
+        load_history::samples_read_back_in_time_order,
+        load_history::samples_expire,
+        load_history::members_stay_apart,
+        load_history::bounds_are_refused,
+        // Last: it fills the members the store keeps.
+        load_history::members_are_capped,
     );
     if failures.is_empty() {
         Ok(())

@@ -6,6 +6,8 @@
 //! - `writer`: the one thread that performs every write, a group at a time, with
 //!   one fsync per group.
 //! - `read`: history pages and conversation lists.
+//! - `load`: the load history (staged by the writer, read from snapshots) and
+//!   its sweep.
 //!
 //! Writes go through the writer thread; reads go straight to fjall from the
 //! calling task (point lookups) or the blocking pool (scans). Because the writer
@@ -18,9 +20,11 @@
 //! Metrics: `chorus_store_fsyncs_total` (counter), `chorus_store_commit_group_requests`
 //! (histogram of requests per group commit: how many writers each fsync served),
 //! `chorus_store_dedup_swept_total` (counter of expired dedup entries removed by the
-//! periodic sweep).
+//! periodic sweep), `chorus_store_load_swept_total` (expired load samples removed by
+//! the same sweep).
 
 mod layout;
+mod load;
 mod read;
 mod record;
 mod writer;
@@ -42,8 +46,8 @@ use self::layout::{Space, Spaces, check_id};
 use self::writer::{Counters, Reply, Request, Writer};
 use crate::{
     AppendBatch, AppendOutcome, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError,
-    StoreResult,
+    HistorySlice, ListQuery, ListSlice, LoadRecord, MessageStore, RoomSettings, SeqBlock,
+    StoreError, StoreResult,
 };
 
 /// How an [`EmbeddedStore`] runs.
@@ -366,6 +370,45 @@ impl MessageStore for EmbeddedStore {
             Some(_) => self.call(|reply| Request::Probe { reply }).await,
         }
     }
+
+    async fn append_load_samples(
+        &self,
+        member: &str,
+        samples: &[LoadRecord],
+        keep_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        crate::load::check_append(member, samples)?;
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let (member, samples) = (member.to_string(), samples.to_vec());
+        self.call(|reply| Request::AppendLoad {
+            member,
+            samples,
+            keep_ms,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn load_members(&self, now_ms: u64) -> StoreResult<Vec<String>> {
+        self.scan(move |spaces| load::members(spaces, now_ms)).await
+    }
+
+    async fn load_history(
+        &self,
+        member: &str,
+        after_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> StoreResult<Vec<LoadRecord>> {
+        crate::load::check_member(member).map_err(StoreError::Refused)?;
+        let member = member.to_string();
+        self.scan(move |spaces| load::history(spaces, &member, after_ms, limit, now_ms))
+            .await
+    }
 }
 
 /// A fjall failure during normal operation.
@@ -390,6 +433,7 @@ fn same_error(e: &StoreError) -> StoreError {
         StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
         StoreError::Backend(s) => StoreError::Backend(s.clone()),
         StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
+        StoreError::Refused(s) => StoreError::Refused(s.clone()),
         StoreError::Closed => StoreError::Closed,
     }
 }

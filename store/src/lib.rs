@@ -16,13 +16,22 @@
 //! - Read positions never move backwards.
 //! - The idempotency window keeps `(conv, sender, client id) → seq` for 24 h.
 //! - A live room's [`RoomSettings`] read back as last written, by any node.
+//! - A member's load samples ([`LoadRecord`]) read back, oldest first, until
+//!   they expire `keep_ms` after their own time; then they are gone, and so is
+//!   a member none of whose samples is left. Every size is bounded (see
+//!   [`load`]); a request past a bound is refused whole
+//!   ([`StoreError::Refused`]) and counted in
+//!   `chorus_store_load_refused_total{reason}`.
 
 use async_trait::async_trait;
 pub use chorus_wire::{ConversationItem, Message};
 
 pub mod conformance;
 pub mod embedded;
+pub mod load;
 pub mod scylla;
+
+pub use load::LoadRecord;
 
 /// How long a client message id is remembered for idempotent retries.
 pub const DEDUP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
@@ -39,6 +48,10 @@ pub enum StoreError {
     /// Stored bytes did not decode: a bug or disk corruption.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The request is past one of the store's bounds (see [`load`]): retrying
+    /// it unchanged fails the same way.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
@@ -289,4 +302,33 @@ pub trait MessageStore: Send + Sync + 'static {
     /// (`scylla`), or the state of the writer (`embedded`, which tries a small
     /// write only after a write failed). `Err` names what is wrong.
     async fn probe(&self) -> StoreResult<()>;
+
+    /// Stores load samples of cluster member `member`, durably, each kept until
+    /// `keep_ms` after its own `at_ms` (a sample already past that is skipped).
+    /// A sample at an `at_ms` already stored for the member replaces it. Refused
+    /// whole past [`load::MAX_SAMPLES_PER_APPEND`] samples, a sample past
+    /// [`load::MAX_SAMPLE_BYTES`], a member id past [`load::MAX_MEMBER_ID_BYTES`],
+    /// or a new member once [`load::MAX_MEMBERS`] are kept.
+    async fn append_load_samples(
+        &self,
+        member: &str,
+        samples: &[LoadRecord],
+        keep_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()>;
+
+    /// The members with samples not yet expired at `now_ms`, sorted, at most
+    /// [`load::MAX_MEMBERS`].
+    async fn load_members(&self, now_ms: u64) -> StoreResult<Vec<String>>;
+
+    /// A member's samples with `at_ms > after_ms` not yet expired at `now_ms`,
+    /// oldest first, at most `limit` (itself capped at
+    /// [`load::MAX_SAMPLES_PER_READ`]): page on by passing the last `at_ms`.
+    async fn load_history(
+        &self,
+        member: &str,
+        after_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> StoreResult<Vec<LoadRecord>>;
 }

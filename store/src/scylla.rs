@@ -11,6 +11,7 @@
 //!   answers of lightweight transactions.
 //! - `groups`: group records and their members' links.
 //! - live rooms' settings: one row per room in `room_settings`, here.
+//! - `load`: the load history, rows with TTLs.
 //! - `error`: driver errors as [`StoreError`]s.
 //!
 //! # How the contract is kept
@@ -24,6 +25,7 @@
 //! | dedup insert-if-absent | each message's entry claimed with `INSERT ... IF NOT EXISTS` before it is written (see `append`) |
 //! | group ids first-wins | `INSERT ... IF NOT EXISTS` |
 //! | room settings read back as last written | one row per room, replaced whole (deleted when all default) |
+//! | load samples kept until they expire | `USING TTL` per row, and the exact expiry checked on read |
 //!
 //! Timelines are partitioned by `(conv, bucket)` with `bucket = seq / BUCKET_SIZE`,
 //! so no partition grows past [`BUCKET_SIZE`] messages however long a conversation
@@ -32,6 +34,7 @@
 mod append;
 mod error;
 mod groups;
+mod load;
 mod lwt;
 mod read;
 mod schema;
@@ -56,8 +59,8 @@ use self::error::{check_id, from_cql, query_error, to_cql};
 use self::statements::Statements;
 use crate::{
     AppendBatch, AppendOutcome, DEDUP_WINDOW_MS, DedupHit, DedupKey, GroupRecord, HistoryQuery,
-    HistorySlice, ListQuery, ListSlice, MessageStore, RoomSettings, SeqBlock, StoreError,
-    StoreResult,
+    HistorySlice, ListQuery, ListSlice, LoadRecord, MessageStore, RoomSettings, SeqBlock,
+    StoreError, StoreResult,
 };
 
 /// Seqs per timeline partition: `bucket = seq / BUCKET_SIZE`. 10,000 messages of at
@@ -431,5 +434,29 @@ impl MessageStore for ScyllaStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn append_load_samples(
+        &self,
+        member: &str,
+        samples: &[LoadRecord],
+        keep_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        load::append(self, member, samples, keep_ms, now_ms).await
+    }
+
+    async fn load_members(&self, now_ms: u64) -> StoreResult<Vec<String>> {
+        load::members(self, now_ms).await
+    }
+
+    async fn load_history(
+        &self,
+        member: &str,
+        after_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> StoreResult<Vec<LoadRecord>> {
+        load::history(self, member, after_ms, limit, now_ms).await
     }
 }

@@ -37,6 +37,11 @@ pub(super) enum Space {
     SeqAlloc,
     /// `room id` → an operator's room settings (absent: all default).
     RoomSettings,
+    /// `member ‖ 0 ‖ at_ms` → (expires, sample): the load history.
+    LoadSamples,
+    /// `member` → when its last sample expires: the members of the load
+    /// history, listed without scanning their samples.
+    LoadMembers,
 }
 
 /// Handles on every keyspace of the store.
@@ -56,6 +61,8 @@ pub(super) struct Spaces {
     dedup_by_time: Keyspace,
     seq_alloc: Keyspace,
     room_settings: Keyspace,
+    load_samples: Keyspace,
+    load_members: Keyspace,
 }
 
 impl Spaces {
@@ -78,6 +85,8 @@ impl Spaces {
             dedup_by_time: open("dedup_by_time")?,
             seq_alloc: open("seq_alloc")?,
             room_settings: open("room_settings")?,
+            load_samples: open("load_samples")?,
+            load_members: open("load_members")?,
         })
     }
 
@@ -134,6 +143,8 @@ impl Spaces {
             Space::DedupByTime => &self.dedup_by_time,
             Space::SeqAlloc => &self.seq_alloc,
             Space::RoomSettings => &self.room_settings,
+            Space::LoadSamples => &self.load_samples,
+            Space::LoadMembers => &self.load_members,
         }
     }
 }
@@ -192,6 +203,11 @@ pub(super) fn pair_tail(key: &[u8], prefix_len: usize) -> StoreResult<String> {
         .ok_or_else(|| StoreError::Corrupt("key shorter than its prefix".into()))?;
     String::from_utf8(tail.to_vec())
         .map_err(|_| StoreError::Corrupt("key part is not UTF-8".into()))
+}
+
+/// `member ‖ 0 ‖ at_ms`: a load sample's key.
+pub(super) fn load_sample(member: &str, at_ms: u64) -> Vec<u8> {
+    message(member, at_ms)
 }
 
 /// `conv ‖ 0 ‖ sender ‖ 0 ‖ client id`.

@@ -43,10 +43,10 @@ use fjall::{Database, PersistMode};
 use tokio::sync::oneshot;
 
 use super::layout::{self, Space, Spaces, check_id};
-use super::{EmbeddedOptions, backend, record, same_error};
+use super::{EmbeddedOptions, backend, load, record, same_error};
 use crate::{
-    AppendBatch, AppendOutcome, Appended, DEDUP_WINDOW_MS, DedupHit, GroupRecord, RoomSettings,
-    SeqBlock, StoreError, StoreResult,
+    AppendBatch, AppendOutcome, Appended, DEDUP_WINDOW_MS, DedupHit, GroupRecord, LoadRecord,
+    RoomSettings, SeqBlock, StoreError, StoreResult,
 };
 use chorus_wire::ConvId;
 
@@ -115,6 +115,20 @@ pub(super) enum Request {
         room: String,
         /// Its new settings.
         settings: RoomSettings,
+        /// Answered once durable.
+        reply: Reply<()>,
+    },
+    /// Store load samples of one member (already checked against the bounds
+    /// that need no reading).
+    AppendLoad {
+        /// The member.
+        member: String,
+        /// Its samples.
+        samples: Vec<LoadRecord>,
+        /// How long each is kept past its `at_ms`.
+        keep_ms: u64,
+        /// The time expiry is judged against.
+        now_ms: u64,
         /// Answered once durable.
         reply: Reply<()>,
     },
@@ -305,6 +319,15 @@ impl Writer {
                 } => staging.apply(reply, &mut done, |s| {
                     stage_room_settings(s, &room, &settings)
                 }),
+                Request::AppendLoad {
+                    member,
+                    samples,
+                    keep_ms,
+                    now_ms,
+                    reply,
+                } => staging.apply(reply, &mut done, |s| {
+                    load::stage_append(s, &member, &samples, keep_ms, now_ms)
+                }),
                 Request::SweepDedup { now_ms, reply } => {
                     staging.apply(reply, &mut done, |s| {
                         stage_sweep(s, now_ms, limit).map(|swept| swept.removed)
@@ -402,17 +425,26 @@ impl Writer {
     fn periodic_sweep(&self) -> Duration {
         let limit = self.options.dedup_sweep_limit;
         let mut staging = Staging::new(&self.spaces, &self.tops);
-        let swept = stage_sweep(&mut staging, now_ms(), limit);
+        let now = now_ms();
+        let swept = stage_sweep(&mut staging, now, limit).and_then(|dedup| {
+            load::stage_sweep(&mut staging, now, limit).map(|samples| (dedup, samples))
+        });
         // Losing a sweep's deletes in a crash only means sweeping them again, so
         // this group does not pay for an fsync of its own.
         match swept.and_then(|n| self.commit(staging, PersistMode::Buffer).map(|_| n)) {
-            Ok(swept) => {
+            Ok((swept, samples)) => {
                 if swept.removed > 0 {
                     tracing::debug!(removed = swept.removed, "swept expired dedup entries");
                     metrics::counter!("chorus_store_dedup_swept_total")
                         .increment(swept.removed as u64);
                 }
-                if limit > 0 && swept.scanned >= limit {
+                if samples.removed > 0 {
+                    tracing::debug!(removed = samples.removed, "swept expired load samples");
+                    metrics::counter!("chorus_store_load_swept_total")
+                        .increment(samples.removed as u64);
+                }
+                let backlog = |scanned: usize| limit > 0 && scanned >= limit;
+                if backlog(swept.scanned) || backlog(samples.scanned) {
                     SWEEP_BACKLOG_DELAY
                 } else {
                     self.options.dedup_sweep_interval
@@ -440,7 +472,7 @@ type Layer = HashMap<Space, HashMap<Vec<u8>, Option<Vec<u8>>>>;
 /// The overlay a group is staged on. Reads see, in order: the current request's
 /// writes, the group's earlier requests' writes, then the disk. A request that
 /// fails has its own writes discarded and does not disturb the others.
-struct Staging<'a> {
+pub(super) struct Staging<'a> {
     spaces: &'a Spaces,
     /// Conversation tops already known, read before the disk.
     tops: &'a ConvTops,
@@ -488,7 +520,7 @@ impl<'a> Staging<'a> {
         }
     }
 
-    fn get(&self, space: Space, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    pub(super) fn get(&self, space: Space, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         for layer in [&self.op, &self.group] {
             if let Some(staged) = layer.get(&space).and_then(|w| w.get(key)) {
                 return Ok(staged.clone());
@@ -509,6 +541,25 @@ impl<'a> Staging<'a> {
             Some(value) => record::decode_u64(&value, what),
             None => Ok(0),
         }
+    }
+
+    /// The disk's handles, for scans that staging does not cover.
+    pub(super) fn spaces(&self) -> &Spaces {
+        self.spaces
+    }
+
+    /// The keys of `space` this group has staged so far, with whether each is
+    /// written (`true`) or deleted.
+    pub(super) fn staged_keys(&self, space: Space) -> Vec<(Vec<u8>, bool)> {
+        let mut keys: HashMap<Vec<u8>, bool> = HashMap::new();
+        for layer in [&self.group, &self.op] {
+            if let Some(writes) = layer.get(&space) {
+                for (key, value) in writes {
+                    keys.insert(key.clone(), value.is_some());
+                }
+            }
+        }
+        keys.into_iter().collect()
     }
 
     fn staged(&self, space: Space, key: &[u8]) -> bool {
@@ -542,11 +593,11 @@ impl<'a> Staging<'a> {
         }
     }
 
-    fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+    pub(super) fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
         self.op.entry(space).or_default().insert(key, Some(value));
     }
 
-    fn delete(&mut self, space: Space, key: Vec<u8>) {
+    pub(super) fn delete(&mut self, space: Space, key: Vec<u8>) {
         self.op.entry(space).or_default().insert(key, None);
     }
 }
@@ -724,11 +775,11 @@ fn stage_room_settings(
 }
 
 /// What one sweep run did.
-struct Swept {
-    /// Time index entries looked at (the run's bounded work).
-    scanned: usize,
-    /// Dedup entries deleted.
-    removed: usize,
+pub(super) struct Swept {
+    /// Entries looked at (the run's bounded work).
+    pub(super) scanned: usize,
+    /// Entries deleted.
+    pub(super) removed: usize,
 }
 
 /// Deletes dedup entries accepted before `now_ms - DEDUP_WINDOW_MS`, oldest first,

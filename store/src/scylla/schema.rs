@@ -11,6 +11,8 @@
 //! read_pos      (user_id, conv) → read_seq                         write timestamp = read_seq
 //! chat_groups   (id) → name, owner, members                        created with LWT
 //! room_settings (room) → slow_mode_s                               live rooms' operator settings
+//! load_samples  (member, at_ms) → expires_ms, data                 TTL per row: the load history
+//! load_members  (shard, member) → expires_ms                       TTL per row; one partition
 //! ```
 //!
 //! `conv_meta` and `read_pos` are written only with `USING TIMESTAMP <value>` and
@@ -102,6 +104,20 @@ fn ddl(options: &ScyllaOptions) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.room_settings (room text PRIMARY KEY, slow_mode_s bigint)"
+        ),
+        // Samples only ever expire, as dedup entries do: time-window compaction
+        // drops whole expired sstables.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.load_samples (\
+             member text, at_ms bigint, expires_ms bigint, data blob, \
+             PRIMARY KEY (member, at_ms)) WITH CLUSTERING ORDER BY (at_ms ASC) \
+             AND compaction = {{'class': 'TimeWindowCompactionStrategy', \
+             'compaction_window_unit': 'HOURS', 'compaction_window_size': 6}}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.load_members (\
+             shard int, member text, expires_ms bigint, PRIMARY KEY (shard, member)) \
+             WITH CLUSTERING ORDER BY (member ASC)"
         ),
     ]
 }

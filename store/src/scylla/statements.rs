@@ -72,6 +72,14 @@ pub(super) struct Statements {
     pub(super) delete_room_settings: PreparedStatement,
     /// `(room)` → `slow_mode_s`.
     pub(super) select_room_settings: PreparedStatement,
+    /// `(member, at_ms, expires_ms, data, ttl)`.
+    pub(super) insert_load_sample: PreparedStatement,
+    /// `(shard, member, expires_ms, ttl)`.
+    pub(super) insert_load_member: PreparedStatement,
+    /// `(shard, limit)` → `member, expires_ms`.
+    pub(super) select_load_members: PreparedStatement,
+    /// `(member, after at_ms, limit)` → `at_ms, expires_ms, data` ascending.
+    pub(super) select_load_samples: PreparedStatement,
 }
 
 impl Statements {
@@ -200,6 +208,27 @@ impl Statements {
                 .await?,
             select_room_settings: p
                 .read("SELECT slow_mode_s FROM {ks}.room_settings WHERE room = ?")
+                .await?,
+            insert_load_sample: p
+                .write(
+                    "INSERT INTO {ks}.load_samples (member, at_ms, expires_ms, data) \
+                     VALUES (?, ?, ?, ?) USING TTL ?",
+                )
+                .await?,
+            insert_load_member: p
+                .write(
+                    "INSERT INTO {ks}.load_members (shard, member, expires_ms) \
+                     VALUES (?, ?, ?) USING TTL ?",
+                )
+                .await?,
+            select_load_members: p
+                .read("SELECT member, expires_ms FROM {ks}.load_members WHERE shard = ? LIMIT ?")
+                .await?,
+            select_load_samples: p
+                .read(
+                    "SELECT at_ms, expires_ms, data FROM {ks}.load_samples \
+                     WHERE member = ? AND at_ms > ? ORDER BY at_ms ASC LIMIT ?",
+                )
                 .await?,
         })
     }

@@ -398,6 +398,31 @@ impl MessageStore for Flaky {
     async fn count_groups(&self, user: &str, up_to: u64) -> chorus_store::StoreResult<u64> {
         self.inner.count_groups(user, up_to).await
     }
+    async fn append_load_samples(
+        &self,
+        member: &str,
+        samples: &[chorus_store::LoadRecord],
+        keep_ms: u64,
+        now_ms: u64,
+    ) -> chorus_store::StoreResult<()> {
+        self.inner
+            .append_load_samples(member, samples, keep_ms, now_ms)
+            .await
+    }
+    async fn load_members(&self, now_ms: u64) -> chorus_store::StoreResult<Vec<String>> {
+        self.inner.load_members(now_ms).await
+    }
+    async fn load_history(
+        &self,
+        member: &str,
+        after_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> chorus_store::StoreResult<Vec<chorus_store::LoadRecord>> {
+        self.inner
+            .load_history(member, after_ms, limit, now_ms)
+            .await
+    }
     async fn probe(&self) -> chorus_store::StoreResult<()> {
         self.inner.probe().await
     }
