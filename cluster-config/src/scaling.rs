@@ -46,8 +46,12 @@ pub struct ScalingConfig {
     pub forecast_every_s: u32,
     /// Seconds a lower recommendation must hold before it applies.
     pub down_after_s: u32,
-    /// Samples of history kept per member, in memory.
+    /// Samples of history kept per member, in memory and (for as long as
+    /// they span) in the store.
     pub history_samples: u32,
+    /// Write this node's samples to the store every this many seconds: a
+    /// restart loses at most this much history.
+    pub store_every_s: u32,
     /// The actuator: a program and its arguments, run without a shell when the
     /// recommendation changes; `{replicas}` in an argument becomes the count.
     /// Empty: no actuator.
@@ -71,6 +75,7 @@ impl Default for ScalingConfig {
             forecast_every_s: 60,
             down_after_s: 300,
             history_samples: 17_280,
+            store_every_s: 60,
             actuator: Vec::new(),
             actuator_timeout_s: 60,
         }
@@ -120,6 +125,12 @@ impl ScalingConfig {
             problems.push(
                 "scaling.history_samples",
                 format!("must be at least scaling.window and at most {MAX_HISTORY_SAMPLES}"),
+            );
+        }
+        if !(1..=3600).contains(&self.store_every_s) {
+            problems.push(
+                "scaling.store_every_s",
+                format!("is {}; it must be 1 to 3600", self.store_every_s),
             );
         }
         if self.forecast_every_s == 0 {

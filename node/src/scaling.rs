@@ -2,7 +2,9 @@
 //! recommended node count, `/metrics`, and the actuator.
 //!
 //! ```text
+//! at start:                 the store's load history ──► every member's history
 //! every scaling.sample_s:   Sampler ──► own history ──► gossip (KEY_LOAD_SAMPLE)
+//!                                   └─► pending ──(every store_every_s)──► the store
 //!                           gossip of live members ──► their histories
 //! every forecast_every_s:   histories ──► cluster series ──► EMD-ARIMA (blocking pool)
 //!                           ──► needed nodes ──► Recommender (hysteresis)
@@ -18,14 +20,23 @@
 //! does not parse is dropped and counted in `chorus_scaling_bad_samples_total`;
 //! histories are bounded (`scaling.history_samples` per member,
 //! [`MAX_MEMBERS`] members, and a member silent for a whole window is
-//! forgotten). History lives in memory: a restarted node starts
-//! empty and forecasts once it has `scaling.window` samples again (until then
-//! it recommends for the current load only).
+//! forgotten).
+//!
+//! Histories outlive the process: each node writes its own samples to the
+//! store every `scaling.store_every_s`, kept there for the history's span
+//! (`history_samples × sample_s`), and reads every member's stored history
+//! when it starts. A restarted node therefore forecasts at its first tick,
+//! and a node that joins a running cluster has the cluster's series at once,
+//! instead of waiting `scaling.window` samples. A store that fails at start
+//! is asked again at each forecast until the window has filled from gossip;
+//! one that fails later only delays the writes (see `persist`).
 //!
 //! - `sample`: this node's sample.
+//! - `persist`: the batched writes to the store and the read at start.
 //! - `actuator`: running the configured command.
 
 mod actuator;
+mod persist;
 mod sample;
 
 use std::collections::{HashMap, VecDeque};
@@ -39,12 +50,14 @@ use chorus_scaling::emd::Emd;
 use chorus_scaling::forecast::{Forecaster, LoadForecast, Predictor};
 use chorus_scaling::recommend::{Capacity, Recommender};
 use chorus_scaling::series::{LoadSample, Metric, Point, cluster_series};
+use chorus_store::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::runtime::ClusterRuntime;
 use actuator::ActuatorRun;
+use persist::Pending;
 use sample::Sampler;
 
 /// Longest gossiped sample accepted from a peer.
@@ -82,6 +95,19 @@ struct State {
     actuator_node: bool,
     /// The actuator's last run.
     last_run: Option<ActuatorRun>,
+    /// What was read back from the store at start, once it was.
+    restored: Option<Restored>,
+}
+
+/// The load history read from the store at start (`status.restored`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Restored {
+    /// When it was read.
+    at_ms: u64,
+    /// Members with stored samples.
+    members: usize,
+    /// Samples read, over all members.
+    samples: usize,
 }
 
 /// The service: its state, and the tasks that keep it current.
@@ -91,6 +117,10 @@ pub struct Scaling {
     metric: Metric,
     capacity: Capacity,
     state: Arc<Mutex<State>>,
+    /// This node's samples not yet in the store.
+    pending: Arc<Mutex<Pending>>,
+    /// Where the history outlives the process.
+    store: Arc<dyn MessageStore>,
 }
 
 impl std::fmt::Debug for Scaling {
@@ -108,10 +138,11 @@ fn now_ms() -> u64 {
 }
 
 impl Scaling {
-    /// Starts sampling and forecasting until `shutdown`.
+    /// Starts sampling, storing and forecasting until `shutdown`.
     pub fn start(
         config: &ScalingConfig,
         node_id: String,
+        store: Arc<dyn MessageStore>,
         region: ShardRegion,
         cluster: Option<Arc<ClusterRuntime>>,
         metrics: PrometheusHandle,
@@ -144,7 +175,15 @@ impl Scaling {
                 recommended: None,
                 actuator_node: cluster.is_none(),
                 last_run: None,
+                restored: None,
             })),
+            pending: Arc::new(Mutex::new(Pending::new(config.history_samples as usize))),
+            store,
+        });
+        let storing = service.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            storing.store_loop(stop).await;
         });
         let sampling = service.clone();
         let (region2, cluster2, stop) = (region, cluster.clone(), shutdown.clone());
@@ -181,6 +220,10 @@ impl Scaling {
             let at_ms = now_ms();
             let sample = sampler.sample(at_ms, region.sessions().count() as u64);
             self.record(&self.node_id.clone(), sample);
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sample);
             self.forget_silent(at_ms);
             if let Some(cluster) = &cluster {
                 if let Ok(json) = serde_json::to_string(&sample) {
@@ -197,6 +240,90 @@ impl Scaling {
                 }
             }
         }
+    }
+
+    /// How long the store keeps a sample: the span of a full history.
+    fn keep_ms(&self) -> u64 {
+        u64::from(self.config.history_samples) * u64::from(self.config.sample_s) * 1000
+    }
+
+    fn store_writer(&self) -> persist::Writer {
+        persist::Writer {
+            store: self.store.clone(),
+            member: self.node_id.clone(),
+            keep_ms: self.keep_ms(),
+            timeout: Duration::from_secs(u64::from(self.config.store_every_s.clamp(1, 30))),
+        }
+    }
+
+    /// Writes this node's samples every `store_every_s`, and once more at
+    /// shutdown.
+    async fn store_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let writer = self.store_writer();
+        let period = Duration::from_secs(u64::from(self.config.store_every_s));
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            writer.write_pending(&self.pending, now_ms()).await;
+        }
+        writer.write_pending(&self.pending, now_ms()).await;
+    }
+
+    /// Reads every member's stored history into the histories. `Err` when the
+    /// store could not answer (logged and counted; the caller tries again).
+    async fn restore(&self) -> Result<(), ()> {
+        let now = now_ms();
+        let per_member = self.config.history_samples as usize;
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            persist::read_histories(self.store.as_ref(), self.keep_ms(), per_member, now),
+        )
+        .await;
+        let histories = match read {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                metrics::counter!("chorus_scaling_restore_failures_total").increment(1);
+                tracing::warn!(error = %e, "reading the stored load history failed");
+                return Err(());
+            }
+            Err(_) => {
+                metrics::counter!("chorus_scaling_restore_failures_total").increment(1);
+                tracing::warn!("reading the stored load history timed out");
+                return Err(());
+            }
+        };
+        let members = histories.len();
+        let samples = histories.iter().map(|(_, s)| s.len()).sum();
+        for (member, stored) in histories {
+            self.merge(&member, stored);
+        }
+        tracing::info!(members, samples, "read the stored load history");
+        self.lock().restored = Some(Restored {
+            at_ms: now,
+            members,
+            samples,
+        });
+        Ok(())
+    }
+
+    /// Merges stored samples into a member's history, in time order, without
+    /// duplicates, keeping the newest `history_samples`.
+    fn merge(&self, node: &str, stored: Vec<LoadSample>) {
+        let mut state = self.lock();
+        if !state.histories.contains_key(node) && state.histories.len() >= MAX_MEMBERS {
+            return;
+        }
+        let history = state.histories.entry(node.to_string()).or_default();
+        let mut all: Vec<LoadSample> = history.drain(..).chain(stored).collect();
+        all.sort_by_key(|s| s.at_ms);
+        all.dedup_by_key(|s| s.at_ms);
+        let keep = self.config.history_samples as usize;
+        let skip = all.len().saturating_sub(keep);
+        history.extend(all.into_iter().skip(skip));
     }
 
     /// Adds a sample to a member's history, if it is newer than its last.
@@ -263,6 +390,7 @@ impl Scaling {
         .ceil()
         .max(1.0) as usize;
         let window = self.config.window as usize;
+        let mut restored = self.restore().await.is_ok();
         let started = tokio::time::Instant::now();
         let mut every =
             tokio::time::interval(Duration::from_secs(u64::from(self.config.forecast_every_s)));
@@ -271,6 +399,9 @@ impl Scaling {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = every.tick() => {}
+            }
+            if !restored && self.series().len() < window {
+                restored = self.restore().await.is_ok();
             }
             let series = self.series();
             let Some(last) = series.last().copied() else {
@@ -383,6 +514,8 @@ impl Scaling {
             "recommended_nodes": state.recommended,
             "forecast": forecast,
             "note": state.forecast_error,
+            "store_every_s": self.config.store_every_s,
+            "restored": state.restored,
             "actuator": {
                 "configured": !self.config.actuator.is_empty(),
                 "this_node": state.actuator_node,

@@ -267,6 +267,7 @@ impl Node {
         let scaling = crate::scaling::Scaling::start(
             &config.scaling,
             config.cluster.node_id.clone(),
+            store.clone(),
             region.clone(),
             cluster.clone(),
             metrics.clone(),
