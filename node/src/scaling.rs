@@ -97,6 +97,19 @@ struct State {
     last_run: Option<ActuatorRun>,
     /// What was read back from the store at start, once it was.
     restored: Option<Restored>,
+    /// What the writes to the store have done (`status.store`).
+    stored: Stored,
+}
+
+/// The writes of this node's samples to the store since start.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct Stored {
+    /// Samples written.
+    written: u64,
+    /// Batches that failed (their samples were kept for the next one).
+    failures: u64,
+    /// When the last batch was written.
+    last_at_ms: Option<u64>,
 }
 
 /// The load history read from the store at start (`status.restored`).
@@ -176,6 +189,7 @@ impl Scaling {
                 actuator_node: cluster.is_none(),
                 last_run: None,
                 restored: None,
+                stored: Stored::default(),
             })),
             pending: Arc::new(Mutex::new(Pending::new(config.history_samples as usize))),
             store,
@@ -268,9 +282,21 @@ impl Scaling {
                 _ = shutdown.cancelled() => break,
                 _ = every.tick() => {}
             }
-            writer.write_pending(&self.pending, now_ms()).await;
+            self.note_written(writer.write_pending(&self.pending, now_ms()).await);
         }
-        writer.write_pending(&self.pending, now_ms()).await;
+        self.note_written(writer.write_pending(&self.pending, now_ms()).await);
+    }
+
+    fn note_written(&self, written: persist::Written) {
+        let mut state = self.lock();
+        match written {
+            persist::Written::Nothing => {}
+            persist::Written::Stored(n) => {
+                state.stored.written += n as u64;
+                state.stored.last_at_ms = Some(now_ms());
+            }
+            persist::Written::Failed => state.stored.failures += 1,
+        }
     }
 
     /// Reads every member's stored history into the histories. `Err` when the
@@ -514,7 +540,13 @@ impl Scaling {
             "recommended_nodes": state.recommended,
             "forecast": forecast,
             "note": state.forecast_error,
-            "store_every_s": self.config.store_every_s,
+            "store": {
+                "every_s": self.config.store_every_s,
+                "written": state.stored.written,
+                "failures": state.stored.failures,
+                "last_at_ms": state.stored.last_at_ms,
+                "pending": self.pending.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            },
             "restored": state.restored,
             "actuator": {
                 "configured": !self.config.actuator.is_empty(),

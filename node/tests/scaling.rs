@@ -122,3 +122,120 @@ async fn recommendation_rises_before_the_ramp_peaks() {
     drop(clients);
     node.node.shutdown().await;
 }
+
+/// The config file of a `chorus` process whose history outlives it: ephemeral
+/// loopback ports, data in `dir` (or a keyspace of its own on the scylla
+/// backend under test), samples every second, stored every two.
+fn restartable_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut defaults = chorus_config::Config::default();
+    common::use_backend_under_test(&mut defaults);
+    let storage = match defaults.storage.backend {
+        chorus_config::StorageBackend::Scylla => format!(
+            "backend = \"scylla\"\ncontact_points = [\"{}\"]\nkeyspace = \"{}\"\nconsistency = \"one\"\n",
+            defaults.storage.contact_points[0], defaults.storage.keyspace
+        ),
+        chorus_config::StorageBackend::Embedded => {
+            format!("path = {:?}\n", dir.join("data").display().to_string())
+        }
+    };
+    let config = format!(
+        "[listen]\ntcp = \"127.0.0.1:0\"\nws = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\n{storage}\
+         [admin]\ntoken = \"{TOKEN}\"\n\
+         [scaling]\nsample_s = 1\nforecast_every_s = 1\nwindow = 24\nhistory_samples = 600\n\
+         store_every_s = 2\nper_node_capacity = 10\ntarget_percent = 100\nstartup_s = 5\n\
+         margin_s = 5\nmax_nodes = 50\n"
+    );
+    let file = dir.join("node.toml");
+    std::fs::write(&file, config).unwrap();
+    file
+}
+
+/// Polls `chorusctl scaling status` once a second until `done` holds, for at
+/// most `within`; returns the status that satisfied it.
+async fn status_until(
+    admin: &str,
+    within: Duration,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let s = status(admin).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {s}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A node gathers a window of samples and writes them to the store; killed
+/// with SIGKILL and restarted on the same data, it forecasts at its first
+/// tick from the stored history, where a node without it would wait a whole
+/// window (24 s here) of new samples.
+#[tokio::test]
+async fn a_restarted_node_forecasts_at_once_from_the_stored_history() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = restartable_config(scratch.path());
+
+    let mut first = common::process::serve(&file)
+        .spawn()
+        .expect("chorus starts");
+    let listening = common::process::listening(&mut first);
+    let admin = listening.admin.to_string();
+    let mut clients = Vec::new();
+    for k in 0..12 {
+        clients.push(RawTcp::login_at(listening.tcp, &format!("keep{k}")).await);
+    }
+    // A full window in the store, not only in memory.
+    let before = status_until(&admin, Duration::from_secs(90), |s| {
+        s["store"]["written"].as_u64().unwrap_or(0) >= 30 && s["forecast"].is_object()
+    })
+    .await;
+    let written = before["store"]["written"].as_u64().unwrap();
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    drop(clients);
+
+    let restarted_at = std::time::Instant::now();
+    let mut second = common::process::serve(&file)
+        .spawn()
+        .expect("chorus restarts");
+    let listening = common::process::listening(&mut second);
+    let admin = listening.admin.to_string();
+    let after = status_until(&admin, Duration::from_secs(20), |s| {
+        s["forecast"].is_object()
+    })
+    .await;
+    let took = restarted_at.elapsed();
+    eprintln!(
+        "wrote {written} samples before SIGKILL; forecast {:.1} s after the restart: {after}",
+        took.as_secs_f64()
+    );
+    let restored = &after["restored"];
+    assert!(
+        restored["samples"].as_u64().unwrap() >= written,
+        "every sample written before the kill was read back: {after}"
+    );
+    assert_eq!(restored["members"], 1, "{after}");
+    assert!(
+        after["samples"].as_u64().unwrap() >= 24,
+        "the series holds a whole window at once: {after}"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "forecast in {took:?}, well before a window of new samples (24 s)"
+    );
+    let members: Vec<&str> = after["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert_eq!(members, vec!["node-1"], "{after}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

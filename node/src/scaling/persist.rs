@@ -66,7 +66,7 @@ impl Pending {
         metrics::gauge!("chorus_scaling_store_pending").set(self.samples.len() as f64);
     }
 
-    #[cfg(test)]
+    /// Samples waiting.
     pub(crate) fn len(&self) -> usize {
         self.samples.len()
     }
