@@ -16,6 +16,9 @@
 //!   per-viewer accepted = delivered + Σ dropped check, and the node's memory.
 //! - [`scaling_sim`]: no node: replays load traces through the HPA-like and the
 //!   EMD-ARIMA scaling policies of `chorus-scaling` and compares them.
+//! - [`ramp`]: connections and a message rate following a schedule over time,
+//!   spread over one or more nodes (the load a predictive scaler should see
+//!   coming).
 //! - [`entities`]: one connection's requests for many conversations (of others,
 //!   or its own); the node's running entities and memory before and after.
 //!
@@ -52,6 +55,7 @@ mod node_http;
 pub mod plot;
 pub mod probe;
 mod progress;
+pub mod ramp;
 mod raw;
 mod relay;
 pub mod scaling_sim;

@@ -12,6 +12,7 @@ use chorus_loadtest::chat::{self, ChatConfig};
 use chorus_loadtest::connect::{self, ConnectConfig};
 use chorus_loadtest::entities::{self, EntitiesConfig};
 use chorus_loadtest::live::{self, Burst, LiveConfig, RoleShares};
+use chorus_loadtest::ramp::{self, RampConfig, Schedule, Stage};
 use chorus_loadtest::storm::{self, DropMode, StormConfig};
 use chorus_loadtest::target::resolve_loopback;
 use chorus_loadtest::token::Tokens;
@@ -138,6 +139,32 @@ enum Scenario {
         /// A connection slower than this many seconds to its welcome fails.
         #[arg(long, default_value_t = 10.0)]
         connect_timeout: f64,
+    },
+    /// Connections (and a message rate) that follow a schedule over time, spread
+    /// over one or more nodes: e.g. `--stage 45:135` opens 3 connections a
+    /// second for 45 s. The load a predictive scaler should see coming.
+    Ramp {
+        /// `SECONDS:CONNECTIONS[:MSGS_PER_S]`: the load meant at that time
+        /// (repeatable, times increasing); linear in between, from zero at 0.
+        #[arg(long = "stage", value_name = "S:CONNS[:RATE]", required = true)]
+        stages: Vec<String>,
+        /// Seconds to hold the last stage's load.
+        #[arg(long, default_value_t = 0.0)]
+        hold: f64,
+        /// Client listeners of other nodes of the same cluster (repeatable, in
+        /// the transport's form): connections go round-robin over the node of
+        /// `--tcp`/`--ws` and these.
+        #[arg(long = "spread", value_name = "ADDR")]
+        spread: Vec<String>,
+        /// Message body size, bytes.
+        #[arg(long, default_value_t = 64)]
+        body_size: usize,
+        /// A connection slower than this many seconds to its welcome fails.
+        #[arg(long, default_value_t = 10.0)]
+        connect_timeout: f64,
+        /// Prefix of the users' ids.
+        #[arg(long, default_value = "ramp")]
+        user_prefix: String,
     },
     /// Drop every connection at once and measure the reconnect and resync.
     Storm {
@@ -396,6 +423,37 @@ async fn run(cli: Cli) -> Result<bool, LoadError> {
             };
             let report = connect::run(cfg).await?;
             output(common, &report, &report.plot)?;
+            Ok(report.passed)
+        }
+        Scenario::Ramp {
+            stages,
+            hold,
+            spread,
+            body_size,
+            connect_timeout,
+            user_prefix,
+        } => {
+            let stages = stages
+                .iter()
+                .map(|s| Stage::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut endpoints = vec![target.endpoint()];
+            for addr in &spread {
+                endpoints.push(resolve_loopback(addr)?);
+            }
+            let cfg = RampConfig {
+                endpoints,
+                transport: target.transport,
+                tls: target.tls.clone(),
+                schedule: Schedule::new(stages)?,
+                hold: seconds(hold, "hold")?,
+                connect_timeout: seconds(connect_timeout, "connect-timeout")?,
+                body_size,
+                user_prefix,
+                progress,
+            };
+            let report = ramp::run(cfg).await?;
+            write_report(common, &report)?;
             Ok(report.passed)
         }
         Scenario::Entities {
