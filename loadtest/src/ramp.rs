@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -251,6 +251,10 @@ impl Counters {
 struct Held {
     user: String,
     tx: mpsc::Sender<ClientFrame>,
+    /// Set once welcomed: only then does it send or receive messages (a
+    /// message to a session still saying hello could reach it before its
+    /// `welcome`).
+    welcomed: Arc<AtomicBool>,
 }
 
 /// Runs the ramp.
@@ -312,7 +316,9 @@ pub async fn run(cfg: RampConfig) -> Result<RampReport, LoadError> {
             let addr = cfg.endpoints[next_user as usize % cfg.endpoints.len()];
             next_user += 1;
             let (tx, rx) = mpsc::channel(CONN_QUEUE);
+            let welcomed = Arc::new(AtomicBool::new(false));
             let conn = Conn {
+                welcomed: Arc::clone(&welcomed),
                 addr,
                 transport: cfg.transport,
                 tls: cfg.tls.as_ref().map(|t| t.connector.clone()),
@@ -321,7 +327,7 @@ pub async fn run(cfg: RampConfig) -> Result<RampReport, LoadError> {
                 counters: Arc::clone(&counters),
             };
             tokio::spawn(conn.run(rx));
-            held.push(Held { user, tx });
+            held.push(Held { user, tx, welcomed });
         }
         // The newest go first: the oldest have the longest history on the nodes.
         held.truncate(target as usize);
@@ -329,18 +335,22 @@ pub async fn run(cfg: RampConfig) -> Result<RampReport, LoadError> {
         credit += rate * now.duration_since(last_tick).as_secs_f64();
         last_tick = now;
         let open = counters.open.load(Ordering::Relaxed);
-        while credit >= 1.0 && held.len() >= 2 {
+        let ready: Vec<&Held> = held
+            .iter()
+            .filter(|h| h.welcomed.load(Ordering::Relaxed))
+            .collect();
+        while credit >= 1.0 && ready.len() >= 2 {
             credit -= 1.0;
-            let from = sender_ix % held.len();
-            let to = (from + 1) % held.len();
+            let from = sender_ix % ready.len();
+            let to = (from + 1) % ready.len();
             sender_ix = sender_ix.wrapping_add(1);
             let frame = ClientFrame::Send {
                 id: format!("ramp{next_msg}"),
-                to: format!("user:{}", held[to].user),
+                to: format!("user:{}", ready[to].user),
                 body: body.clone(),
             };
             next_msg += 1;
-            match held[from].tx.try_send(frame) {
+            match ready[from].tx.try_send(frame) {
                 Ok(()) => counters.sent.fetch_add(1, Ordering::Relaxed),
                 Err(_) => counters.skipped.fetch_add(1, Ordering::Relaxed),
             };
@@ -399,6 +409,8 @@ struct Conn {
     token: String,
     timeout: Duration,
     counters: Arc<Counters>,
+    /// Set once the session is welcomed.
+    welcomed: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -432,6 +444,7 @@ impl Conn {
         };
         c.connected.fetch_add(1, Ordering::Relaxed);
         c.open.fetch_add(1, Ordering::Relaxed);
+        self.welcomed.store(true, Ordering::Relaxed);
         let ping_every = Duration::from_secs(u64::from(idle_timeout_s.max(2) / 2));
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let outcome: Result<(), RawError> = loop {

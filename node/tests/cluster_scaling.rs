@@ -1,12 +1,16 @@
 //! Predictive scaling across a real three-node cluster: `chorus` processes on
 //! 127.0.61.1–3 sharing one real Cassandra (`CHORUS_CASSANDRA`, started by
-//! `scripts/test`; `#[ignore]`d, run there with `--include-ignored`). Clients
-//! connect in a steady ramp spread over the three nodes; every node gossips its
+//! `scripts/test`; `#[ignore]`d, run there with `--include-ignored`). The real
+//! `chorus-loadtest ramp` opens connections in a steady ramp spread over the
+//! three nodes (and sends messages between them); every node gossips its
 //! samples, so `chorusctl scaling status` on n1 sums all three members and shows
 //! the recommendation rising above what the current load needs before the
-//! ramp's peak.
+//! ramp's peak. After the ramp a fourth node joins: it reads the members'
+//! stored histories at start, so it has the cluster's series, and forecasts,
+//! at once rather than a window of samples later.
 //!
-//! Real time: the nodes sample once a second; the test takes about a minute.
+//! Real time: the nodes sample once a second; the test takes about a minute
+//! and a half. `chorus-loadtest` must be built (`cargo test --workspace` does).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -14,8 +18,6 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
-
-use chorus_client::{Client, ClientConfig, Events, Transport};
 
 const ADMIN_TOKEN: &str = "cluster-scaling-admin-token";
 const BLOCK: u8 = 61;
@@ -48,7 +50,8 @@ fn start(n: u8, keyspace: &str, contact: &str) -> NodeProc {
          [storage]\nbackend = \"scylla\"\ncontact_points = [\"{contact}\"]\nkeyspace = \"{keyspace}\"\nconsistency = \"one\"\n\
          [admin]\ntoken = \"{ADMIN_TOKEN}\"\n\
          [scaling]\nsample_s = 1\nforecast_every_s = 1\nwindow = 24\nhistory_samples = 600\n\
-         per_node_capacity = 10\ntarget_percent = 100\nstartup_s = 5\nmargin_s = 5\nmax_nodes = 50\n"
+         per_node_capacity = 10\ntarget_percent = 100\nstartup_s = 5\nmargin_s = 5\nmax_nodes = 50\n\
+         store_every_s = 2\n"
     );
     let file = dir.path().join("node.toml");
     std::fs::write(&file, config).unwrap();
@@ -88,12 +91,6 @@ async fn status(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn connect(endpoint: SocketAddr, user: &str) -> (Client, Events) {
-    let mut cfg = ClientConfig::new(endpoint.to_string(), Transport::Tcp, user);
-    cfg.request_timeout = Duration::from_secs(10);
-    Client::connect(cfg).await.unwrap()
-}
-
 #[tokio::test]
 #[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
 async fn three_nodes_recommend_more_nodes_before_the_ramp_peaks() {
@@ -115,16 +112,43 @@ async fn three_nodes_recommend_more_nodes_before_the_ramp_peaks() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // The ramp: three more connections a second (one per node) for 45 s.
+    // The ramp, by the load tool: three more connections a second (one per
+    // node, round-robin) for 45 s, and messages between them rising to 30/s.
     let ramp_s = 45u32;
-    let mut clients = Vec::new();
+    let peak = 3 * ramp_s;
+    let scratch = tempfile::tempdir().unwrap();
+    let report_file = scratch.path().join("ramp.json");
+    let mut ramp = tokio::process::Command::new(common::process::loadtest())
+        .args([
+            "--tcp",
+            &nodes[0].tcp.to_string(),
+            "--admin",
+            "none",
+            "--quiet",
+        ])
+        .arg("--report")
+        .arg(&report_file)
+        .args([
+            "ramp",
+            "--stage",
+            &format!("{ramp_s}:{peak}:30"),
+            "--hold",
+            "3",
+        ])
+        .args(["--spread", &nodes[1].tcp.to_string()])
+        .args(["--spread", &nodes[2].tcp.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chorus-loadtest starts");
+    let started = Instant::now();
     let mut ahead = None;
     let mut every = tokio::time::interval(Duration::from_secs(1));
-    for second in 0..ramp_s {
+    while started.elapsed() < Duration::from_secs(u64::from(ramp_s)) {
         every.tick().await;
-        for (k, node) in nodes.iter().enumerate() {
-            clients.push(connect(node.tcp, &format!("r{second}n{k}")).await);
+        if let Some(exit) = ramp.try_wait().unwrap() {
+            panic!("chorus-loadtest ended early: {exit}");
         }
+        let second = started.elapsed().as_secs() as u32;
         if second < 27 || ahead.is_some() {
             continue;
         }
@@ -137,11 +161,69 @@ async fn three_nodes_recommend_more_nodes_before_the_ramp_peaks() {
     }
     let (second, seen) = ahead.expect("the recommendation on n1 ran ahead of the cluster's load");
     assert!(second < ramp_s - 1);
-    assert!(seen["current_load"].as_f64().unwrap() < clients.len() as f64);
+    assert!(seen["current_load"].as_f64().unwrap() < f64::from(peak));
     eprintln!("n1 at {second} s of the ramp: {seen}");
     let out = chorusctl(nodes[0].admin, &["scaling", "status"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
     assert!(text.contains("members sampled    n1, n2, n3"), "{text}");
-    drop(clients);
+
+    let exit = tokio::time::timeout(Duration::from_secs(60), ramp.wait())
+        .await
+        .expect("the ramp ends")
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert!(exit.success(), "the ramp passed: {report}");
+    assert_eq!(report["peak_open"], peak, "{report}");
+    assert!(report["msgs_acked"].as_u64().unwrap() > 0, "{report}");
+
+    // A fourth node joins after the ramp: the members' stored histories give
+    // it the cluster's series at once.
+    let members_stored = status(nodes[0].admin).await["store"]["written"].clone();
+    let joined_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let joined = Instant::now();
+    let n4 = start(4, &keyspace, &contact);
+    let deadline = joined + Duration::from_secs(20);
+    let s4 = loop {
+        let s = status(n4.admin).await;
+        if s["forecast"].is_object() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "n4 never forecast: {s}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let took = joined.elapsed();
+    eprintln!(
+        "n4 forecast {:.1} s after it started (n1 had stored {members_stored} samples): {s4}",
+        took.as_secs_f64()
+    );
+    assert!(
+        s4["restored"]["members"].as_u64().unwrap() >= 3,
+        "n4 read n1-n3 from the store: {s4}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "n4 forecast in {took:?}, before a window (24 s) of its own samples"
+    );
+    let out = chorusctl(n4.admin, &["--json", "scaling", "series"]).await;
+    let series: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = series["points"].as_array().unwrap();
+    assert!(points.len() >= 24, "{series}");
+    let first_ms = points[0]["at_ms"].as_u64().unwrap();
+    assert!(
+        first_ms + 15_000 < joined_at_ms,
+        "n4's series starts before n4 did: {series}"
+    );
+    let ramp_top = points
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        ramp_top >= f64::from(peak) * 0.8,
+        "n4's series holds the ramp's top ({ramp_top}): {series}"
+    );
 }

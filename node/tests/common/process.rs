@@ -50,3 +50,17 @@ pub fn listening(child: &mut Child) -> Listening {
     std::thread::spawn(move || for _ in lines {});
     listening
 }
+
+/// The `chorus-loadtest` binary, from the same target directory as `chorus`.
+/// Cargo builds it for `cargo test --workspace` (its package has integration
+/// tests) but not for `cargo test -p chorus-node`: then build it first with
+/// `cargo build -p chorus-loadtest`.
+pub fn loadtest() -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_chorus")).with_file_name("chorus-loadtest");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p chorus-loadtest` (or run `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
