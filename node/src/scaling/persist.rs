@@ -206,3 +206,6 @@ fn parse(record: &LoadRecord) -> Option<LoadSample> {
     let sample: LoadSample = serde_json::from_slice(&record.data).ok()?;
     (sample.at_ms == record.at_ms).then_some(sample)
 }
+
+#[cfg(test)]
+mod tests;
