@@ -174,6 +174,14 @@ async fn three_nodes_recommend_more_nodes_before_the_ramp_peaks() {
         .unwrap();
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    eprintln!(
+        "ramp: peak {} open, {} failed, {} dropped, {} of {} messages acked",
+        report["peak_open"],
+        report["failed"],
+        report["dropped"],
+        report["msgs_acked"],
+        report["msgs_sent"]
+    );
     assert!(exit.success(), "the ramp passed: {report}");
     assert_eq!(report["peak_open"], peak, "{report}");
     assert!(report["msgs_acked"].as_u64().unwrap() > 0, "{report}");

@@ -462,6 +462,16 @@ fn scaling_defaults_are_valid_and_each_rule_names_its_key() {
             &["scaling.window"][..],
         ),
         (
+            "store_every_s = 0",
+            "scaling.store_every_s",
+            &["is 0", "1 to 3600"][..],
+        ),
+        (
+            "store_every_s = 3601",
+            "scaling.store_every_s",
+            &["is 3601", "1 to 3600"][..],
+        ),
+        (
             "forecast_every_s = 0",
             "scaling.forecast_every_s",
             &["at least 1"][..],
