@@ -22,12 +22,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chorus_client::Transport;
 use chorus_wire::{ClientFrame, ServerFrame};
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -238,12 +239,7 @@ struct Counters {
 
 impl Counters {
     fn error(&self, class: String) {
-        *self
-            .errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(class)
-            .or_default() += 1;
+        *self.errors.lock().entry(class).or_default() += 1;
     }
 }
 
@@ -375,11 +371,7 @@ pub async fn run(cfg: RampConfig) -> Result<RampReport, LoadError> {
     // the sockets close.
     drop(held);
     progress.stop().await;
-    let errors = counters
-        .errors
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let errors = counters.errors.lock().clone();
     let failed = counters.failed.load(Ordering::Relaxed);
     let dropped = counters.dropped.load(Ordering::Relaxed);
     Ok(RampReport {
