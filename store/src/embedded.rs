@@ -172,6 +172,14 @@ impl EmbeddedStore {
             .await
     }
 
+    /// Deletes load samples that have expired at `now_ms`, and members with
+    /// none left (up to the sweep limit of the options), as the periodic sweep
+    /// does. Returns how many samples went.
+    pub async fn sweep_expired_load(&self, now_ms: u64) -> StoreResult<usize> {
+        self.call(|reply| Request::SweepLoad { now_ms, reply })
+            .await
+    }
+
     /// Stops the writer after it has answered everything queued, fsyncs, and
     /// releases the directory. Blocks while the writer finishes.
     pub fn close(mut self) -> StoreResult<()> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chorus_store::conformance::{self, Namespace, SharedStore, dm, message, now_ms};
 use chorus_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use chorus_store::{AppendBatch, DEDUP_WINDOW_MS, DedupKey, MessageStore};
+use chorus_store::{AppendBatch, DEDUP_WINDOW_MS, DedupKey, LoadRecord, MessageStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -142,4 +142,55 @@ async fn second_open_of_a_directory_is_refused() -> TestResult {
         Err(other) => panic!("expected Unavailable, got {other}"),
         Ok(_) => panic!("a locked directory opened twice"),
     }
+}
+
+/// The sweep deletes expired load samples oldest first and stops at the first
+/// live one; a member is deleted once none of its samples is left. Shown by
+/// reading at an earlier time after the sweep: what the sweep removed is gone
+/// even for a reader to whom it would still be live.
+#[tokio::test]
+async fn sweep_removes_only_expired_load_samples() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = EmbeddedStore::open(dir.path())?;
+    let now = now_ms();
+    let keep = 60_000;
+    let record = |at_ms: u64| LoadRecord {
+        at_ms,
+        data: b"{}".to_vec(),
+    };
+    // a: samples expiring at now + 10 s, + 20 s, + 30 s; b: one at now + 10 s.
+    let a: Vec<LoadRecord> = [50_000, 40_000, 30_000]
+        .iter()
+        .map(|ago| record(now - ago))
+        .collect();
+    store.append_load_samples("a", &a, keep, now).await?;
+    store
+        .append_load_samples("b", &[record(now - 50_000)], keep, now)
+        .await?;
+
+    assert_eq!(
+        store.sweep_expired_load(now).await?,
+        0,
+        "nothing expired yet"
+    );
+    assert_eq!(
+        store.sweep_expired_load(now + 15_000).await?,
+        2,
+        "a's first, b's one"
+    );
+    let at_first = store.load_history("a", 0, 10, now).await?;
+    assert_eq!(
+        at_first.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        vec![now - 40_000, now - 30_000],
+        "the swept samples are gone, the live ones kept"
+    );
+    assert!(store.load_history("b", 0, 10, now).await?.is_empty());
+    assert_eq!(
+        store.load_members(now).await?,
+        vec!["a".to_string()],
+        "b went with its samples"
+    );
+    assert_eq!(store.sweep_expired_load(now + 60_000).await?, 2);
+    assert!(store.load_members(now).await?.is_empty());
+    Ok(())
 }

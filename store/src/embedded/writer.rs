@@ -132,6 +132,14 @@ pub(super) enum Request {
         /// Answered once durable.
         reply: Reply<()>,
     },
+    /// Delete load samples expired at `now_ms`, and members with none left
+    /// (bounded by the sweep limit).
+    SweepLoad {
+        /// The time to judge expiry against.
+        now_ms: u64,
+        /// Answered with how many samples were removed.
+        reply: Reply<usize>,
+    },
     /// Delete dedup entries expired at `now_ms` (bounded by the sweep limit).
     SweepDedup {
         /// The time to judge expiry against.
@@ -328,6 +336,11 @@ impl Writer {
                 } => staging.apply(reply, &mut done, |s| {
                     load::stage_append(s, &member, &samples, keep_ms, now_ms)
                 }),
+                Request::SweepLoad { now_ms, reply } => {
+                    staging.apply(reply, &mut done, |s| {
+                        load::stage_sweep(s, now_ms, limit).map(|swept| swept.removed)
+                    });
+                }
                 Request::SweepDedup { now_ms, reply } => {
                     staging.apply(reply, &mut done, |s| {
                         stage_sweep(s, now_ms, limit).map(|swept| swept.removed)
