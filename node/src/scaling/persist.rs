@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chorus_scaling::series::LoadSample;
+use tokio_util::sync::CancellationToken;
+
+use super::{Restored, now_ms};
 use chorus_store::load::{MAX_MEMBERS, MAX_SAMPLES_PER_APPEND, MAX_SAMPLES_PER_READ};
 use chorus_store::{LoadRecord, MessageStore, StoreResult};
 
@@ -134,6 +137,105 @@ impl Writer {
         } else {
             Written::Stored(stored)
         }
+    }
+}
+
+/// The stored history's side of the service.
+impl super::Scaling {
+    /// How long the store keeps a sample: the span of a full history.
+    pub(super) fn keep_ms(&self) -> u64 {
+        u64::from(self.config.history_samples) * u64::from(self.config.sample_s) * 1000
+    }
+
+    fn store_writer(&self) -> Writer {
+        Writer {
+            store: self.store.clone(),
+            member: self.node_id.clone(),
+            keep_ms: self.keep_ms(),
+            timeout: Duration::from_secs(u64::from(self.config.store_every_s.clamp(1, 30))),
+        }
+    }
+
+    /// Writes this node's samples every `store_every_s`, and once more at
+    /// shutdown.
+    pub(super) async fn store_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let writer = self.store_writer();
+        let period = Duration::from_secs(u64::from(self.config.store_every_s));
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            self.note_written(writer.write_pending(&self.pending, now_ms()).await);
+        }
+        self.note_written(writer.write_pending(&self.pending, now_ms()).await);
+    }
+
+    fn note_written(&self, written: Written) {
+        let mut state = self.lock();
+        match written {
+            Written::Nothing => {}
+            Written::Stored(n) => {
+                state.stored.written += n as u64;
+                state.stored.last_at_ms = Some(now_ms());
+            }
+            Written::Failed => state.stored.failures += 1,
+        }
+    }
+
+    /// Reads every member's stored history into the histories. `Err` when the
+    /// store could not answer (logged and counted; the caller tries again).
+    pub(super) async fn restore(&self) -> Result<(), ()> {
+        let now = now_ms();
+        let per_member = self.config.history_samples as usize;
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            read_histories(self.store.as_ref(), self.keep_ms(), per_member, now),
+        )
+        .await;
+        let histories = match read {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                metrics::counter!("chorus_scaling_restore_failures_total").increment(1);
+                tracing::warn!(error = %e, "reading the stored load history failed");
+                return Err(());
+            }
+            Err(_) => {
+                metrics::counter!("chorus_scaling_restore_failures_total").increment(1);
+                tracing::warn!("reading the stored load history timed out");
+                return Err(());
+            }
+        };
+        let members = histories.len();
+        let samples = histories.iter().map(|(_, s)| s.len()).sum();
+        for (member, stored) in histories {
+            self.merge(&member, stored);
+        }
+        tracing::info!(members, samples, "read the stored load history");
+        self.lock().restored = Some(Restored {
+            at_ms: now,
+            members,
+            samples,
+        });
+        Ok(())
+    }
+
+    /// Merges stored samples into a member's history, in time order, without
+    /// duplicates, keeping the newest `history_samples`.
+    fn merge(&self, node: &str, stored: Vec<LoadSample>) {
+        let mut state = self.lock();
+        if !state.histories.contains_key(node) && state.histories.len() >= MAX_MEMBERS {
+            return;
+        }
+        let history = state.histories.entry(node.to_string()).or_default();
+        let mut all: Vec<LoadSample> = history.drain(..).chain(stored).collect();
+        all.sort_by_key(|s| s.at_ms);
+        all.dedup_by_key(|s| s.at_ms);
+        let keep = self.config.history_samples as usize;
+        let skip = all.len().saturating_sub(keep);
+        history.extend(all.into_iter().skip(skip));
     }
 }
 
