@@ -516,21 +516,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 type Answer<T> = Result<axum::Json<T>, AdminError>;
 
 /// The OpenAPI document, made once: it depends on nothing but the contract.
-async fn openapi() -> Response {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
+async fn openapi() -> Result<Response, AdminError> {
+    static DOCUMENT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
         chorus_admin_api::openapi::document()
             .to_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"internal\", \"message\": \"{e}\"}}"))
+            .map_err(|e| format!("the OpenAPI document does not serialize: {e}"))
     });
-    (
+    let body = document.clone().map_err(AdminError::Internal)?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body.clone(),
+        body,
     )
-        .into_response()
+        .into_response())
 }
 
 async fn admin_status(State(state): State<AdminState>) -> Answer<StatusResponse> {

@@ -106,6 +106,15 @@ async fn openapi_describes_every_route_and_every_answer_matches_it() {
     assert_eq!(doc_answer.content_type.as_deref(), Some("application/json"));
     let doc: Value = serde_json::from_slice(&doc_answer.body).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // The schemas resolve and are not vacuous: a wrong shape is refused.
+    let status = schema_of(&doc, "/admin/status", "get", 200, "application/json");
+    let status = jsonschema::draft202012::new(&status).unwrap();
+    assert!(!status.is_valid(&json!({ "node": "n1" })));
+    assert!(!status.is_valid(&json!({
+        "node": "n1", "status": "serving", "sessions": "three",
+        "listen": { "tcp": "", "ws": "", "admin": "" },
+        "entities": { "user": 0, "conversation": 0, "live_room": 0 },
+    })));
 
     // The document lists exactly the routes of the contract.
     let mut listed = Vec::new();

@@ -99,7 +99,7 @@ pub enum CtlError {
         addr: String,
         /// The HTTP status.
         status: u16,
-        /// The `error` kind of the body (`bad_request`, `unsupported`, ...), or
+        /// The `error` kind of the body (`bad_request`, `unavailable`, ...), or
         /// empty when the body had none.
         kind: String,
         /// The `message` of the body, or a description of the status.
