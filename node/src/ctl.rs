@@ -235,7 +235,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
     };
     let mut client = AdminClient::new(cli.token.clone(), Duration::from_secs(cli.timeout));
     if https || cli.ca.is_some() {
-        client = client.with_tls(tls_connector(cli.ca.as_deref())?);
+        client = client.with_tls(http::tls_connector(cli.ca.as_deref())?);
     }
     let ctl = Ctl {
         client,
@@ -257,31 +257,3 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
     }
 }
 
-/// The HTTPS client configuration: roots from `ca`, or the system's.
-fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, CtlError> {
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-    let roots = match ca {
-        Some(path) => {
-            crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?
-        }
-        None => {
-            let mut roots = RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if roots.is_empty() {
-                return Err(CtlError::Failed(
-                    "no system root certificates were found; pass --ca with the nodes' CA".into(),
-                ));
-            }
-            roots
-        }
-    };
-    let config = ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CtlError::Failed(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        config,
-    )))
-}

@@ -268,6 +268,35 @@ impl AdminClient {
     }
 }
 
+/// The HTTPS client configuration: roots from `ca`, or the system's.
+pub(crate) fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, CtlError> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let roots = match ca {
+        Some(path) => {
+            crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?
+        }
+        None => {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(CtlError::Failed(
+                    "no system root certificates were found; pass --ca with the nodes' CA".into(),
+                ));
+            }
+            roots
+        }
+    };
+    let config = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CtlError::Failed(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
 /// An exchange that failed, as the operator reads it.
 fn exchange_error(addr: &str, e: ExchangeError) -> CtlError {
     let addr = addr.to_string();
