@@ -20,8 +20,10 @@
 //! entity died, its node vanished) frees its units after [`STALE_AFTER`].
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chorus_wire::ServerFrame;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -186,9 +188,9 @@ impl RequestBudget {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Expected> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Expected> {
         // Every critical section leaves the maps consistent.
-        self.expected.lock().unwrap_or_else(|e| e.into_inner())
+        self.expected.lock()
     }
 }
 

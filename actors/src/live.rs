@@ -22,8 +22,9 @@
 //!   bounded in time and retried in the background.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use chorus_store::RoomSettings;
 use chorus_wire::fit;
@@ -696,7 +697,7 @@ impl LiveFanouts {
         room: &str,
         viewer: SessionHandle,
     ) -> Option<ActorRef<FanoutMsg>> {
-        let mut map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_room.lock();
         let mut viewer = Some(viewer);
         for _ in 0..2 {
             let fanout = match map.get(room) {
@@ -731,7 +732,7 @@ impl LiveFanouts {
 
     /// Hands a batch to this node's fanout of `room`; false if there is none.
     pub fn batch(&self, room: &str, frame: SharedFrame, weight: u64, ordinary: bool) -> bool {
-        let map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.by_room.lock();
         map.get(room).is_some_and(|f| {
             f.send_message(FanoutMsg::Batch {
                 frame,
@@ -744,7 +745,7 @@ impl LiveFanouts {
 
     /// Removes a viewer from this node's fanout of `room`.
     pub fn leave(&self, room: &str, viewer: SessionId) {
-        let map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.by_room.lock();
         if let Some(f) = map.get(room) {
             let _ = f.send_message(FanoutMsg::Remove(viewer));
         }
@@ -752,7 +753,7 @@ impl LiveFanouts {
 
     /// Unregisters an empty fanout; false if it was replaced meanwhile.
     fn retire(&self, room: &str, fanout: &ActorRef<FanoutMsg>) -> bool {
-        let mut map = self.by_room.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_room.lock();
         if map.get(room).is_some_and(|f| f.get_id() == fanout.get_id()) {
             map.remove(room);
             true

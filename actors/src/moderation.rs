@@ -25,8 +25,10 @@ mod normalise;
 mod words;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use arc_swap::ArcSwap;
 
@@ -183,10 +185,7 @@ impl Moderation {
 
     /// Installs `filter` as the next version and returns that version.
     pub fn install(&self, mut filter: Filter) -> u64 {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _writer = self.writer.lock();
         let version = self.current.load().version + 1;
         filter.version = version;
         let size = filter.size();

@@ -14,8 +14,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use chorus_wire::codec::Frame;
@@ -412,7 +414,7 @@ impl SessionHandle {
             return false;
         }
         let lane = &self.0.live;
-        let mut st = lane.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lane.state.lock();
         if st.entries.len() >= lane.capacity {
             // Behind since the first drop after the lane was last empty: a viewer
             // that never catches up within the lag limit is cut off.
@@ -452,7 +454,7 @@ impl SessionHandle {
     /// The next live batch for the socket, with anything owed folded into its
     /// `dropped` (re-encoded for this viewer only then).
     pub fn pop_live(&self) -> Option<SharedFrame> {
-        let mut st = self.0.live.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.0.live.state.lock();
         let entry = st.entries.pop_front()?;
         if st.entries.is_empty() {
             st.behind_since = None;

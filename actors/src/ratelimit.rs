@@ -4,8 +4,9 @@
 //! Time comes from `tokio::time::Instant`, so tests run it on a paused clock.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio::time::Instant;
 
@@ -45,7 +46,7 @@ impl RateLimiter {
     pub fn check(&self, user: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let per_sec = self.per_sec();
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.buckets.lock();
         if map.len() > PURGE_ABOVE {
             let rate = self.rate;
             map.retain(|_, b| {

@@ -28,7 +28,9 @@
 //! entities than its cap (`[entities]`), least recently used first.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 
 use chorus_store::MessageStore;
 use chorus_wire::ConvId;
@@ -577,7 +579,7 @@ impl ShardRegion {
         if kind == EntityKind::Conversation {
             self.conversation_started(key);
         }
-        let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owners = self.inner.owners.lock();
         owners.insert(id, (kind, key.to_string()));
     }
 
@@ -609,7 +611,7 @@ impl ShardRegion {
     /// Forgets an actor that ended; returns what it served.
     fn forget(&self, id: ActorId) -> Option<(EntityKind, String)> {
         let entry = {
-            let mut owners = self.inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+            let mut owners = self.inner.owners.lock();
             owners.remove(&id)
         }?;
         match entry.0 {

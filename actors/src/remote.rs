@@ -16,8 +16,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use chorus_wire::cluster::{CloseCode, Envelope, SessionAddr};
 use chorus_wire::codec::encode_envelope;
@@ -150,7 +152,7 @@ impl Link {
     pub(crate) fn call(&self, node: &Arc<str>) -> (u64, tokio::sync::oneshot::Receiver<()>) {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = self.calls.lock();
         calls.insert(
             id,
             Call {
@@ -165,7 +167,7 @@ impl Link {
     /// A reply arrived.
     pub(crate) fn complete_call(&self, call: u64) {
         let done = {
-            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            let mut calls = self.calls.lock();
             calls.remove(&call)
         };
         if let Some(c) = done {
@@ -175,7 +177,7 @@ impl Link {
 
     /// Remembers a forwarded send until its answer comes back.
     pub(crate) fn await_answer(&self, node: &Arc<str>, session: &SessionHandle, client_id: &str) {
-        let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sends = self.sends.lock();
         sends.insert(
             (session.id(), client_id.to_string()),
             RemoteSend {
@@ -188,7 +190,7 @@ impl Link {
 
     /// An `ack`/`reject` for a local session arrived from another node.
     pub(crate) fn answered(&self, session: SessionId, client_id: &str) {
-        let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sends = self.sends.lock();
         sends.remove(&(session, client_id.to_string()));
     }
 
@@ -205,7 +207,7 @@ impl Link {
         let late = |since: Instant| now.saturating_duration_since(since) > REMOTE_ANSWER_TIMEOUT;
         let gone = |node: &str| outbox.generation(node).is_none();
         let lost: Vec<((SessionId, String), RemoteSend)> = {
-            let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sends = self.sends.lock();
             let keys: Vec<(SessionId, String)> = sends
                 .iter()
                 .filter(|(_, s)| gone(&s.node) || late(s.since) || s.session.is_closed())
@@ -223,13 +225,13 @@ impl Link {
                 None,
             );
         }
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = self.calls.lock();
         calls.retain(|_, c| !gone(&c.node) && !late(c.since));
     }
 
     #[cfg(test)]
     fn calls_waiting(&self) -> usize {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.calls.lock().len()
     }
 }
 

@@ -16,9 +16,10 @@ use chorus_wire::fit;
 use chorus_wire::ids::validate_id;
 use chorus_wire::limits::{MAX_GROUP_NAME, MAX_REF};
 use chorus_wire::{
-    ClientFrame, ConvId, ConversationsPage, ErrorCode, LiveItem, Prio, ServerFrame, Target,
-    Trailing,
+    ClientFrame, ConvId, ConversationsPage, ErrorCode, LiveItem, ServerFrame, Target, Trailing,
 };
+
+pub use chorus_wire::identity::{Identity, Role, Roles};
 
 use crate::budget::{AnswerKey, Held};
 use crate::conversation::{ConversationMsg, Request, SendRequest};
@@ -31,30 +32,6 @@ use crate::user::{Attached, UserMsg};
 
 /// Live rooms one session may watch at once.
 const MAX_ROOMS_PER_SESSION: usize = 16;
-
-/// Roles a token may carry (docs/security.md, "Client tokens").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Roles {
-    /// Moderator.
-    pub moderator: bool,
-    /// VIP: preferred in live rooms.
-    pub vip: bool,
-    /// Paid items in live rooms.
-    pub paid: bool,
-    /// System items in live rooms.
-    pub system: bool,
-    /// Operator.
-    pub admin: bool,
-}
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// User id.
-    pub user: String,
-    /// Roles from the token.
-    pub roles: Roles,
-}
 
 /// One authenticated connection's protocol state.
 #[derive(Debug)]
@@ -411,16 +388,7 @@ impl Session {
             );
             return;
         }
-        let roles = self.identity.roles;
-        let prio = if roles.system {
-            Prio::System
-        } else if roles.paid {
-            Prio::Paid
-        } else if roles.vip {
-            Prio::Vip
-        } else {
-            Prio::Normal
-        };
+        let prio = self.identity.roles.prio();
         let item = LiveItem {
             seq: 0,
             id,

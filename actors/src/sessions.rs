@@ -5,7 +5,8 @@
 //! their session.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use crate::outbound::{SessionHandle, SessionId};
 
@@ -22,9 +23,9 @@ pub struct LocalSessions {
 }
 
 impl LocalSessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Directory> {
         // Every critical section is a few inserts/removes: a poisoned lock is usable.
-        self.dir.lock().unwrap_or_else(|e| e.into_inner())
+        self.dir.lock()
     }
 
     /// Records a session.

@@ -19,9 +19,11 @@
 //! wait, and their request timeout bounds the wait.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chorus_wire::codec::Frame;
 use chorus_wire::{
@@ -70,38 +72,26 @@ impl Shared {
     }
 
     pub(crate) fn welcome(&self) -> Welcome {
-        self.welcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.welcome.lock().clone()
     }
 
     pub(crate) fn positions(&self) -> HashMap<String, u64> {
-        self.positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.positions.lock().clone()
     }
 
     fn set_welcome(&self, welcome: Welcome) {
-        *self.welcome.lock().unwrap_or_else(PoisonError::into_inner) = welcome;
+        *self.welcome.lock() = welcome;
     }
 
     fn set_position(&self, conv: &str, seq: u64) {
-        let mut positions = self
-            .positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut positions = self.positions.lock();
         if seq > 0 {
             positions.insert(conv.to_string(), seq);
         }
     }
 
     fn set_positions(&self, all: HashMap<String, u64>) {
-        *self
-            .positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = all;
+        *self.positions.lock() = all;
     }
 }
 

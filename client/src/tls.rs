@@ -9,8 +9,10 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -43,11 +45,7 @@ type Built = (TlsRoots, Arc<rustls::ClientConfig>);
 
 impl std::fmt::Debug for TlsCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let built = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
+        let built = self.0.lock().is_some();
         f.debug_struct("TlsCache").field("built", &built).finish()
     }
 }
@@ -55,7 +53,7 @@ impl std::fmt::Debug for TlsCache {
 impl TlsCache {
     /// A connector trusting `roots`; built once, rebuilt only if `roots` changed.
     pub(crate) fn connector(&self, roots: &TlsRoots) -> Result<TlsConnector, ClientError> {
-        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cached = self.0.lock();
         if let Some((built_for, config)) = cached.as_ref()
             && built_for == roots
         {

@@ -11,9 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -205,9 +207,8 @@ pub async fn run(cfg: ConnectConfig) -> Result<ConnectReport, LoadError> {
     let connected = counters.connected.load(Ordering::Relaxed);
     let failed = counters.failed.load(Ordering::Relaxed);
     let dropped = counters.dropped.load(Ordering::Relaxed);
-    let (latency, timeline) =
-        std::mem::take(&mut *latency.lock().unwrap_or_else(PoisonError::into_inner));
-    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(PoisonError::into_inner));
+    let (latency, timeline) = std::mem::take(&mut *latency.lock());
+    let errors = std::mem::take(&mut *errors.lock());
     let per_connection = match (baseline, connected_rss) {
         (Some(before), Some(after)) if connected > 0 => {
             Some((after as f64 - before as f64) / connected as f64)
@@ -293,11 +294,7 @@ impl Session {
                     Ok(Err(e)) => e.to_string(),
                     _ => "timeout".to_string(),
                 };
-                *errors
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(class)
-                    .or_default() += 1;
+                *errors.lock().entry(class).or_default() += 1;
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -305,7 +302,7 @@ impl Session {
         let us = u64::try_from(self.intended.elapsed().as_micros()).unwrap_or(u64::MAX);
         let second = self.intended.duration_since(self.start).as_secs();
         {
-            let mut l = latency.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut l = latency.lock();
             l.0.record(us);
             l.1.record(second, us);
         }

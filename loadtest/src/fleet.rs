@@ -3,9 +3,11 @@
 //! recorder they all report to.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chorus_client::{Client, ClientConfig, ClientError, Event, Events, Transport};
 use tokio::sync::Semaphore;
@@ -105,7 +107,7 @@ impl Shared {
 
     /// Runs `f` on the recorder.
     pub(crate) fn record<T>(&self, f: impl FnOnce(&mut Recorder) -> T) -> T {
-        f(&mut self.recorder.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.recorder.lock())
     }
 
     /// The id of load user `i`.

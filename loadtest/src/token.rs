@@ -16,28 +16,7 @@ use crate::error::LoadError;
 /// reconnects late in a run is still accepted.
 const TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// A role a token may grant, as the `roles` claim names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Preferred over ordinary items in a live room under overload.
-    Vip,
-    /// Live items never dropped.
-    Paid,
-    /// Live items never dropped.
-    System,
-}
-
-impl Role {
-    /// The claim's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Vip => "vip",
-            Role::Paid => "paid",
-            Role::System => "system",
-        }
-    }
-}
+pub use chorus_wire::identity::Role;
 
 /// How tokens are made for the node under load.
 #[derive(Clone)]

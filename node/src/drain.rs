@@ -14,9 +14,11 @@
 //! A client whose send was in flight at the close retries it with the same id on
 //! its next node; the idempotency window answers it with its original seq.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use chorus_actors::{CloseReason, ShardRegion};
 use chorus_wire::ServerFrame;
@@ -118,11 +120,7 @@ impl Drain {
         ServerFrame::Goaway {
             reason: "node is draining".into(),
             reconnect_after_ms: u64::try_from(RECONNECT_AFTER.as_millis()).unwrap_or(1000),
-            nodes: self
-                .nodes
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
+            nodes: self.nodes.read().clone(),
         }
     }
 
@@ -140,7 +138,7 @@ impl Drain {
                 ));
             }
         }
-        *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = nodes;
+        *self.nodes.write() = nodes;
     }
 
     /// `serving`, `draining` or `drained`.
@@ -196,7 +194,7 @@ impl Drain {
         let sessions = self.region.sessions().all();
         tracing::info!(
             sessions = sessions.len(),
-            nodes = ?self.nodes.read().unwrap_or_else(PoisonError::into_inner),
+            nodes = ?self.nodes.read(),
             "draining: sending goaway"
         );
         for session in &sessions {

@@ -33,9 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chorus_actors::outbound::{OutboundQueue, Queued, SessionLimits};
-use chorus_actors::{
-    CloseReason, Identity, Roles, Session, SessionHandle, ShardRegion, SharedFrame,
-};
+use chorus_actors::{CloseReason, Identity, Session, SessionHandle, ShardRegion, SharedFrame};
 use chorus_config::HeartbeatConfig;
 use chorus_wire::codec::Frame;
 use chorus_wire::{
@@ -423,21 +421,7 @@ async fn handshake<R: FrameReader>(
                 return Err((Some(fail(ErrorCode::UnsupportedVersion, &msg)), encoding));
             }
             match ctx.auth.authenticate(&token) {
-                Ok(id) => {
-                    let roles = id.roles;
-                    use crate::auth::Role;
-                    let identity = Identity {
-                        user: id.user,
-                        roles: Roles {
-                            moderator: roles.contains(Role::Mod),
-                            vip: roles.contains(Role::Vip),
-                            paid: roles.contains(Role::Paid),
-                            system: roles.contains(Role::System),
-                            admin: roles.contains(Role::Admin),
-                        },
-                    };
-                    Ok((identity, encoding))
-                }
+                Ok(identity) => Ok((identity, encoding)),
                 Err(e) => {
                     metrics::counter!("chorus_auth_failures_total").increment(1);
                     Err((Some(fail(e.code(), &e.to_string())), encoding))

@@ -12,8 +12,10 @@
 //! fail meanwhile, and a load balancer should move clients only once the store
 //! is really gone. Metric: `chorus_store_healthy` (1 or 0).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chorus_store::MessageStore;
 use tokio::time::Instant;
@@ -44,11 +46,11 @@ impl StoreHealth {
 
     /// Why the store is unhealthy; `None` while it is healthy.
     pub fn problem(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().clone()
     }
 
     fn set(&self, problem: Option<String>) {
-        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.0.lock();
         match (&*current, &problem) {
             (None, Some(why)) => tracing::error!(problem = %why, "the store is unhealthy"),
             (Some(_), None) => tracing::info!("the store is healthy again"),

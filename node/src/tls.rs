@@ -19,7 +19,9 @@
 //! rustls's default in-memory session cache.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use chorus_config::TlsConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -130,10 +132,7 @@ impl NodeTls {
     }
 
     fn loaded(&self) -> Arc<Loaded> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.current.read().clone()
     }
 
     /// Reads the files again and puts what they hold in force for new handshakes.
@@ -143,7 +142,7 @@ impl NodeTls {
         match load(&self.paths, generation) {
             Ok(loaded) => {
                 let report = loaded.report.clone();
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
+                *self.current.write() = Arc::new(loaded);
                 metrics::counter!("chorus_tls_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(
                     cert = %self.paths.cert.display(),

@@ -7,6 +7,7 @@
 //!   encodings, the TCP length prefix, typed decode errors.
 //! - [`fit`]: list frames (history pages, conversation lists, live batches) cut or
 //!   split to fit the frame limit as encoded.
+//! - [`identity`]: the user and roles a token grants.
 //! - [`ids`]: id rules, conversation ids (`dm:a:b`, `group:g`, `live:r`) and send targets.
 //! - [`limits`]: frame, body and id limits with their defaults.
 //! - [`trailing`]: fields appended to v1 frames that v1 peers leave out.
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod codec;
 pub mod fit;
 pub mod frame;
+pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod trailing;

@@ -31,8 +31,10 @@
 //! `chorus_access_lookups_total`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use chorus_store::GroupRecord;
 use chorus_wire::{ConvId, ErrorCode};
@@ -255,9 +257,9 @@ impl GroupCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, CacheInner> {
         // Each critical section leaves the map and its weight consistent.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// What is known of group `id`: `None` when not cached.

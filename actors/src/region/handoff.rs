@@ -33,8 +33,10 @@
 //! of a new entity waited at its gate.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use chorus_wire::cluster::Envelope;
 use ractor::ActorId;
@@ -90,10 +92,10 @@ pub(crate) struct Handoff {
     queries: Mutex<HashMap<u32, Vec<(String, u64)>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
     // Every critical section here is a single map update: a poisoned lock
     // still holds a consistent map.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock()
 }
 
 impl ShardRegion {

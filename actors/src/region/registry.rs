@@ -23,7 +23,8 @@
 //! never reordered by a lookup.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use ractor::{ActorId, ActorRef};
 
@@ -145,7 +146,7 @@ impl<M: EntityMessage> Registry<M> {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // critical section keeps it whole between statements), so a poisoned lock
         // is usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The pressure batch: how many entries one round asks to passivate beyond

@@ -3,7 +3,9 @@
 //! in-memory default.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::probe::Record;
 
@@ -32,9 +34,9 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+    fn records(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Record>> {
         // A panic elsewhere while holding the lock leaves whole records behind.
-        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+        self.records.lock()
     }
 }
 

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chorus_wire::Prio;
 use tokio::time::Instant;
@@ -163,7 +165,7 @@ impl Board {
 
     /// Runs `f` on the recorder.
     pub(crate) fn record<T>(&self, f: impl FnOnce(&mut Recorder) -> T) -> T {
-        f(&mut self.recorder.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.recorder.lock())
     }
 
     /// Counts `items` received now (and `dropped` reported) by a viewer of `room`.

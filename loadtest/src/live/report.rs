@@ -17,6 +17,8 @@ use crate::node_http::metric;
 use crate::plot::{Chart, Plot, Series};
 use crate::target::transport_name;
 use crate::token::Role;
+use chorus_wire::Prio;
+use chorus_wire::identity::Roles;
 
 /// Failures quoted in [`LiveCheck::samples`] at most.
 const SAMPLES: usize = 10;
@@ -341,11 +343,11 @@ pub(crate) fn build(o: Outcome<'_>) -> LiveReport {
     }
     let mut senders = [0u64; 4];
     for role in o.roles {
-        let i = match role {
-            None => 0,
-            Some(Role::Vip) => 1,
-            Some(Role::Paid) => 2,
-            Some(Role::System) => 3,
+        let i = match role.map_or(Prio::Normal, |role| Roles::NONE.with(role).prio()) {
+            Prio::Normal => 0,
+            Prio::Vip => 1,
+            Prio::Paid => 2,
+            Prio::System => 3,
         };
         senders[i] += 1;
     }

@@ -15,7 +15,9 @@ use super::plan::Send;
 use crate::error::LoadError;
 use crate::fleet::error_class;
 use crate::ledger;
-use crate::token::{Role, Tokens};
+use chorus_wire::identity::{Role, Roles};
+
+use crate::token::Tokens;
 
 /// Connected senders.
 #[derive(Debug)]
@@ -37,12 +39,7 @@ pub(crate) struct SenderOptions {
 
 /// The `prio` the node gives items of a sender with `role`.
 fn prio_of(role: Option<Role>) -> Prio {
-    match role {
-        None => Prio::Normal,
-        Some(Role::Vip) => Prio::Vip,
-        Some(Role::Paid) => Prio::Paid,
-        Some(Role::System) => Prio::System,
-    }
+    role.map_or(Prio::Normal, |role| Roles::NONE.with(role).prio())
 }
 
 impl Senders {

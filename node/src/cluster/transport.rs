@@ -35,7 +35,9 @@ mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use ractor::{Actor, ActorRef};
 use tokio::sync::{mpsc, watch};
@@ -272,7 +274,6 @@ impl Transport {
             .inner
             .routes
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(node)
             .map(|route| route.endpoint.clone())
             .ok_or_else(|| SendError::NotConnected(node.to_string()))?;
@@ -286,7 +287,6 @@ impl Transport {
         self.inner
             .routes
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(node)
             .map(|route| route.generation)
     }
@@ -313,12 +313,7 @@ impl Transport {
     pub async fn shutdown(&self) {
         self.inner.forwarder.abort();
         self.inner.peers.stop(Some("shutdown".into()));
-        let stopped = self
-            .inner
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let stopped = self.inner.stopped.lock().take();
         if let Some(stopped) = stopped {
             let _ = stopped.await;
         }

@@ -14,8 +14,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 
 use chorus_config::IpBlock;
 
@@ -112,7 +114,7 @@ impl Admission {
         let exempt = self.exempt.iter().any(|block| block.contains(peer));
         let key = (!exempt).then(|| ip_key(peer));
         if let Some(key) = key {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut per_ip = self.per_ip.lock();
             let count = per_ip.entry(key).or_insert(0);
             if *count >= self.max_per_ip {
                 drop(per_ip);
@@ -133,7 +135,7 @@ impl Admission {
         user: &str,
         transport: &'static str,
     ) -> Result<UserPermit, Refusal> {
-        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut per_user = self.per_user.lock();
         let count = per_user.entry(user.to_string()).or_insert(0);
         if *count >= self.max_per_user {
             if *count == 0 {
@@ -173,11 +175,7 @@ pub struct ConnPermit {
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         if let Some(key) = self.ip {
-            let mut per_ip = self
-                .admission
-                .per_ip
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut per_ip = self.admission.per_ip.lock();
             if let Some(count) = per_ip.get_mut(&key) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -198,11 +196,7 @@ pub struct UserPermit {
 
 impl Drop for UserPermit {
     fn drop(&mut self) {
-        let mut per_user = self
-            .admission
-            .per_user
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut per_user = self.admission.per_user.lock();
         if let Some(count) = per_user.get_mut(&self.user) {
             *count = count.saturating_sub(1);
             if *count == 0 {

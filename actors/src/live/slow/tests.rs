@@ -12,6 +12,7 @@ use tokio::time::advance;
 use super::{SlowMode, retry_after_ms};
 use crate::live::LiveRoomMsg;
 use crate::outbound::OutboundQueue;
+use crate::session::Role;
 use crate::{Identity, Roles, Session, SessionHandle, Settings, ShardRegion};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -193,10 +194,7 @@ async fn the_room_rejects_early_danmaku_with_retry_after() {
     let (region, _store) = region(&dir, 10 * SECOND).await;
     let mut fan = Client::open(&region, 1, "fan", Roles::default()).await;
     let mut other = Client::open(&region, 2, "other", Roles::default()).await;
-    let payer = Roles {
-        paid: true,
-        ..Roles::default()
-    };
+    let payer = Roles::NONE.with(Role::Paid);
     let mut paid = Client::open(&region, 3, "payer", payer).await;
     // A second session of the fan shares the budget.
     let mut fan_again = Client::open(&region, 4, "fan", Roles::default()).await;
@@ -300,12 +298,12 @@ enum SettingsReads {
 /// The real store, except that reads of room settings fail or hang on demand.
 struct Flaky {
     inner: Arc<EmbeddedStore>,
-    reads: std::sync::Mutex<SettingsReads>,
+    reads: parking_lot::Mutex<SettingsReads>,
 }
 
 impl Flaky {
     fn set(&self, reads: SettingsReads) {
-        *self.reads.lock().expect("not poisoned") = reads;
+        *self.reads.lock() = reads;
     }
 }
 
@@ -388,7 +386,7 @@ impl MessageStore for Flaky {
         self.inner.set_room_settings(room, settings).await
     }
     async fn room_settings(&self, room: &str) -> chorus_store::StoreResult<RoomSettings> {
-        let reads = *self.reads.lock().expect("not poisoned");
+        let reads = *self.reads.lock();
         match reads {
             SettingsReads::Answer => self.inner.room_settings(room).await,
             SettingsReads::Fail => Err(chorus_store::StoreError::Unavailable("down".into())),
@@ -412,7 +410,7 @@ async fn a_room_that_cannot_load_its_settings_uses_the_default_until_a_retry_suc
         let inner = Arc::new(EmbeddedStore::open(dir.path()).expect("store opens"));
         let store = Arc::new(Flaky {
             inner,
-            reads: std::sync::Mutex::new(outage),
+            reads: parking_lot::Mutex::new(outage),
         });
         let mut settings = Settings::default();
         settings.live.slow_mode = 3 * SECOND;

@@ -20,8 +20,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
@@ -182,17 +184,14 @@ impl Actor for Peers {
     ) -> Result<Self::State, ActorProcessingErr> {
         let (endpoint, _) =
             Actor::spawn_linked(None, Endpoint, args.inbox, myself.get_cell()).await?;
-        args.routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                args.node_id.clone(),
-                Route {
-                    endpoint: endpoint.get_cell(),
-                    generation: args.generation,
-                    session: None,
-                },
-            );
+        args.routes.write().insert(
+            args.node_id.clone(),
+            Route {
+                endpoint: endpoint.get_cell(),
+                generation: args.generation,
+                session: None,
+            },
+        );
 
         // In TLS mode ractor's own listener is sealed on loopback and ours takes
         // `listen.cluster` (see `tls.rs`).
@@ -260,11 +259,7 @@ impl Actor for Peers {
             listener.abort();
         }
         ractor::pg::demonitor(ENDPOINT_GROUP.to_string(), myself.get_id());
-        state
-            .routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        state.routes.write().clear();
         state.connected.send_replace(Vec::new());
         state.incarnations.send_replace(BTreeMap::new());
         myself

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use ractor::{ActorId, ActorRef};
@@ -160,11 +159,7 @@ impl PeersState {
 
     /// The generation of `node` the routing table reaches, if any.
     fn routed_generation(&self, node: &str) -> Option<u64> {
-        self.routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(node)
-            .map(|route| route.generation)
+        self.routes.read().get(node).map(|route| route.generation)
     }
 
     /// Where the next dial to `node` goes: the address of a live incarnation no
@@ -203,7 +198,6 @@ impl PeersState {
                 let routed = self
                     .routes
                     .read()
-                    .unwrap_or_else(PoisonError::into_inner)
                     .get(&node)
                     .and_then(|route| route.session);
                 if let (Some(session), Some(link)) = (routed, self.links.get_mut(&node)) {

@@ -2,7 +2,6 @@
 //! the process group belongs to it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::PoisonError;
 
 use ractor::pg::GroupChangeMessage;
 use ractor::{ActorCell, ActorId, ActorRef};
@@ -209,7 +208,7 @@ impl PeersState {
         session: ActorId,
         endpoint: ActorCell,
     ) {
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut routes = self.routes.write();
         if let Some(old) = routes.get(node) {
             if old.session == Some(session) && old.endpoint.get_id() == endpoint.get_id() {
                 return;
@@ -242,11 +241,7 @@ impl PeersState {
 
     /// Forgets a peer's route and closes its session.
     pub(super) fn drop_route(&mut self, node: &str, why: &str) {
-        let removed = self
-            .routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(node);
+        let removed = self.routes.write().remove(node);
         if let Some(session) = removed.and_then(|route| route.session)
             && let Some(session) = self.sessions.get(&session)
         {
@@ -256,17 +251,13 @@ impl PeersState {
     }
 
     fn remove_route(&mut self, node: &str) {
-        self.routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(node);
+        self.routes.write().remove(node);
         self.publish();
     }
 
     pub(super) fn routes_snapshot(&self) -> Vec<(String, Route)> {
         self.routes
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(node, route)| (node.clone(), route.clone()))
             .collect()
@@ -277,7 +268,6 @@ impl PeersState {
         let incarnations: BTreeMap<String, u64> = self
             .routes
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|(node, _)| **node != self.node_id)
             .map(|(node, route)| (node.clone(), route.generation))
