@@ -256,4 +256,3 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CtlError> {
         Command::Tls(command) => ctl.tls(command).await,
     }
 }
-

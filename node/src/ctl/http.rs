@@ -269,7 +269,9 @@ impl AdminClient {
 }
 
 /// The HTTPS client configuration: roots from `ca`, or the system's.
-pub(crate) fn tls_connector(ca: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, CtlError> {
+pub(crate) fn tls_connector(
+    ca: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, CtlError> {
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
     let roots = match ca {
         Some(path) => {
