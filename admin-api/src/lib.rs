@@ -37,5 +37,8 @@ pub mod scaling;
 pub mod tls;
 pub mod users;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::ErrorBody;
 pub use routes::{Access, Answer, Endpoint, Method, Route};

@@ -417,32 +417,3 @@ impl utoipa::PartialSchema for OpenApiDocument {
 }
 
 impl ToSchema for OpenApiDocument {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_endpoint_has_its_own_route() {
-        let mut seen = std::collections::HashSet::new();
-        for endpoint in Endpoint::ALL {
-            let route = endpoint.route();
-            assert_eq!(route.endpoint, endpoint);
-            assert!(seen.insert((route.method, route.path)), "{route:?} twice");
-            assert!(route.path.starts_with('/'));
-            assert_eq!(
-                route.access == Access::Open,
-                !route.path.starts_with("/admin/")
-            );
-        }
-    }
-
-    #[test]
-    fn parameters_are_filled_in() {
-        let route = Endpoint::Where.route();
-        assert_eq!(route.params(), ["key"]);
-        assert_eq!(route.with_param("user:alice"), "/admin/where/user:alice");
-        assert_eq!(Endpoint::Status.route().with_param("x"), "/admin/status");
-        assert!(Endpoint::Status.route().params().is_empty());
-    }
-}
