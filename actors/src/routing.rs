@@ -15,7 +15,7 @@ use chorus_wire::codec::decode_envelope;
 use chorus_wire::ids::validate_id;
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 
-use crate::conversation::{ConversationMsg, Request, SendRequest};
+use crate::conversation::{Answer, ConversationMsg, Request, SendRequest};
 use crate::live::LiveRoomMsg;
 use crate::outbound::{CloseReason, OutFrame};
 use crate::region::ShardRegion;
@@ -97,23 +97,29 @@ pub(crate) fn forward_conversation(
 ) {
     let conv = conv.to_string();
     match msg {
-        ConversationMsg::Send(req) => {
-            let (sender, session, client_id, body) = req.into_parts();
-            if let SessionRef::Local(handle) = &session {
-                region.link().await_answer(node, handle, &client_id);
+        ConversationMsg::Send(SendRequest {
+            sender,
+            answer,
+            body,
+        }) => {
+            let session = answer.session();
+            if let SessionRef::Local(handle) = session {
+                region.link().await_answer(node, handle, answer.id());
             }
             let envelope = EntityEnvelope::ConvSend {
                 conv,
                 sender,
                 session: session.addr(region.link()),
-                client_id: client_id.clone(),
+                client_id: answer.id().to_string(),
                 body,
             };
-            if !send_entity(region, node, hops, envelope) {
-                if let SessionRef::Local(handle) = &session {
-                    region.link().answered(handle.id(), &client_id);
+            if send_entity(region, node, hops, envelope) {
+                answer.forwarded();
+            } else {
+                if let SessionRef::Local(handle) = answer.session() {
+                    region.link().answered(handle.id(), answer.id());
                 }
-                session.reject(&client_id, ErrorCode::Internal, UNREACHABLE, None);
+                answer.reject(ErrorCode::Internal, UNREACHABLE);
             }
         }
         ConversationMsg::History(req, query) => {
@@ -405,8 +411,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             };
             let req = SendRequest {
                 sender,
-                session,
-                client_id,
+                answer: Answer::new(session, client_id),
                 body,
             };
             region.route_conversation(&conv_id, ConversationMsg::Send(req), hops, true);
@@ -453,15 +458,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             let Ok(conv_id @ ConvId::Group(_)) = ConvId::parse(&conv) else {
                 return bad_key(from, &conv);
             };
-            let msg = match op {
-                GroupOp::Create { name, members } => {
-                    ConversationMsg::GroupCreate(req, name, members)
-                }
-                GroupOp::Add(members) => ConversationMsg::GroupAdd(req, members),
-                GroupOp::Remove(members) => ConversationMsg::GroupRemove(req, members),
-                GroupOp::Leave => ConversationMsg::GroupLeave(req),
-                GroupOp::Info => ConversationMsg::GroupInfo(req),
-            };
+            let msg = ConversationMsg::group(req, op);
             region.route_conversation(&conv_id, msg, hops, true);
         }
         EntityEnvelope::LiveJoin {

@@ -11,24 +11,24 @@
 //! is spent `handle_frame` waits, so the gateway stops reading the socket and TCP
 //! pushes back on the client.
 
-use chorus_store::{HistoryQuery, ListQuery};
+use chorus_store::ListQuery;
 use chorus_wire::fit;
-use chorus_wire::ids::validate_id;
-use chorus_wire::limits::{MAX_GROUP_NAME, MAX_REF};
-use chorus_wire::{
-    ClientFrame, ConvId, ConversationsPage, ErrorCode, LiveItem, ServerFrame, Target, Trailing,
-};
+use chorus_wire::limits::MAX_REF;
+use chorus_wire::{ClientFrame, ConvId, ErrorCode, LiveItem, ServerFrame, Target, Trailing};
 
 pub use chorus_wire::identity::{Identity, Role, Roles};
 
-use crate::budget::{AnswerKey, Held};
-use crate::conversation::{ConversationMsg, Request, SendRequest};
+use self::request::{Limits, Refusal, Request, Weight};
+use crate::budget::Held;
+use crate::conversation::{self, ConversationMsg, SendRequest};
 use crate::live::LiveRoomMsg;
 use crate::moderation::Outcome;
 use crate::outbound::SessionHandle;
 use crate::region::ShardRegion;
 use crate::remote::SessionRef;
 use crate::user::{Attached, UserMsg};
+
+mod request;
 
 /// Live rooms one session may watch at once.
 const MAX_ROOMS_PER_SESSION: usize = 16;
@@ -41,6 +41,8 @@ pub struct Session {
     region: ShardRegion,
     /// Live rooms this session watches, to leave them when it closes.
     rooms: Vec<String>,
+    /// What its frames are checked against.
+    limits: Limits,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
         Self {
             identity,
             handle,
+            limits: Limits::of(region.settings()),
             region,
             rooms: Vec::new(),
         }
@@ -111,25 +114,40 @@ impl Session {
         self.handle.reject(id, code, message, None);
     }
 
-    fn request(&self, reference: String) -> Request {
-        Request {
+    fn request(&self, reference: String) -> conversation::Request {
+        conversation::Request {
             user: self.user().to_string(),
             reference,
             reply: SessionRef::Local(self.handle.clone()),
         }
     }
 
-    /// Handles one frame after `welcome`: checks the fields its answer is matched
-    /// by, takes the request's share of the session's budget — waiting for it, which
-    /// is where a client that pipelines requests is slowed down to the pace of its
-    /// answers — then carries the request out.
+    /// Handles one frame after `welcome`: validates it into a request, takes
+    /// the request's share of the session's budget — waiting for it, which is
+    /// where a client that pipelines requests is slowed down to the pace of its
+    /// answers — then carries the request out. A refused frame is answered at
+    /// once when its answer cannot be matched, else after the same wait.
     pub async fn handle_frame(&mut self, frame: ClientFrame) {
-        let Some((weight, key)) = self.admit(&frame) else {
-            return;
+        let (work, cost) = match Request::parse(frame, &self.limits) {
+            Ok((request, cost)) => (Ok(request), cost),
+            Err(Refusal { answer, cost: None }) => {
+                if let Some(answer) = answer {
+                    self.handle.send(*answer);
+                }
+                return;
+            }
+            Err(Refusal {
+                answer,
+                cost: Some(cost),
+            }) => (Err(answer), cost),
         };
         let budget = self.handle.budget();
+        let weight = match cost.weight {
+            Weight::One => 1,
+            Weight::Large => budget.large(),
+        };
         let held = budget.acquire(weight).await;
-        let held = match (key, held) {
+        let held = match (cost.key, held) {
             (Some(key), Some(held)) => {
                 budget.expect(key, held);
                 None
@@ -137,123 +155,52 @@ impl Session {
             // A `read` has no answer: it keeps its units until it is stored.
             (_, held) => held,
         };
-        self.dispatch(frame, held).await;
-    }
-
-    /// What a request costs and what its answer is matched by; `None` when it
-    /// was answered at once (its `ref` or id cannot be echoed, or it is a second
-    /// `hello`).
-    fn admit(&self, frame: &ClientFrame) -> Option<(u32, Option<AnswerKey>)> {
-        let large = self.handle.budget().large();
-        let by_ref = |reference: &String, weight: u32| {
-            if reference.len() > MAX_REF {
-                self.error(Some(reference), ErrorCode::Invalid, "ref is too long");
-                return None;
+        match work {
+            Ok(request) => self.apply(request, held),
+            Err(Some(answer)) => {
+                self.handle.send(*answer);
             }
-            Some((weight, Some(AnswerKey::Ref(reference.clone()))))
-        };
-        let by_id = |id: &String| {
-            if let Err(e) = validate_id("id", id) {
-                self.reject(id, ErrorCode::Invalid, e.to_string());
-                return None;
-            }
-            Some((1, Some(AnswerKey::Id(id.clone()))))
-        };
-        match frame {
-            ClientFrame::Hello { .. } => {
-                self.error(None, ErrorCode::Invalid, "already authenticated");
-                None
-            }
-            ClientFrame::Ping { .. } => Some((1, Some(AnswerKey::Pong))),
-            ClientFrame::Send { id, .. } | ClientFrame::Danmaku { id, .. } => by_id(id),
-            ClientFrame::Read { .. } => Some((1, None)),
-            ClientFrame::History { reference, .. }
-            | ClientFrame::Conversations { reference, .. }
-            | ClientFrame::GroupCreate { reference, .. }
-            | ClientFrame::GroupAdd { reference, .. }
-            | ClientFrame::GroupRemove { reference, .. }
-            | ClientFrame::GroupInfo { reference, .. }
-            | ClientFrame::LiveJoin { reference, .. } => by_ref(reference, large),
-            ClientFrame::GroupLeave { reference, .. }
-            | ClientFrame::LiveLeave { reference, .. } => by_ref(reference, 1),
+            Err(None) => {}
         }
     }
 
-    /// Carries out an admitted request.
-    async fn dispatch(&mut self, frame: ClientFrame, held: Option<Held>) {
-        match frame {
-            // Answered in `admit`.
-            ClientFrame::Hello { .. } => {}
-            ClientFrame::Ping { .. } => {
+    /// Carries out a valid request.
+    fn apply(&mut self, request: Request, held: Option<Held>) {
+        match request {
+            Request::Ping => {
                 self.handle.send(ServerFrame::Pong);
             }
-            ClientFrame::Send { id, to, body } => self.on_send(id, to, body),
-            ClientFrame::History {
+            Request::Send { id, to, body } => self.on_send(id, to, body),
+            Request::Read { conv, seq } => {
+                let user = self.user().to_string();
+                self.region
+                    .tell_conversation(&conv, ConversationMsg::Read { user, seq, held });
+            }
+            Request::History {
                 reference,
                 conv,
-                after,
-                before,
-                limit,
-            } => self.on_history(reference, conv, after, before, limit),
-            ClientFrame::Conversations { reference, page } => {
-                self.on_conversations(reference, page)
-            }
-            ClientFrame::Read { conv, seq } => {
-                if let Ok(conv @ (ConvId::Dm(..) | ConvId::Group(_))) = ConvId::parse(&conv) {
-                    self.region.tell_conversation(
-                        &conv,
-                        ConversationMsg::Read {
-                            user: self.user().to_string(),
-                            seq,
-                            held,
-                        },
-                    );
-                }
-            }
-            ClientFrame::GroupCreate {
-                reference,
-                id,
-                name,
-                members,
-            } => self.on_group_create(reference, id, name, members),
-            ClientFrame::GroupAdd {
-                reference,
-                id,
-                members,
+                query,
             } => {
-                if let Some(conv) = self.group_target(&reference, &id, &members) {
-                    let req = self.request(reference);
-                    self.region
-                        .tell_conversation(&conv, ConversationMsg::GroupAdd(req, members));
-                }
+                let req = self.request(reference);
+                self.region
+                    .tell_conversation(&conv, ConversationMsg::History(req, query));
             }
-            ClientFrame::GroupRemove {
+            Request::Conversations {
                 reference,
-                id,
-                members,
+                query,
+                paged,
+            } => self.on_conversations(reference, query, paged),
+            Request::Group {
+                reference,
+                conv,
+                op,
             } => {
-                if let Some(conv) = self.group_target(&reference, &id, &members) {
-                    let req = self.request(reference);
-                    self.region
-                        .tell_conversation(&conv, ConversationMsg::GroupRemove(req, members));
-                }
+                let req = self.request(reference);
+                self.region
+                    .tell_conversation(&conv, ConversationMsg::group(req, op));
             }
-            ClientFrame::GroupLeave { reference, id } => {
-                if let Some(conv) = self.group_target(&reference, &id, &[]) {
-                    let req = self.request(reference);
-                    self.region
-                        .tell_conversation(&conv, ConversationMsg::GroupLeave(req));
-                }
-            }
-            ClientFrame::GroupInfo { reference, id } => {
-                if let Some(conv) = self.group_target(&reference, &id, &[]) {
-                    let req = self.request(reference);
-                    self.region
-                        .tell_conversation(&conv, ConversationMsg::GroupInfo(req));
-                }
-            }
-            ClientFrame::LiveJoin { reference, room } => self.on_live_join(reference, room),
-            ClientFrame::LiveLeave { reference, room } => {
+            Request::LiveJoin { reference, room } => self.on_live_join(reference, room),
+            Request::LiveLeave { reference, room } => {
                 if let Some(pos) = self.rooms.iter().position(|r| *r == room) {
                     let room = self.rooms.swap_remove(pos);
                     self.leave_room(&room, Some(reference));
@@ -262,31 +209,18 @@ impl Session {
                     self.handle.send(ServerFrame::Ok { reference });
                 }
             }
-            ClientFrame::Danmaku { id, room, body } => self.on_danmaku(id, room, body),
+            Request::Danmaku { id, room, body } => self.on_danmaku(id, room, body),
         }
     }
 
-    fn on_send(&mut self, id: String, to: String, body: String) {
-        let target = match Target::parse(&to) {
-            Ok(t) => t,
-            Err(e) => return self.reject(&id, ErrorCode::Invalid, e.to_string()),
-        };
-        let max_body = self.region.settings().max_body;
-        if body.len() > max_body {
-            return self.reject(
-                &id,
-                ErrorCode::TooLarge,
-                format!("body of {} bytes exceeds {max_body}", body.len()),
-            );
-        }
+    fn on_send(&mut self, id: String, target: Target, body: String) {
         let Some(body) = self.moderate(&id, body) else {
             return;
         };
         let conv = target.conv_for(self.user());
         let req = SendRequest {
             sender: self.user().to_string(),
-            session: SessionRef::Local(self.handle.clone()),
-            client_id: id,
+            answer: conversation::Answer::new(SessionRef::Local(self.handle.clone()), id),
             body,
         };
         self.region
@@ -315,9 +249,6 @@ impl Session {
     }
 
     fn on_live_join(&mut self, reference: String, room: String) {
-        if let Err(e) = validate_id("room id", &room) {
-            return self.error(Some(&reference), ErrorCode::Invalid, e.to_string());
-        }
         if self.rooms.len() >= MAX_ROOMS_PER_SESSION && !self.rooms.contains(&room) {
             return self.error(
                 Some(&reference),
@@ -364,17 +295,6 @@ impl Session {
     }
 
     fn on_danmaku(&mut self, id: String, room: String, body: String) {
-        if let Err(e) = validate_id("room id", &room) {
-            return self.reject(&id, ErrorCode::Invalid, e.to_string());
-        }
-        let max_body = self.region.settings().max_body;
-        if body.len() > max_body {
-            return self.reject(
-                &id,
-                ErrorCode::TooLarge,
-                format!("body of {} bytes exceeds {max_body}", body.len()),
-            );
-        }
         let Some(body) = self.moderate(&id, body) else {
             return;
         };
@@ -406,82 +326,10 @@ impl Session {
         );
     }
 
-    fn on_history(
-        &mut self,
-        reference: String,
-        conv: String,
-        after: Option<u64>,
-        before: Option<u64>,
-        limit: Option<u32>,
-    ) {
-        let conv = match ConvId::parse(&conv) {
-            Ok(c @ (ConvId::Dm(..) | ConvId::Group(_))) => c,
-            Ok(ConvId::Live(_)) => {
-                return self.error(
-                    Some(&reference),
-                    ErrorCode::Invalid,
-                    "live rooms have no history",
-                );
-            }
-            Err(e) => return self.error(Some(&reference), ErrorCode::Invalid, e.to_string()),
-        };
-        let settings = self.region.settings();
-        let limit = match limit {
-            None => settings.history_default,
-            Some(0) => {
-                return self.error(
-                    Some(&reference),
-                    ErrorCode::Invalid,
-                    "limit must be at least 1",
-                );
-            }
-            Some(n) => n.min(settings.history_max),
-        };
-        let req = self.request(reference);
-        self.region.tell_conversation(
-            &conv,
-            ConversationMsg::History(
-                req,
-                HistoryQuery {
-                    after,
-                    before,
-                    limit,
-                },
-            ),
-        );
-    }
-
     /// One page of the user's conversation list. A v1 request (no page) gets the
     /// first page that fits one frame, without `more`.
-    fn on_conversations(&mut self, reference: String, page: Trailing<ConversationsPage>) {
-        let settings = self.region.settings();
-        let (after, limit) = match page.get() {
-            None => (None, settings.list_max),
-            Some(ConversationsPage { limit: Some(0), .. }) => {
-                return self.error(
-                    Some(&reference),
-                    ErrorCode::Invalid,
-                    "limit must be at least 1",
-                );
-            }
-            Some(ConversationsPage { after, limit }) => {
-                if let Some(after) = after
-                    && let Err(e) = ConvId::parse(after)
-                {
-                    return self.error(Some(&reference), ErrorCode::Invalid, e.to_string());
-                }
-                (
-                    after.clone(),
-                    limit.unwrap_or(settings.list_max).min(settings.list_max),
-                )
-            }
-        };
-        let query = ListQuery {
-            after,
-            limit: limit as usize,
-        };
-        let paged = page.get().is_some();
-        let max_frame = settings.max_frame;
+    fn on_conversations(&mut self, reference: String, query: ListQuery, paged: bool) {
+        let max_frame = self.region.settings().max_frame;
         let region = self.region.clone();
         let user = self.user().to_string();
         let reply = self.handle.clone();
@@ -508,46 +356,5 @@ impl Session {
             };
             reply.send(frame);
         });
-    }
-
-    fn on_group_create(
-        &mut self,
-        reference: String,
-        id: Option<String>,
-        name: String,
-        members: Vec<String>,
-    ) {
-        let id = id.unwrap_or_else(|| format!("g{:016x}", rand::random::<u64>()));
-        if name.len() > MAX_GROUP_NAME {
-            return self.error(
-                Some(&reference),
-                ErrorCode::Invalid,
-                "group name is too long",
-            );
-        }
-        if let Some(conv) = self.group_target(&reference, &id, &members) {
-            let req = self.request(reference);
-            self.region
-                .tell_conversation(&conv, ConversationMsg::GroupCreate(req, name, members));
-        }
-    }
-
-    /// Validates a group request's ids; answers `invalid` and returns None if bad.
-    fn group_target(&self, reference: &str, id: &str, members: &[String]) -> Option<ConvId> {
-        if let Err(e) = validate_id("group id", id) {
-            self.error(Some(reference), ErrorCode::Invalid, e.to_string());
-            return None;
-        }
-        if members.len() > self.region.settings().max_group_members {
-            self.error(Some(reference), ErrorCode::Invalid, "too many members");
-            return None;
-        }
-        for m in members {
-            if let Err(e) = validate_id("member", m) {
-                self.error(Some(reference), ErrorCode::Invalid, e.to_string());
-                return None;
-            }
-        }
-        Some(ConvId::Group(id.to_string()))
     }
 }

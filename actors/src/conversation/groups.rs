@@ -1,16 +1,82 @@
-//! Group operations of a Conversation: create, add, remove, leave, info, and
-//! the bound on the groups one user belongs to. The entity publishes every new
-//! state of its group to the region's access cache (see `region::access`).
+//! Membership of a Conversation: who may use it (the two users of a dm, the
+//! members of a group), and the group operations — create, add, remove, leave,
+//! info — with the bound on the groups one user belongs to. The entity
+//! publishes every new state of its group to the region's access cache (see
+//! `region::access`).
 
 use chorus_store::GroupRecord;
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 
-use super::{
-    ConversationState, GROUP_COUNTS_IN_FLIGHT, GroupCount, GroupState, Request, error, group_frame,
-};
+use super::{ConversationState, GroupState, Request, error};
 use crate::region::access::GroupAccess;
 
+/// Group counts of a create or an add running at once.
+const GROUP_COUNTS_IN_FLIGHT: usize = 16;
+
+/// A member and how many groups the store counted for them.
+type GroupCount = (String, chorus_store::StoreResult<u64>);
+
+fn group_frame(reference: &str, g: &GroupRecord) -> ServerFrame {
+    ServerFrame::Group {
+        reference: reference.to_string(),
+        id: g.id.clone(),
+        name: g.name.clone(),
+        owner: g.owner.clone(),
+        members: g.members.clone(),
+    }
+}
+
 impl ConversationState {
+    /// Loads the group record once.
+    pub(super) async fn group(&mut self) -> Result<Option<&GroupRecord>, String> {
+        if let (GroupState::Unknown, ConvId::Group(id)) = (&self.group, &self.conv) {
+            self.group = match self.store.group(id).await {
+                Ok(Some(g)) => GroupState::Present(g),
+                Ok(None) => GroupState::Absent,
+                Err(e) => return Err(e.to_string()),
+            };
+            self.publish_group();
+        }
+        Ok(match &self.group {
+            GroupState::Present(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// Whether `user` may use this conversation: `Err((code, message))` if not.
+    pub(super) async fn check_access(&mut self, user: &str) -> Result<(), (ErrorCode, String)> {
+        match &self.conv {
+            ConvId::Dm(..) => {
+                if self.conv.is_dm_party(user) {
+                    Ok(())
+                } else {
+                    Err((
+                        ErrorCode::Forbidden,
+                        "not a party of this conversation".into(),
+                    ))
+                }
+            }
+            ConvId::Group(_) => match self.group().await {
+                Err(e) => Err((ErrorCode::Internal, format!("store: {e}"))),
+                Ok(None) => Err((ErrorCode::NotFound, "no such group".into())),
+                Ok(Some(g)) if g.members.binary_search_by(|m| m.as_str().cmp(user)).is_ok() => {
+                    Ok(())
+                }
+                Ok(Some(_)) => Err((ErrorCode::Forbidden, "not a member of this group".into())),
+            },
+            ConvId::Live(_) => Err((ErrorCode::Invalid, "live rooms have no history".into())),
+        }
+    }
+
+    pub(super) fn members(&self) -> Vec<String> {
+        match (&self.conv, &self.group) {
+            (ConvId::Dm(a, b), _) if a == b => vec![a.clone()],
+            (ConvId::Dm(a, b), _) => vec![a.clone(), b.clone()],
+            (_, GroupState::Present(g)) => g.members.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Tells the region's access cache what this group is now (this entity is
     /// the one that changes it, see `region::access`).
     pub(super) fn publish_group(&self) {
