@@ -34,16 +34,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_store::{GroupRecord, HistoryQuery, MessageStore, SeqBlock};
-use chorus_wire::cluster::GroupOp;
+use chorus_wire::cluster::{EntityEnvelope, GroupOp};
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use self::dedup::{RecentAcks, SendKey};
 use self::send::Pending;
 use crate::budget::Held;
-use crate::region::registry::EntityMessage;
+use crate::region::entity::Entity;
+use crate::region::registry::{EntityMessage, Registry};
 use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
+use crate::routing::{UNREACHABLE, request_envelope, request_failed, send_entity};
 
 mod answer;
 mod dedup;
@@ -161,6 +163,143 @@ impl ConversationMsg {
             | Self::GroupInfo(req) => error(&req, code, message),
             _ => {}
         }
+    }
+}
+
+impl Entity for Conversation {
+    const KIND: EntityKind = EntityKind::Conversation;
+    type Key = ConvId;
+
+    fn actor() -> Self {
+        Conversation
+    }
+
+    fn shard_key(conv: &ConvId) -> String {
+        conv.to_string()
+    }
+
+    fn arguments(region: &ShardRegion, conv: &ConvId) -> ConversationArgs {
+        ConversationArgs {
+            conv: conv.clone(),
+            region: region.clone(),
+        }
+    }
+
+    fn registry(region: &ShardRegion) -> &Registry<ConversationMsg> {
+        region.conversations()
+    }
+
+    /// A conversation that does not run here is spawned only for a request
+    /// that passes the access check (see `region::access`).
+    fn deliver(region: &ShardRegion, conv: &ConvId, msg: ConversationMsg) {
+        region.local_conversation(conv, &conv.to_string(), msg);
+    }
+
+    /// `send` becomes `ConvSend` (its answer is then owed by the owner's
+    /// node), `history` `ConvHistory`, `read` `ConvRead`, the group operations
+    /// `ConvGroup`; the entity's own messages stay here.
+    fn forward(
+        region: &ShardRegion,
+        node: &Arc<str>,
+        conv: &ConvId,
+        msg: ConversationMsg,
+        hops: u8,
+    ) {
+        let conv = conv.to_string();
+        match msg {
+            ConversationMsg::Send(SendRequest {
+                sender,
+                answer,
+                body,
+            }) => {
+                let session = answer.session();
+                if let SessionRef::Local(handle) = session {
+                    region.link().await_answer(node, handle, answer.id());
+                }
+                let envelope = EntityEnvelope::ConvSend {
+                    conv,
+                    sender,
+                    session: session.addr(region.link()),
+                    client_id: answer.id().to_string(),
+                    body,
+                };
+                if send_entity(region, node, hops, envelope) {
+                    answer.forwarded();
+                } else {
+                    if let SessionRef::Local(handle) = answer.session() {
+                        region.link().answered(handle.id(), answer.id());
+                    }
+                    answer.reject(ErrorCode::Internal, UNREACHABLE);
+                }
+            }
+            ConversationMsg::History(req, query) => {
+                let envelope = EntityEnvelope::ConvHistory {
+                    conv,
+                    request: request_envelope(region, &req),
+                    after: query.after,
+                    before: query.before,
+                    limit: query.limit,
+                };
+                if !send_entity(region, node, hops, envelope) {
+                    request_failed(&req);
+                }
+            }
+            // The budget units of a read stay here: it has no answer to bring them back.
+            ConversationMsg::Read { user, seq, .. } => {
+                send_entity(
+                    region,
+                    node,
+                    hops,
+                    EntityEnvelope::ConvRead { conv, user, seq },
+                );
+            }
+            ConversationMsg::GroupCreate(req, name, members) => {
+                forward_group(
+                    region,
+                    node,
+                    hops,
+                    conv,
+                    req,
+                    GroupOp::Create { name, members },
+                );
+            }
+            ConversationMsg::GroupAdd(req, members) => {
+                forward_group(region, node, hops, conv, req, GroupOp::Add(members));
+            }
+            ConversationMsg::GroupRemove(req, members) => {
+                forward_group(region, node, hops, conv, req, GroupOp::Remove(members));
+            }
+            ConversationMsg::GroupLeave(req) => {
+                forward_group(region, node, hops, conv, req, GroupOp::Leave);
+            }
+            ConversationMsg::GroupInfo(req) => {
+                forward_group(region, node, hops, conv, req, GroupOp::Info);
+            }
+            ConversationMsg::Persisted(_)
+            | ConversationMsg::Fail
+            | ConversationMsg::Panic
+            | ConversationMsg::Tick
+            | ConversationMsg::Passivate(_)
+            | ConversationMsg::HandOff => {}
+        }
+    }
+}
+
+fn forward_group(
+    region: &ShardRegion,
+    node: &str,
+    hops: u8,
+    conv: String,
+    req: Request,
+    op: GroupOp,
+) {
+    let envelope = EntityEnvelope::ConvGroup {
+        conv,
+        request: request_envelope(region, &req),
+        op,
+    };
+    if !send_entity(region, node, hops, envelope) {
+        request_failed(&req);
     }
 }
 

@@ -22,19 +22,23 @@
 //!   bounded in time and retried in the background.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use chorus_store::RoomSettings;
+use chorus_wire::cluster::EntityEnvelope;
 use chorus_wire::fit;
 use chorus_wire::{ConvId, ErrorCode, LiveItem, Prio, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
-use crate::region::registry::EntityMessage;
+use crate::region::entity::Entity;
+use crate::region::registry::{Admission, Delivery, EntityMessage, Registry};
 use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
+use crate::routing::{UNREACHABLE, send_entity};
 
 mod settings;
 pub mod slow;
@@ -145,6 +149,135 @@ pub enum LiveRoomMsg {
 }
 
 impl ractor::Message for LiveRoomMsg {}
+
+impl Entity for LiveRoom {
+    const KIND: EntityKind = EntityKind::LiveRoom;
+    /// The room id, without `live:`.
+    type Key = String;
+
+    fn actor() -> Self {
+        LiveRoom
+    }
+
+    fn shard_key(room: &String) -> String {
+        format!("live:{room}")
+    }
+
+    fn arguments(region: &ShardRegion, room: &String) -> LiveRoomArgs {
+        LiveRoomArgs {
+            room: room.clone(),
+            region: region.clone(),
+        }
+    }
+
+    fn registry(region: &ShardRegion) -> &Registry<LiveRoomMsg> {
+        region.live_rooms()
+    }
+
+    /// A room starts for what a viewer or a sender asks: a zero count or a
+    /// leave for a room that does not run here has nobody to tell (a leave
+    /// with a `ref` is answered `ok`).
+    fn deliver(region: &ShardRegion, room: &String, msg: LiveRoomMsg) {
+        let spawn = || region.spawn::<LiveRoom>(room);
+        let admit = |msg: LiveRoomMsg| match msg {
+            LiveRoomMsg::ViewerCount { count: 0, .. } | LiveRoomMsg::Leave { .. } => {
+                Admission::Refuse(msg, ())
+            }
+            msg => Admission::Spawn(msg),
+        };
+        if let Delivery::Refused(
+            LiveRoomMsg::Leave {
+                reference: Some(reference),
+                reply: Some(reply),
+                ..
+            },
+            (),
+        ) = region
+            .live_rooms()
+            .deliver(&Self::shard_key(room), spawn, admit, msg)
+        {
+            reply.send(ServerFrame::Ok { reference });
+        }
+    }
+
+    /// The viewer's and sender's messages become `Live*` envelopes; the room's
+    /// own stay here.
+    fn forward(region: &ShardRegion, node: &Arc<str>, room: &String, msg: LiveRoomMsg, hops: u8) {
+        let room = room.clone();
+        match msg {
+            LiveRoomMsg::Danmaku { item, reply } => {
+                let id = item.id.clone();
+                let envelope = EntityEnvelope::LiveDanmaku {
+                    room,
+                    item,
+                    reply: reply.addr(region.link()),
+                };
+                if !send_entity(region, node, hops, envelope) {
+                    reply.reject(&id, ErrorCode::Internal, UNREACHABLE, None);
+                }
+            }
+            LiveRoomMsg::Join {
+                reference,
+                viewer,
+                new_viewer,
+                ..
+            } => {
+                let envelope = EntityEnvelope::LiveJoin {
+                    room,
+                    reference: reference.clone(),
+                    viewer: viewer.addr(region.link()),
+                    new_viewer,
+                };
+                if !send_entity(region, node, hops, envelope) {
+                    viewer.send(ServerFrame::Error {
+                        reference: Some(reference),
+                        code: ErrorCode::Internal,
+                        message: UNREACHABLE.into(),
+                    });
+                }
+            }
+            LiveRoomMsg::Leave {
+                reference,
+                reply,
+                node: viewer_node,
+            } => {
+                let envelope = EntityEnvelope::LiveLeave {
+                    room,
+                    reference,
+                    reply: reply.map(|r| r.addr(region.link())),
+                    node: viewer_node,
+                };
+                send_entity(region, node, hops, envelope);
+            }
+            LiveRoomMsg::ViewerCount {
+                node: viewer_node,
+                count,
+            } => {
+                let envelope = EntityEnvelope::LiveViewers {
+                    room,
+                    node: viewer_node,
+                    count,
+                };
+                send_entity(region, node, hops, envelope);
+            }
+            LiveRoomMsg::SlowMode { seconds } => {
+                // Already stored: should the owner be unreachable, the room reads it
+                // when it next starts.
+                send_entity(
+                    region,
+                    node,
+                    hops,
+                    EntityEnvelope::LiveSlowMode { room, seconds },
+                );
+            }
+            LiveRoomMsg::Flush(_)
+            | LiveRoomMsg::Tick
+            | LiveRoomMsg::Passivate(_)
+            | LiveRoomMsg::HandOff
+            | LiveRoomMsg::SettingsLoaded(_) => {}
+        }
+    }
+}
 
 impl EntityMessage for LiveRoomMsg {
     fn counted(&self) -> bool {

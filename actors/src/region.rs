@@ -10,6 +10,9 @@
 //! every shard is local; the cluster changes only placement (which node's region
 //! spawns an entity), never the callers.
 //!
+//! - `entity`: the `Entity` trait each kind implements (its key,
+//!   shard key, start, registry, envelopes, admission), so that one generic
+//!   `ShardRegion::route` serves every kind.
 //! - `registry`: key → running actor per kind; passivation that leaves nothing
 //!   behind, and the cap on running entities (least recently used passivate).
 //! - `access`: a request for a conversation the asker may not use is answered
@@ -37,9 +40,10 @@ use chorus_wire::ConvId;
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 
 use self::access::GroupCache;
-use self::registry::{Admission, Delivery, Registry};
+use self::entity::Entity;
+use self::registry::Registry;
 use self::supervisor::{EntitySupervisor, SupervisorArgs};
-use crate::conversation::ConversationMsg;
+use crate::conversation::{Conversation, ConversationMsg};
 use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
 use crate::moderation::Moderation;
 use crate::outbound::SharedFrame;
@@ -51,6 +55,7 @@ use crate::settings::Settings;
 use crate::user::{Attached, User, UserMsg};
 
 pub(crate) mod access;
+pub(crate) mod entity;
 mod handoff;
 pub(crate) mod registry;
 mod supervisor;
@@ -296,7 +301,7 @@ impl ShardRegion {
     }
 
     /// Where a message for `key` that was forwarded `hops` times goes next.
-    fn route(&self, key: &str, hops: u8, may_defer: bool) -> Route {
+    fn route_of(&self, key: &str, hops: u8, may_defer: bool) -> Route {
         let Some(owner) = self.inner.placement.owner(key) else {
             return Route::Local;
         };
@@ -332,8 +337,10 @@ impl ShardRegion {
     /// Register the session in the directory before asking: a User started after
     /// this answer then finds it there.
     pub fn user_is_dormant(&self, user: &str) -> bool {
-        matches!(self.route(&format!("user:{user}"), 0, false), Route::Local)
-            && !self.inner.users.contains(user)
+        matches!(
+            self.route_of(&format!("user:{user}"), 0, false),
+            Route::Local
+        ) && !self.inner.users.contains(user)
     }
 
     /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
@@ -432,111 +439,51 @@ impl ShardRegion {
         )
     }
 
-    /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
-    pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
-        self.route_live_room(room, msg, 0, true);
-    }
-
-    pub(crate) fn route_live_room(
-        &self,
-        room: &ConvId,
-        msg: LiveRoomMsg,
-        hops: u8,
-        may_defer: bool,
-    ) {
-        let ConvId::Live(id) = room else { return };
-        let key = room.to_string();
-        match self.route(&key, hops, may_defer) {
-            Route::Local => {}
-            Route::Forward(node) => {
-                return crate::routing::forward_live_room(self, &node, id, msg, hops + 1);
-            }
+    /// Routes `msg` for the entity of `key`, forwarded `hops` times so far: to
+    /// the entity on this node (spawned if needed), to the node that owns its
+    /// shard, or — after bouncing between nodes whose tables disagree — again
+    /// after [`DEFER`].
+    pub(crate) fn route<E: Entity>(&self, key: &E::Key, msg: E::Msg, hops: u8, may_defer: bool) {
+        match self.route_of(&E::shard_key(key), hops, may_defer) {
+            Route::Local => E::deliver(self, key, msg),
+            Route::Forward(node) => E::forward(self, &node, key, msg, hops + 1),
             Route::Defer => {
-                let room = room.clone();
-                return self.defer(move |region| region.route_live_room(&room, msg, hops, false));
+                let key = key.clone();
+                self.defer(move |region| region.route::<E>(&key, msg, hops, false));
             }
         }
-        let spawn = || {
-            let args = crate::live::LiveRoomArgs {
-                room: id.clone(),
-                region: self.clone(),
-            };
-            self.spawn_entity(EntityKind::LiveRoom, &room.to_string(), LiveRoom, args)
-        };
-        // A zero count or a leave for a room that does not run here has nobody
-        // to tell: a room starts for what a viewer or a sender asks.
-        let admit = |msg: LiveRoomMsg| match msg {
-            LiveRoomMsg::ViewerCount { count: 0, .. } | LiveRoomMsg::Leave { .. } => {
-                Admission::Refuse(msg, ())
-            }
-            msg => Admission::Spawn(msg),
-        };
-        if let Delivery::Refused(
-            LiveRoomMsg::Leave {
-                reference: Some(reference),
-                reply: Some(reply),
-                ..
-            },
-            (),
-        ) = self.inner.live_rooms.deliver(&key, spawn, admit, msg)
-        {
-            reply.send(chorus_wire::ServerFrame::Ok { reference });
+    }
+
+    /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
+    pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
+        if let ConvId::Live(id) = room {
+            self.route::<LiveRoom>(id, msg, 0, true);
         }
     }
 
     /// Sends to the User entity of `user`, spawning it if needed.
     pub fn tell_user(&self, user: &str, msg: UserMsg) {
-        self.route_user(user, msg, 0, true);
-    }
-
-    pub(crate) fn route_user(&self, user: &str, msg: UserMsg, hops: u8, may_defer: bool) {
-        match self.route(&format!("user:{user}"), hops, may_defer) {
-            Route::Local => {}
-            Route::Forward(node) => {
-                return crate::routing::forward_user(self, &node, user, msg, hops + 1);
-            }
-            Route::Defer => {
-                let user = user.to_string();
-                return self.defer(move |region| region.route_user(&user, msg, hops, false));
-            }
-        }
-        let spawn = || {
-            let args = crate::user::UserArgs {
-                user: user.to_string(),
-                region: self.clone(),
-            };
-            self.spawn_entity(EntityKind::User, user, User, args)
-        };
-        self.inner
-            .users
-            .deliver(user, spawn, Admission::<_, ()>::Spawn, msg);
+        self.route::<User>(&user.to_string(), msg, 0, true);
     }
 
     /// Sends to the Conversation entity of `conv`, spawning it if needed.
     pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
-        self.route_conversation(conv, msg, 0, true);
+        self.route::<Conversation>(conv, msg, 0, true);
     }
 
-    pub(crate) fn route_conversation(
-        &self,
-        conv: &ConvId,
-        msg: ConversationMsg,
-        hops: u8,
-        may_defer: bool,
-    ) {
-        let key = conv.to_string();
-        match self.route(&key, hops, may_defer) {
-            Route::Local => {}
-            Route::Forward(node) => {
-                return crate::routing::forward_conversation(self, &node, &key, msg, hops + 1);
-            }
-            Route::Defer => {
-                let conv = conv.clone();
-                return self
-                    .defer(move |region| region.route_conversation(&conv, msg, hops, false));
-            }
-        }
-        self.local_conversation(conv, &key, msg);
+    /// The registry of running users.
+    pub(crate) fn users(&self) -> &Registry<UserMsg> {
+        &self.inner.users
+    }
+
+    /// The registry of running conversations.
+    pub(crate) fn conversations(&self) -> &Registry<ConversationMsg> {
+        &self.inner.conversations
+    }
+
+    /// The registry of running live rooms.
+    pub(crate) fn live_rooms(&self) -> &Registry<LiveRoomMsg> {
+        &self.inner.live_rooms
     }
 
     /// Spawns an entity under the supervisor, without waiting for its start (its

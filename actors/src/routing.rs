@@ -1,34 +1,32 @@
-//! Entity messages to and from other nodes: each message that may cross nodes
-//! becomes an [`EntityEnvelope`] on the way out and a message again on the way
-//! in. Sessions inside become [`SessionAddr`]s and come back as
-//! [`SessionRef::Remote`]. What cannot be sent (the owner is unreachable) is
-//! answered here: a `send` gets `reject` `internal` and is retried by its client,
-//! a request gets `error` `internal`, a fan-out is dropped (history repairs it).
-
-use std::sync::Arc;
+//! Entity messages between nodes. On the way out each entity kind turns its own
+//! messages into [`EntityEnvelope`]s (`Entity::forward`, next to the
+//! messages' definitions, with the helpers here); on the way in, [`receive`]
+//! turns envelopes back into messages and routes them. Sessions inside become
+//! [`SessionAddr`]s and come back as [`SessionRef::Remote`]. What cannot be sent
+//! (the owner is unreachable) is answered where it was to be sent: a `send` gets
+//! `reject` `internal` and is retried by its client, a request gets `error`
+//! `internal`, a fan-out is dropped (history repairs it).
 
 use chorus_store::HistoryQuery;
-use chorus_wire::cluster::{
-    CloseCode, EntityEnvelope, Envelope, GroupOp, NestedFrame, RequestEnvelope, SessionAddr,
-};
+use chorus_wire::cluster::{CloseCode, EntityEnvelope, Envelope, RequestEnvelope, SessionAddr};
 use chorus_wire::codec::decode_envelope;
 use chorus_wire::ids::validate_id;
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 
-use crate::conversation::{Answer, ConversationMsg, Request, SendRequest};
-use crate::live::LiveRoomMsg;
+use crate::conversation::{Answer, Conversation, ConversationMsg, Request, SendRequest};
+use crate::live::{LiveRoom, LiveRoomMsg};
 use crate::outbound::{CloseReason, OutFrame};
 use crate::region::ShardRegion;
 use crate::remote::SessionRef;
-use crate::user::{Attached, UserMsg};
+use crate::user::{Attached, User, UserMsg};
 
-const UNREACHABLE: &str = "the node owning this is unreachable; retry";
+pub(crate) const UNREACHABLE: &str = "the node owning this is unreachable; retry";
 
-fn send_entity(region: &ShardRegion, node: &str, hops: u8, msg: EntityEnvelope) -> bool {
+pub(crate) fn send_entity(region: &ShardRegion, node: &str, hops: u8, msg: EntityEnvelope) -> bool {
     region.link().send(node, &Envelope::Entity { hops, msg })
 }
 
-fn request_envelope(region: &ShardRegion, req: &Request) -> RequestEnvelope {
+pub(crate) fn request_envelope(region: &ShardRegion, req: &Request) -> RequestEnvelope {
     RequestEnvelope {
         user: req.user.clone(),
         reference: req.reference.clone(),
@@ -36,243 +34,12 @@ fn request_envelope(region: &ShardRegion, req: &Request) -> RequestEnvelope {
     }
 }
 
-fn request_failed(req: &Request) {
+pub(crate) fn request_failed(req: &Request) {
     req.reply.send(ServerFrame::Error {
         reference: Some(req.reference.clone()),
         code: ErrorCode::Internal,
         message: UNREACHABLE.into(),
     });
-}
-
-/// Sends a User message to the node that owns the user.
-pub(crate) fn forward_user(
-    region: &ShardRegion,
-    node: &Arc<str>,
-    user: &str,
-    msg: UserMsg,
-    hops: u8,
-) {
-    let user = user.to_string();
-    let envelope = match msg {
-        UserMsg::Attach(session, reply) => {
-            let call = match reply {
-                Attached::Call(call) => call,
-                Attached::Nobody => 0,
-                Attached::Port(port) => {
-                    let (call, answered) = region.link().call(node);
-                    tokio::spawn(async move {
-                        if answered.await.is_ok() {
-                            let _ = port.send(());
-                        }
-                    });
-                    call
-                }
-            };
-            EntityEnvelope::UserAttach {
-                user,
-                session: session.addr(region.link()),
-                call,
-            }
-        }
-        UserMsg::Detach(session) => EntityEnvelope::UserDetach { user, session },
-        UserMsg::Deliver { frame, except } => EntityEnvelope::UserDeliver {
-            user,
-            frame: NestedFrame(frame.frame().clone()),
-            except,
-        },
-        UserMsg::Kick => EntityEnvelope::UserKick { user },
-        // Housekeeping of a local actor: meaningless elsewhere.
-        UserMsg::Refresh | UserMsg::Tick | UserMsg::Passivate(_) | UserMsg::HandOff => return,
-    };
-    send_entity(region, node, hops, envelope);
-}
-
-/// Sends a Conversation message to the node that owns the conversation.
-pub(crate) fn forward_conversation(
-    region: &ShardRegion,
-    node: &Arc<str>,
-    conv: &str,
-    msg: ConversationMsg,
-    hops: u8,
-) {
-    let conv = conv.to_string();
-    match msg {
-        ConversationMsg::Send(SendRequest {
-            sender,
-            answer,
-            body,
-        }) => {
-            let session = answer.session();
-            if let SessionRef::Local(handle) = session {
-                region.link().await_answer(node, handle, answer.id());
-            }
-            let envelope = EntityEnvelope::ConvSend {
-                conv,
-                sender,
-                session: session.addr(region.link()),
-                client_id: answer.id().to_string(),
-                body,
-            };
-            if send_entity(region, node, hops, envelope) {
-                answer.forwarded();
-            } else {
-                if let SessionRef::Local(handle) = answer.session() {
-                    region.link().answered(handle.id(), answer.id());
-                }
-                answer.reject(ErrorCode::Internal, UNREACHABLE);
-            }
-        }
-        ConversationMsg::History(req, query) => {
-            let envelope = EntityEnvelope::ConvHistory {
-                conv,
-                request: request_envelope(region, &req),
-                after: query.after,
-                before: query.before,
-                limit: query.limit,
-            };
-            if !send_entity(region, node, hops, envelope) {
-                request_failed(&req);
-            }
-        }
-        // The budget units of a read stay here: it has no answer to bring them back.
-        ConversationMsg::Read { user, seq, .. } => {
-            send_entity(
-                region,
-                node,
-                hops,
-                EntityEnvelope::ConvRead { conv, user, seq },
-            );
-        }
-        ConversationMsg::GroupCreate(req, name, members) => {
-            forward_group(
-                region,
-                node,
-                hops,
-                conv,
-                req,
-                GroupOp::Create { name, members },
-            );
-        }
-        ConversationMsg::GroupAdd(req, members) => {
-            forward_group(region, node, hops, conv, req, GroupOp::Add(members));
-        }
-        ConversationMsg::GroupRemove(req, members) => {
-            forward_group(region, node, hops, conv, req, GroupOp::Remove(members));
-        }
-        ConversationMsg::GroupLeave(req) => {
-            forward_group(region, node, hops, conv, req, GroupOp::Leave);
-        }
-        ConversationMsg::GroupInfo(req) => {
-            forward_group(region, node, hops, conv, req, GroupOp::Info);
-        }
-        ConversationMsg::Persisted(_)
-        | ConversationMsg::Fail
-        | ConversationMsg::Panic
-        | ConversationMsg::Tick
-        | ConversationMsg::Passivate(_)
-        | ConversationMsg::HandOff => {}
-    }
-}
-
-fn forward_group(
-    region: &ShardRegion,
-    node: &str,
-    hops: u8,
-    conv: String,
-    req: Request,
-    op: GroupOp,
-) {
-    let envelope = EntityEnvelope::ConvGroup {
-        conv,
-        request: request_envelope(region, &req),
-        op,
-    };
-    if !send_entity(region, node, hops, envelope) {
-        request_failed(&req);
-    }
-}
-
-/// Sends a LiveRoom message to the node that owns the room.
-pub(crate) fn forward_live_room(
-    region: &ShardRegion,
-    node: &Arc<str>,
-    room: &str,
-    msg: LiveRoomMsg,
-    hops: u8,
-) {
-    let room = room.to_string();
-    match msg {
-        LiveRoomMsg::Danmaku { item, reply } => {
-            let id = item.id.clone();
-            let envelope = EntityEnvelope::LiveDanmaku {
-                room,
-                item,
-                reply: reply.addr(region.link()),
-            };
-            if !send_entity(region, node, hops, envelope) {
-                reply.reject(&id, ErrorCode::Internal, UNREACHABLE, None);
-            }
-        }
-        LiveRoomMsg::Join {
-            reference,
-            viewer,
-            new_viewer,
-            ..
-        } => {
-            let envelope = EntityEnvelope::LiveJoin {
-                room,
-                reference: reference.clone(),
-                viewer: viewer.addr(region.link()),
-                new_viewer,
-            };
-            if !send_entity(region, node, hops, envelope) {
-                viewer.send(ServerFrame::Error {
-                    reference: Some(reference),
-                    code: ErrorCode::Internal,
-                    message: UNREACHABLE.into(),
-                });
-            }
-        }
-        LiveRoomMsg::Leave {
-            reference,
-            reply,
-            node: viewer_node,
-        } => {
-            let envelope = EntityEnvelope::LiveLeave {
-                room,
-                reference,
-                reply: reply.map(|r| r.addr(region.link())),
-                node: viewer_node,
-            };
-            send_entity(region, node, hops, envelope);
-        }
-        LiveRoomMsg::ViewerCount {
-            node: viewer_node,
-            count,
-        } => {
-            let envelope = EntityEnvelope::LiveViewers {
-                room,
-                node: viewer_node,
-                count,
-            };
-            send_entity(region, node, hops, envelope);
-        }
-        LiveRoomMsg::SlowMode { seconds } => {
-            // Already stored: should the owner be unreachable, the room reads it
-            // when it next starts.
-            send_entity(
-                region,
-                node,
-                hops,
-                EntityEnvelope::LiveSlowMode { room, seconds },
-            );
-        }
-        LiveRoomMsg::Flush(_)
-        | LiveRoomMsg::Tick
-        | LiveRoomMsg::Passivate(_)
-        | LiveRoomMsg::HandOff
-        | LiveRoomMsg::SettingsLoaded(_) => {}
-    }
 }
 
 /// The session an address names, as seen from this node: a local handle when it
@@ -380,11 +147,11 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 } else {
                     Attached::Call(call)
                 };
-                region.route_user(&user, UserMsg::Attach(session, reply), hops, true);
+                region.route::<User>(&user, UserMsg::Attach(session, reply), hops, true);
             }
         }
         EntityEnvelope::UserDetach { user, session } => {
-            region.route_user(&user, UserMsg::Detach(session), hops, true);
+            region.route::<User>(&user, UserMsg::Detach(session), hops, true);
         }
         EntityEnvelope::UserDeliver {
             user,
@@ -392,9 +159,9 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
             except,
         } => {
             let frame = OutFrame::new(frame.0);
-            region.route_user(&user, UserMsg::Deliver { frame, except }, hops, true);
+            region.route::<User>(&user, UserMsg::Deliver { frame, except }, hops, true);
         }
-        EntityEnvelope::UserKick { user } => region.route_user(&user, UserMsg::Kick, hops, true),
+        EntityEnvelope::UserKick { user } => region.route::<User>(&user, UserMsg::Kick, hops, true),
         EntityEnvelope::ConvSend {
             conv,
             sender,
@@ -414,7 +181,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 answer: Answer::new(session, client_id),
                 body,
             };
-            region.route_conversation(&conv_id, ConversationMsg::Send(req), hops, true);
+            region.route::<Conversation>(&conv_id, ConversationMsg::Send(req), hops, true);
         }
         EntityEnvelope::ConvHistory {
             conv,
@@ -434,7 +201,12 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 before,
                 limit,
             };
-            region.route_conversation(&conv_id, ConversationMsg::History(req, query), hops, true);
+            region.route::<Conversation>(
+                &conv_id,
+                ConversationMsg::History(req, query),
+                hops,
+                true,
+            );
         }
         EntityEnvelope::ConvRead { conv, user, seq } => {
             let Ok(conv_id) = ConvId::parse(&conv) else {
@@ -445,7 +217,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 seq,
                 held: None,
             };
-            region.route_conversation(&conv_id, read, hops, true);
+            region.route::<Conversation>(&conv_id, read, hops, true);
         }
         EntityEnvelope::ConvGroup {
             conv,
@@ -459,7 +231,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 return bad_key(from, &conv);
             };
             let msg = ConversationMsg::group(req, op);
-            region.route_conversation(&conv_id, msg, hops, true);
+            region.route::<Conversation>(&conv_id, msg, hops, true);
         }
         EntityEnvelope::LiveJoin {
             room,
@@ -475,7 +247,7 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                     node,
                     new_viewer,
                 };
-                region.route_live_room(&ConvId::Live(room), msg, hops, true);
+                region.route::<LiveRoom>(&room, msg, hops, true);
             }
         }
         EntityEnvelope::LiveLeave {
@@ -490,36 +262,21 @@ fn receive_entity(region: &ShardRegion, from: &str, hops: u8, msg: EntityEnvelop
                 reply,
                 node,
             };
-            region.route_live_room(&ConvId::Live(room), msg, hops, true);
+            region.route::<LiveRoom>(&room, msg, hops, true);
         }
         EntityEnvelope::LiveViewers { room, node, count } => {
-            region.route_live_room(
-                &ConvId::Live(room),
-                LiveRoomMsg::ViewerCount { node, count },
-                hops,
-                true,
-            );
+            region.route::<LiveRoom>(&room, LiveRoomMsg::ViewerCount { node, count }, hops, true);
         }
         EntityEnvelope::LiveDanmaku { room, item, reply } => {
             if let Some(reply) = session_ref(region, reply) {
-                region.route_live_room(
-                    &ConvId::Live(room),
-                    LiveRoomMsg::Danmaku { item, reply },
-                    hops,
-                    true,
-                );
+                region.route::<LiveRoom>(&room, LiveRoomMsg::Danmaku { item, reply }, hops, true);
             }
         }
         EntityEnvelope::LiveSlowMode { room, seconds } => {
             if validate_id("room id", &room).is_err() {
                 return bad_key(from, &room);
             }
-            region.route_live_room(
-                &ConvId::Live(room),
-                LiveRoomMsg::SlowMode { seconds },
-                hops,
-                true,
-            );
+            region.route::<LiveRoom>(&room, LiveRoomMsg::SlowMode { seconds }, hops, true);
         }
     }
 }

@@ -7,16 +7,19 @@
 //! and would be lost) or, in a cluster, is still in its replay window.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use chorus_wire::cluster::Envelope;
+use chorus_wire::cluster::{EntityEnvelope, Envelope, NestedFrame};
 
 use crate::outbound::{SessionId, SharedFrame};
-use crate::region::registry::EntityMessage;
+use crate::region::entity::Entity;
+use crate::region::registry::{EntityMessage, Registry};
 use crate::region::{EntityKind, PassivateReason, ShardRegion};
 use crate::remote::SessionRef;
+use crate::routing::send_entity;
 
 /// How long a new User remembers what it delivered, for sessions that are
 /// re-attached to it after it moved: their nodes re-attach them when their
@@ -70,6 +73,72 @@ pub enum UserMsg {
 }
 
 impl ractor::Message for UserMsg {}
+
+impl Entity for User {
+    const KIND: EntityKind = EntityKind::User;
+    type Key = String;
+
+    fn actor() -> Self {
+        User
+    }
+
+    fn shard_key(user: &String) -> String {
+        format!("user:{user}")
+    }
+
+    fn registry_key(user: &String) -> String {
+        user.clone()
+    }
+
+    fn arguments(region: &ShardRegion, user: &String) -> UserArgs {
+        UserArgs {
+            user: user.clone(),
+            region: region.clone(),
+        }
+    }
+
+    fn registry(region: &ShardRegion) -> &Registry<UserMsg> {
+        region.users()
+    }
+
+    /// The messages that cross nodes become `UserAttach`, `UserDetach`,
+    /// `UserDeliver` and `UserKick` envelopes.
+    fn forward(region: &ShardRegion, node: &Arc<str>, user: &String, msg: UserMsg, hops: u8) {
+        let user = user.clone();
+        let envelope = match msg {
+            UserMsg::Attach(session, reply) => {
+                let call = match reply {
+                    Attached::Call(call) => call,
+                    Attached::Nobody => 0,
+                    Attached::Port(port) => {
+                        let (call, answered) = region.link().call(node);
+                        tokio::spawn(async move {
+                            if answered.await.is_ok() {
+                                let _ = port.send(());
+                            }
+                        });
+                        call
+                    }
+                };
+                EntityEnvelope::UserAttach {
+                    user,
+                    session: session.addr(region.link()),
+                    call,
+                }
+            }
+            UserMsg::Detach(session) => EntityEnvelope::UserDetach { user, session },
+            UserMsg::Deliver { frame, except } => EntityEnvelope::UserDeliver {
+                user,
+                frame: NestedFrame(frame.frame().clone()),
+                except,
+            },
+            UserMsg::Kick => EntityEnvelope::UserKick { user },
+            // Housekeeping of a local actor: meaningless elsewhere.
+            UserMsg::Refresh | UserMsg::Tick | UserMsg::Passivate(_) | UserMsg::HandOff => return,
+        };
+        send_entity(region, node, hops, envelope);
+    }
+}
 
 impl EntityMessage for UserMsg {
     fn counted(&self) -> bool {

@@ -37,7 +37,7 @@
 //! - [`token`]: `hello` tokens — user ids, or HS256 JWTs with roles.
 //! - [`memory`]: the node's resident memory sampled over a run.
 //! - `relay`: a loopback TCP relay that can cut every connection at once, for `storm`.
-//! - `node_http`: plain HTTP/1.1 to the node's admin listener (metrics, kick).
+//! - `node_http`: HTTP/1.1 (hyper) to the node's admin listener (metrics, kick).
 //! - `progress`: a line on stderr every second.
 //! - [`limits`]: the open-file limit.
 

@@ -1,17 +1,20 @@
-//! Plain HTTP/1.1 to the node's admin listener over a `TcpStream`: one request per
-//! connection (`Connection: close`), enough for `/metrics` and `/admin/kick`.
+//! HTTP/1.1 to the node's admin listener: one request per connection through
+//! hyper ([`chorus_admin_api::client`]), enough for `/metrics` and `/admin/kick`.
+//! Each request is bounded in time ([`TIMEOUT`]) and its answer in size
+//! ([`MAX_RESPONSE`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use chorus_admin_api::Method;
+use chorus_admin_api::client::{self, ExchangeError};
 use tokio::net::TcpStream;
 
 /// How long one admin request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response read (a `/metrics` page is a few tens of KiB).
-const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// A response: status code and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,22 +30,35 @@ pub(crate) async fn request(
     path: &str,
     bearer: Option<&str>,
 ) -> io::Result<Response> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.take(MAX_RESPONSE).read_to_end(&mut raw).await?;
-        parse_response(&raw)
+    let method = match method {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        other => return Err(invalid(format!("the admin API has no {other} requests"))),
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    let host = addr.to_string();
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await?;
+        let request = client::Request {
+            method,
+            path,
+            host: &host,
+            bearer,
+            body: None,
+        };
+        client::exchange(stream, request, MAX_RESPONSE)
+            .await
+            .map_err(|e| match e {
+                ExchangeError::Http(e) if !e.is_parse() => io::Error::other(e),
+                other => invalid(other.to_string()),
+            })
+    };
+    let answer = tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "admin request timed out"))?
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "admin request timed out"))??;
+    Ok(Response {
+        status: answer.status,
+        body: String::from_utf8_lossy(&answer.body).into_owned(),
+    })
 }
 
 /// The node's resident memory (`process_resident_memory_bytes` of `/metrics`).
@@ -78,79 +94,49 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// Splits a raw HTTP/1.x response into status and body, undoing chunked encoding.
-fn parse_response(raw: &[u8]) -> io::Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("no end of HTTP headers".into()))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("no HTTP status line".into()))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    Ok(Response {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn dechunk(mut rest: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| invalid("truncated chunk size".into()))?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| invalid(format!("bad chunk size {size_hex:?}")))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = rest
-            .get(..size)
-            .ok_or_else(|| invalid("truncated chunk".into()))?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).unwrap_or(&[]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
     use super::*;
 
-    #[test]
-    fn responses_with_length_or_chunks() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+    /// A one-shot server on loopback that answers `raw` to whatever it reads.
+    async fn answering(raw: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let _ = stream.read(&mut head).await;
+            stream.write_all(raw).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn responses_with_length_or_chunks() {
+        let plain = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
         assert_eq!(
-            parse_response(plain).ok(),
+            request(plain, "GET", "/metrics", None).await.ok(),
             Some(Response {
                 status: 200,
                 body: "hello".into()
             })
         );
-        let chunked =
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let r = parse_response(chunked).expect("valid response");
+        let chunked = answering(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        )
+        .await;
+        let r = request(chunked, "POST", "/admin/kick/a", Some("t"))
+            .await
+            .unwrap();
         assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
-        assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
-        );
+        let garbage = answering(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+        assert!(request(garbage, "GET", "/metrics", None).await.is_err());
+        let bad_chunk =
+            answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
+        assert!(request(bad_chunk, "GET", "/metrics", None).await.is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | open | `200 ok` once the node accepts clients; `503 not ready` before, `503 draining` once a drain started, and `503` naming the problem while the store is unhealthy ([`StoreHealth`](crate::health::StoreHealth)) |
 //! | `GET /metrics` | open | Prometheus text, `process_*` gauges sampled at each scrape |
+//! | `GET /admin/openapi.json` | bearer | the OpenAPI 3.1 document of this API ([`chorus_admin_api::openapi`]) |
 //! | `GET /admin/status` | bearer | [`AdminBackend::status`] |
 //! | `GET /admin/members` | bearer | [`AdminBackend::members`] |
 //! | `GET /admin/shards` | bearer | [`AdminBackend::shards`] |
@@ -16,9 +17,9 @@
 //! | `POST /admin/filter/test` | bearer | [`AdminBackend::filter_test`], body the text |
 //! | `GET /admin/live/slow/{room}` | bearer | [`AdminBackend::live_slow_mode`] |
 //! | `POST /admin/live/slow` | bearer | [`AdminBackend::set_live_slow_mode`], body [`SlowModeRequest`] |
-//! | `GET /admin/scaling/status` | bearer | [`AdminBackend::scaling`] (`Status`) |
-//! | `GET /admin/scaling/forecast` | bearer | [`AdminBackend::scaling`] (`Forecast`) |
-//! | `GET /admin/scaling/series` | bearer | [`AdminBackend::scaling`] (`Series`) |
+//! | `GET /admin/scaling/status` | bearer | [`AdminBackend::scaling_status`] |
+//! | `GET /admin/scaling/forecast` | bearer | [`AdminBackend::scaling_forecast`] |
+//! | `GET /admin/scaling/series` | bearer | [`AdminBackend::scaling_series`] |
 //!
 //! Everything under `/admin/` needs `Authorization: Bearer <admin token>` (`401`
 //! otherwise). With no admin token configured the whole `/admin/` tree answers
@@ -26,11 +27,16 @@
 //! `{"error": <kind>, "message": <text>}` ([`AdminError`]); `chorusctl` prints the
 //! message.
 //!
+//! The routes, and the type of every body and answer, are the contract of
+//! `chorus-admin-api`: [`router`] serves exactly [`Endpoint::ALL`] (a route
+//! without a handler does not compile), and `GET /admin/openapi.json` describes
+//! the same list with the schemas of the same types, which `chorusctl` reads.
+//!
 //! The operator actions themselves live behind [`AdminBackend`], which the node
 //! implements over its actors. The router checks what it can without the node
 //! (ids, role names, JSON bodies: `400`) before calling it. Adding an endpoint
-//! is: a method with a default body on the trait (answering `501` until the node
-//! implements it), a handler here, a row in the table above.
+//! is: its route and types in `chorus-admin-api`, a method on the trait and the
+//! node's implementation, a handler here, a row in the table above.
 
 use std::future::Future;
 use std::io;
@@ -43,14 +49,23 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use chorus_admin_api::cluster::{
+    DrainResponse, MembersResponse, ShardsResponse, StatusResponse, WhereResponse,
+};
+use chorus_admin_api::filter::{FilterReloadResponse, FilterTestResponse};
+use chorus_admin_api::live::{SlowModeRequest, SlowModeResponse};
+use chorus_admin_api::scaling::{ScalingForecast, ScalingSeries, ScalingStatus};
+use chorus_admin_api::tls::TlsReloadResponse;
+use chorus_admin_api::users::{KickResponse, TokenResponse};
+use chorus_admin_api::{Access, Endpoint, ErrorBody, Method};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::auth::Role;
 use crate::health::StoreHealth;
 use crate::telemetry;
+
+pub use chorus_admin_api::users::TokenRequest;
 
 pub mod listener;
 #[cfg(test)]
@@ -101,167 +116,99 @@ impl Readiness {
     }
 }
 
-/// What an [`AdminBackend`] operation returns: a JSON document for the operator,
-/// produced asynchronously (most answers need a round trip to some actor).
-pub type AdminFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdminError>> + Send + 'a>>;
+/// What an [`AdminBackend`] operation returns: the typed answer of its route
+/// (`chorus_admin_api`), produced asynchronously (most answers need a round trip
+/// to some actor).
+pub type AdminFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdminError>> + Send + 'a>>;
 
-/// Which view of predictive scaling `/admin/scaling/*` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScalingView {
-    /// The recommendation and what it is based on.
-    Status,
-    /// The last forecast, step by step.
-    Forecast,
-    /// The cluster's load series.
-    Series,
-}
-
-/// The node's side of the operator API.
-///
-/// Every method but [`status`](AdminBackend::status) has a default body that
-/// answers `501 Not Implemented`, so that endpoints can be added to the router
-/// before the node implements them.
+/// The node's side of the operator API: one method per route of
+/// [`Endpoint`] that the node answers (`/healthz`, `/metrics` and
+/// `/admin/openapi.json` are the listener's own). Each answers the type its
+/// route names; the router checks what it can without the node (ids, bodies)
+/// first. There are no default bodies: a backend answers every route.
 pub trait AdminBackend: Send + Sync + 'static {
-    /// `GET /admin/status`: a summary of the node (id, members, connection counts,
-    /// ...). The shape is the node's to choose; `chorusctl status` prints it.
-    fn status(&self) -> AdminFuture<'_>;
+    /// `GET /admin/status`: a summary of the node.
+    fn status(&self) -> AdminFuture<'_, StatusResponse>;
 
-    /// `GET /admin/scaling/{status,forecast,series}`: predictive scaling
-    /// (`crate::scaling`): the recommended node count, the last forecast, the
-    /// cluster's load series.
-    fn scaling(&self, view: ScalingView) -> AdminFuture<'_> {
-        let _ = view;
-        unsupported("scaling")
-    }
+    /// `GET /admin/scaling/status`: predictive scaling (`crate::scaling`): the
+    /// recommended node count and what it rests on.
+    fn scaling_status(&self) -> AdminFuture<'_, ScalingStatus>;
+
+    /// `GET /admin/scaling/forecast`: the last forecast, step by step.
+    fn scaling_forecast(&self) -> AdminFuture<'_, ScalingForecast>;
+
+    /// `GET /admin/scaling/series`: the cluster's load series.
+    fn scaling_series(&self) -> AdminFuture<'_, ScalingSeries>;
 
     /// `POST /admin/kick/{user}`: closes every session of `user` (a valid id) on
-    /// every node, and says how many were closed.
-    fn kick(&self, user: String) -> AdminFuture<'_> {
-        let _ = user;
-        unsupported("kick")
-    }
+    /// every node, and says how many this node closed.
+    fn kick(&self, user: String) -> AdminFuture<'_, KickResponse>;
 
     /// `GET /admin/members`: the cluster as this node's membership sees it, this
-    /// node included (on a node without a cluster, only itself):
-    ///
-    /// ```json
-    /// {"node": "n1", "members": [{"node_id": "n1", "generation": 1732000000000,
-    ///   "status": "serving", "alive": true, "connected": true, "self": true,
-    ///   "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401", "admin": "127.0.0.1:7402",
-    ///   "cluster": "127.0.0.1:7404", "load": 12}]}
-    /// ```
-    ///
-    /// `status` is `joining`, `serving` or `draining`; `connected` says whether a
-    /// transport session to it is up.
-    fn members(&self) -> AdminFuture<'_> {
-        unsupported("members")
-    }
+    /// node included (on a node without a cluster, only itself).
+    fn members(&self) -> AdminFuture<'_, MembersResponse>;
 
     /// `GET /admin/shards`: the placement this node computes, which shards each
-    /// serving member owns:
-    ///
-    /// ```json
-    /// {"node": "n1", "shards": 1024, "serving": ["n1", "n2"], "owners": {"n1": [0, 5], "n2": [1, 2]}}
-    /// ```
-    fn shards(&self) -> AdminFuture<'_> {
-        unsupported("shards")
-    }
+    /// serving member owns.
+    fn shards(&self) -> AdminFuture<'_, ShardsResponse>;
 
     /// `GET /admin/where/{key}`: where an entity lives. `key` is the path segment,
     /// percent-decoded and otherwise unchecked (`user:alice`, `conv:dm:alice:bob`,
     /// `conv:group:g1`, `live:r1`): the node parses it and answers `400` when it
     /// names no entity.
-    ///
-    /// ```json
-    /// {"node": "n1", "key": "user:alice", "kind": "user", "entity": "alice",
-    ///  "shard": 17, "owner": "n2", "running_here": false}
-    /// ```
-    fn where_is(&self, key: String) -> AdminFuture<'_> {
-        let _ = key;
-        unsupported("where")
-    }
+    fn where_is(&self, key: String) -> AdminFuture<'_, WhereResponse>;
 
-    /// `POST /admin/drain`: starts draining this node and answers at once with
-    /// `{"node": "n1", "status": "draining"}`. The node then hands its shards off
-    /// (it stops being a serving member), sends `goaway` to its clients and exits
-    /// by itself. Draining a node that is draining already is not an error.
-    fn drain(&self) -> AdminFuture<'_> {
-        unsupported("drain")
-    }
+    /// `POST /admin/drain`: starts draining this node and answers at once. The
+    /// node then hands its shards off (it stops being a serving member), sends
+    /// `goaway` to its clients and exits by itself. Draining a node that is
+    /// draining already is not an error.
+    fn drain(&self) -> AdminFuture<'_, DrainResponse>;
 
     /// `POST /admin/token`: a client JWT for `user` (a valid id) with `roles` (known
-    /// role names, as [`Role::as_str`] spells them), valid `ttl_s` seconds (at least
-    /// 1; `None` when the request names none), signed with this node's
-    /// `auth.secret`:
-    ///
-    /// ```json
-    /// {"token": "eyJ...", "user": "alice", "roles": ["vip"], "expires_in_s": 3600}
-    /// ```
+    /// role names, as [`Role::as_str`] spells them, each once), valid `ttl_s`
+    /// seconds (at least 1; `None` when the request names none), signed with this
+    /// node's `auth.secret`.
     ///
     /// The node refuses (`400`) a `ttl_s` above `admin.max_token_ttl_s`, and gives
     /// a request without one [`TokenRequest::DEFAULT_TTL_S`] or that cap, whichever
     /// is shorter.
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
-        let _ = (user, roles, ttl_s);
-        unsupported("token issue")
-    }
+    fn issue_token(
+        &self,
+        user: String,
+        roles: Vec<String>,
+        ttl_s: Option<u64>,
+    ) -> AdminFuture<'_, TokenResponse>;
 
     /// `POST /admin/filter/reload`: rebuilds the word filter from its files off the
     /// hot path and swaps it in; a bad file keeps the old filter and says why.
-    fn filter_reload(&self) -> AdminFuture<'_> {
-        unsupported("filter reload")
-    }
+    fn filter_reload(&self) -> AdminFuture<'_, FilterReloadResponse>;
 
     /// `POST /admin/tls/reload`: reads `[tls]`'s certificate, key and CA files
     /// again and puts them in force for new handshakes; a file that fails keeps
     /// the certificates in use and answers `400` with the reason.
-    ///
-    /// ```json
-    /// {"node": "n1", "chain": 2, "ca_certs": 1, "generation": 3}
-    /// ```
-    fn tls_reload(&self) -> AdminFuture<'_> {
-        unsupported("tls reload")
-    }
+    fn tls_reload(&self) -> AdminFuture<'_, TlsReloadResponse>;
 
     /// `POST /admin/filter/test` with the text as the body: what the filter finds
     /// and what mask mode would deliver.
-    fn filter_test(&self, text: String) -> AdminFuture<'_> {
-        let _ = text;
-        unsupported("filter test")
-    }
+    fn filter_test(&self, text: String) -> AdminFuture<'_, FilterTestResponse>;
 
     /// `GET /admin/live/slow/{room}`: the slow mode of live room `room` (a valid
-    /// id, without `live:`) as stored, on any node:
-    ///
-    /// ```json
-    /// {"room": "r1", "slow_mode_s": 30, "override_s": 30, "default_s": 0}
-    /// ```
-    ///
-    /// `slow_mode_s` is what the room applies (0: off); `override_s` the
-    /// operator's setting (`null`: none, the room follows `default_s`, the
-    /// node's `[live] slow_mode_s`).
-    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
-        let _ = room;
-        unsupported("live slow")
-    }
+    /// id, without `live:`) as stored, on any node.
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_, SlowModeResponse>;
 
     /// `POST /admin/live/slow`: sets the slow mode of live room `room` to `seconds`
     /// (0: off; `None`: back to the node's default), stored before the room is
     /// told so that it survives the room moving and restarts. Answers like
     /// [`live_slow_mode`](AdminBackend::live_slow_mode).
-    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
-        let _ = (room, seconds);
-        unsupported("live slow")
-    }
-}
-
-/// The answer of an operation the node does not implement yet.
-fn unsupported(operation: &'static str) -> AdminFuture<'static> {
-    Box::pin(std::future::ready(Err(AdminError::Unsupported(operation))))
+    fn set_live_slow_mode(
+        &self,
+        room: String,
+        seconds: Option<u32>,
+    ) -> AdminFuture<'_, SlowModeResponse>;
 }
 
 /// Why an admin request failed; each variant is an HTTP status, and the body is
-/// `{"error": <kind>, "message": <text>}`.
+/// an [`ErrorBody`]: `{"error": <kind>, "message": <text>}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminError {
     /// `400`: the request names something malformed (e.g. an invalid user id).
@@ -270,9 +217,6 @@ pub enum AdminError {
     /// `404`: the thing named does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// `501`: the node does not implement this operation.
-    #[error("{0} is not implemented by this node")]
-    Unsupported(&'static str),
     /// `503`: the node cannot answer now (starting, draining, cluster unreachable).
     #[error("{0}")]
     Unavailable(String),
@@ -286,7 +230,6 @@ impl AdminError {
         match self {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-            AdminError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -296,7 +239,6 @@ impl AdminError {
         match self {
             AdminError::BadRequest(_) => "bad_request",
             AdminError::NotFound(_) => "not_found",
-            AdminError::Unsupported(_) => "unsupported",
             AdminError::Unavailable(_) => "unavailable",
             AdminError::Internal(_) => "internal",
         }
@@ -305,123 +247,80 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.kind(), "message": self.to_string() });
+        let body = ErrorBody {
+            error: self.kind().to_string(),
+            message: self.to_string(),
+        };
         (self.status(), axum::Json(body)).into_response()
     }
 }
 
-/// The body of `POST /admin/token`: `{"user": "alice", "roles": ["vip"], "ttl_s": 3600}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// The user the token is for (the JWT's `sub`).
-    pub user: String,
-    /// Role names; absent means none.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Seconds the token is valid; absent means [`TokenRequest::DEFAULT_TTL_S`],
-    /// or the node's cap if that is shorter.
-    #[serde(default)]
-    pub ttl_s: Option<u64>,
+/// Parses and checks a `POST /admin/token` body: every problem is a `400` that
+/// says what was wrong, so an operator's typo never reaches the node's signing
+/// key. Repeated roles are kept once, in their first position.
+pub fn parse_token_request(body: &[u8]) -> Result<TokenRequest, AdminError> {
+    let mut request: TokenRequest = serde_json::from_slice(body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "the body must be JSON like {{\"user\": \"alice\", \"roles\": [\"vip\"], \"ttl_s\": 3600}}: {e}"
+        ))
+    })?;
+    valid_id("user id", &request.user)?;
+    if let Some(unknown) = request.roles.iter().find(|r| Role::from_name(r).is_none()) {
+        let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(AdminError::BadRequest(format!(
+            "unknown role {unknown:?}; the roles are {}",
+            known.join(", ")
+        )));
+    }
+    let mut seen = Vec::with_capacity(request.roles.len());
+    request.roles.retain(|r| {
+        let first = !seen.contains(r);
+        if first {
+            seen.push(r.clone());
+        }
+        first
+    });
+    if request.ttl_s == Some(0) {
+        return Err(AdminError::BadRequest(
+            "ttl_s must be at least 1 second".into(),
+        ));
+    }
+    Ok(request)
 }
 
-impl TokenRequest {
-    /// The validity of a token whose request names none: one day.
-    pub const DEFAULT_TTL_S: u64 = 86_400;
+/// The largest slow mode `POST /admin/live/slow` sets: one day.
+pub const MAX_SLOW_MODE_S: u32 = chorus_config::MAX_SLOW_MODE_S;
 
-    /// Parses and checks a request body: every problem is a `400` that says what
-    /// was wrong, so an operator's typo never reaches the node's signing key.
-    /// Repeated roles are kept once, in their first position.
-    pub fn parse(body: &[u8]) -> Result<TokenRequest, AdminError> {
-        let mut request: TokenRequest = serde_json::from_slice(body).map_err(|e| {
-            AdminError::BadRequest(format!(
-                "the body must be JSON like {{\"user\": \"alice\", \"roles\": [\"vip\"], \"ttl_s\": 3600}}: {e}"
-            ))
-        })?;
-        valid_id("user id", &request.user)?;
-        if let Some(unknown) = request.roles.iter().find(|r| Role::from_name(r).is_none()) {
-            let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-            return Err(AdminError::BadRequest(format!(
-                "unknown role {unknown:?}; the roles are {}",
-                known.join(", ")
-            )));
-        }
-        let mut seen = Vec::with_capacity(request.roles.len());
-        request.roles.retain(|r| {
-            let first = !seen.contains(r);
-            if first {
-                seen.push(r.clone());
-            }
-            first
-        });
-        if request.ttl_s == Some(0) {
+/// Parses and checks a `POST /admin/live/slow` body into the room and its new
+/// setting (`None`: back to the default); every problem is a `400` saying what
+/// was wrong.
+pub fn parse_slow_mode_request(body: &[u8]) -> Result<(String, Option<u32>), AdminError> {
+    let request: SlowModeRequest = serde_json::from_slice(body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "the body must be JSON like {{\"room\": \"r1\", \"seconds\": 30}}: {e}"
+        ))
+    })?;
+    valid_id("room id", &request.room)?;
+    let seconds = match request.seconds {
+        None => {
             return Err(AdminError::BadRequest(
-                "ttl_s must be at least 1 second".into(),
+                "\"seconds\" is required: 0 turns slow mode off, null follows [live] slow_mode_s"
+                    .into(),
             ));
         }
-        Ok(request)
-    }
-}
-
-/// The body of `POST /admin/live/slow`: `{"room": "r1", "seconds": 30}`.
-/// `seconds` is required: 0 turns slow mode off in the room, `null` removes the
-/// room's own setting so that `[live] slow_mode_s` applies again.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlowModeRequest {
-    /// The live room id, without `live:`.
-    pub room: String,
-    /// Absent: refused. `Some(None)`: `null`. Wider than the stored type so that
-    /// a too-large number is refused with the bound, not a type error.
-    #[serde(default, deserialize_with = "present")]
-    seconds: Option<Option<u64>>,
-}
-
-/// Deserializes a field that is present (`null` included) as `Some`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
-
-impl SlowModeRequest {
-    /// The largest `seconds`: one day.
-    pub const MAX_SECONDS: u32 = chorus_config::MAX_SLOW_MODE_S;
-
-    /// Parses and checks a request body into the room and its new setting
-    /// (`None`: back to the default); every problem is a `400` saying what was
-    /// wrong.
-    pub fn parse(body: &[u8]) -> Result<(String, Option<u32>), AdminError> {
-        let request: SlowModeRequest = serde_json::from_slice(body).map_err(|e| {
-            AdminError::BadRequest(format!(
-                "the body must be JSON like {{\"room\": \"r1\", \"seconds\": 30}}: {e}"
-            ))
-        })?;
-        valid_id("room id", &request.room)?;
-        let seconds = match request.seconds {
-            None => {
-                return Err(AdminError::BadRequest(
-                    "\"seconds\" is required: 0 turns slow mode off, null follows [live] slow_mode_s"
-                        .into(),
-                ));
-            }
-            Some(None) => None,
-            Some(Some(n)) => Some(
-                u32::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= Self::MAX_SECONDS)
-                    .ok_or_else(|| {
-                        AdminError::BadRequest(format!(
-                            "seconds is {n}; slow mode is at most {} s (a day), 0 turns it off",
-                            Self::MAX_SECONDS
-                        ))
-                    })?,
-            ),
-        };
-        Ok((request.room, seconds))
-    }
+        Some(None) => None,
+        Some(Some(n)) => Some(
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_SLOW_MODE_S)
+                .ok_or_else(|| {
+                    AdminError::BadRequest(format!(
+                        "seconds is {n}; slow mode is at most {MAX_SLOW_MODE_S} s (a day), 0 turns it off"
+                    ))
+                })?,
+        ),
+    };
+    Ok((request.room, seconds))
 }
 
 /// Everything the admin listener serves from. Cheap to clone.
@@ -472,43 +371,49 @@ impl AdminState {
     }
 }
 
-/// The admin HTTP routes, for [`serve_admin`] or for nesting in another router.
+/// The admin HTTP routes, for [`serve_admin`] or for nesting in another router:
+/// exactly those of [`Endpoint::ALL`], each on the handler its endpoint names.
 pub fn router(state: AdminState) -> Router {
-    let admin = Router::new()
-        .route("/status", get(admin_status))
-        .route("/members", get(admin_members))
-        .route("/shards", get(admin_shards))
-        .route("/where/{key}", get(admin_where))
-        .route("/drain", post(admin_drain))
-        .route("/kick/{user}", post(admin_kick))
-        .route("/token", post(admin_token))
-        .route("/filter/reload", post(admin_filter_reload))
-        .route("/filter/test", post(admin_filter_test))
-        .route("/tls/reload", post(admin_tls_reload))
-        .route("/live/slow", post(admin_set_live_slow))
-        .route("/live/slow/{room}", get(admin_live_slow))
-        .route(
-            "/scaling/status",
-            get(|s| admin_scaling(s, ScalingView::Status)),
-        )
-        .route(
-            "/scaling/forecast",
-            get(|s| admin_scaling(s, ScalingView::Forecast)),
-        )
-        .route(
-            "/scaling/series",
-            get(|s| admin_scaling(s, ScalingView::Series)),
-        )
+    let mut open = Router::new();
+    let mut admin = Router::new();
+    for endpoint in Endpoint::ALL {
+        let route = endpoint.route();
+        let method = match route.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+        };
+        let handler: MethodRouter<AdminState> = match endpoint {
+            Endpoint::Healthz => on(method, healthz),
+            Endpoint::Metrics => on(method, metrics),
+            Endpoint::OpenApi => on(method, openapi),
+            Endpoint::Status => on(method, admin_status),
+            Endpoint::Members => on(method, admin_members),
+            Endpoint::Shards => on(method, admin_shards),
+            Endpoint::Where => on(method, admin_where),
+            Endpoint::Drain => on(method, admin_drain),
+            Endpoint::Kick => on(method, admin_kick),
+            Endpoint::Token => on(method, admin_token),
+            Endpoint::FilterReload => on(method, admin_filter_reload),
+            Endpoint::FilterTest => on(method, admin_filter_test),
+            Endpoint::TlsReload => on(method, admin_tls_reload),
+            Endpoint::LiveSlow => on(method, admin_live_slow),
+            Endpoint::SetLiveSlow => on(method, admin_set_live_slow),
+            Endpoint::ScalingStatus => on(method, admin_scaling_status),
+            Endpoint::ScalingForecast => on(method, admin_scaling_forecast),
+            Endpoint::ScalingSeries => on(method, admin_scaling_series),
+        };
+        match (route.access, route.path.strip_prefix("/admin")) {
+            (Access::Bearer, Some(path)) => admin = admin.route(path, handler),
+            _ => open = open.route(route.path, handler),
+        }
+    }
+    let admin = admin
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_token,
         ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/admin", admin)
-        .with_state(state)
+    open.nest("/admin", admin).with_state(state)
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then lets
@@ -519,13 +424,6 @@ pub async fn serve_admin(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     serve_admin_with(listener, state, listener::AdminListen::default(), shutdown).await
-}
-
-async fn admin_scaling(
-    State(state): State<AdminState>,
-    view: ScalingView,
-) -> Result<axum::Json<Value>, AdminError> {
-    state.backend.scaling(view).await.map(axum::Json)
 }
 
 /// [`serve_admin`] with TLS, timeouts and a connection cap of the node's choosing
@@ -590,9 +488,10 @@ async fn require_admin_token(
         _ => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-            axum::Json(
-                json!({ "error": "unauthorized", "message": "admin bearer token required" }),
-            ),
+            axum::Json(ErrorBody {
+                error: "unauthorized".into(),
+                message: "admin bearer token required".into(),
+            }),
         )
             .into_response(),
     }
@@ -613,27 +512,61 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn admin_status(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+/// A handler's answer: its route's type as JSON, or an [`ErrorBody`].
+type Answer<T> = Result<axum::Json<T>, AdminError>;
+
+/// The OpenAPI document, made once: it depends on nothing but the contract.
+async fn openapi() -> Result<Response, AdminError> {
+    static DOCUMENT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        chorus_admin_api::openapi::document()
+            .to_json()
+            .map_err(|e| format!("the OpenAPI document does not serialize: {e}"))
+    });
+    let body = document.clone().map_err(AdminError::Internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+async fn admin_status(State(state): State<AdminState>) -> Answer<StatusResponse> {
     state.backend.status().await.map(axum::Json)
 }
 
-async fn admin_members(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+async fn admin_members(State(state): State<AdminState>) -> Answer<MembersResponse> {
     state.backend.members().await.map(axum::Json)
 }
 
-async fn admin_shards(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+async fn admin_shards(State(state): State<AdminState>) -> Answer<ShardsResponse> {
     state.backend.shards().await.map(axum::Json)
+}
+
+async fn admin_scaling_status(State(state): State<AdminState>) -> Answer<ScalingStatus> {
+    state.backend.scaling_status().await.map(axum::Json)
+}
+
+async fn admin_scaling_forecast(State(state): State<AdminState>) -> Answer<ScalingForecast> {
+    state.backend.scaling_forecast().await.map(axum::Json)
+}
+
+async fn admin_scaling_series(State(state): State<AdminState>) -> Answer<ScalingSeries> {
+    state.backend.scaling_series().await.map(axum::Json)
 }
 
 /// `Path` has percent-decoded the segment, so `user%3Aalice` arrives as `user:alice`.
 async fn admin_where(
     State(state): State<AdminState>,
     Path(key): Path<String>,
-) -> Result<axum::Json<Value>, AdminError> {
+) -> Answer<WhereResponse> {
     state.backend.where_is(key).await.map(axum::Json)
 }
 
-async fn admin_drain(State(state): State<AdminState>) -> Result<axum::Json<Value>, AdminError> {
+async fn admin_drain(State(state): State<AdminState>) -> Answer<DrainResponse> {
     state.backend.drain().await.map(axum::Json)
 }
 
@@ -643,8 +576,8 @@ async fn admin_drain(State(state): State<AdminState>) -> Result<axum::Json<Value
 async fn admin_token(
     State(state): State<AdminState>,
     body: axum::body::Bytes,
-) -> Result<axum::Json<Value>, AdminError> {
-    let request = TokenRequest::parse(&body)?;
+) -> Answer<TokenResponse> {
+    let request = parse_token_request(&body)?;
     state
         .backend
         .issue_token(request.user, request.roles, request.ttl_s)
@@ -655,34 +588,30 @@ async fn admin_token(
 async fn admin_kick(
     State(state): State<AdminState>,
     Path(user): Path<String>,
-) -> Result<axum::Json<Value>, AdminError> {
+) -> Answer<KickResponse> {
     valid_id("user id", &user)?;
     state.backend.kick(user).await.map(axum::Json)
 }
 
-async fn admin_filter_reload(
-    State(state): State<AdminState>,
-) -> Result<axum::Json<Value>, AdminError> {
+async fn admin_filter_reload(State(state): State<AdminState>) -> Answer<FilterReloadResponse> {
     state.backend.filter_reload().await.map(axum::Json)
 }
 
-async fn admin_tls_reload(
-    State(state): State<AdminState>,
-) -> Result<axum::Json<Value>, AdminError> {
+async fn admin_tls_reload(State(state): State<AdminState>) -> Answer<TlsReloadResponse> {
     state.backend.tls_reload().await.map(axum::Json)
 }
 
 async fn admin_filter_test(
     State(state): State<AdminState>,
     body: String,
-) -> Result<axum::Json<Value>, AdminError> {
+) -> Answer<FilterTestResponse> {
     state.backend.filter_test(body).await.map(axum::Json)
 }
 
 async fn admin_live_slow(
     State(state): State<AdminState>,
     Path(room): Path<String>,
-) -> Result<axum::Json<Value>, AdminError> {
+) -> Answer<SlowModeResponse> {
     valid_id("room id", &room)?;
     state.backend.live_slow_mode(room).await.map(axum::Json)
 }
@@ -691,8 +620,8 @@ async fn admin_live_slow(
 async fn admin_set_live_slow(
     State(state): State<AdminState>,
     body: axum::body::Bytes,
-) -> Result<axum::Json<Value>, AdminError> {
-    let (room, seconds) = SlowModeRequest::parse(&body)?;
+) -> Answer<SlowModeResponse> {
+    let (room, seconds) = parse_slow_mode_request(&body)?;
     state
         .backend
         .set_live_slow_mode(room, seconds)

@@ -4,10 +4,11 @@
 //! - [`server`]: [`Node`](server::Node), start and clean shutdown.
 //! - [`gateway`]: TCP and WebSocket listeners and the per-connection task.
 //! - [`auth`]: `dev` and `jwt` tokens (docs/security.md, "Client tokens").
-//! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`.
+//! - [`admin`]: `/healthz`, `/metrics`, `/admin/*`, the routes and types of
+//!   `chorus-admin-api` (described at `/admin/openapi.json`).
 //! - [`health`]: the store's health behind `/healthz`.
 //! - [`cli`]: `chorus serve` flags (docs/operations.md, "Running a node").
-//! - [`ctl`]: `chorusctl`, the operator's client of the admin API.
+//! - [`ctl`]: `chorusctl`, the operator's client of the admin API (the same types).
 //! - [`drain`]: leaving the cluster: `goaway`, shards handed off, exit.
 //! - [`tls`]: certificates from `[tls]`, reloadable, for every listener.
 //! - [`telemetry`]: logging and the Prometheus recorder.

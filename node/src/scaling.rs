@@ -44,6 +44,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_actors::ShardRegion;
+use chorus_admin_api::scaling::{
+    ActuatorStatus, ForecastPending, ForecastSteps, ForecastSummary, Null, RestoredHistory,
+    ScalingForecast, ScalingSeries, ScalingStatus, SeriesPoint, StoreWrites,
+};
 use chorus_config::ScalingConfig;
 use chorus_scaling::arima::SelectionLimits;
 use chorus_scaling::emd::Emd;
@@ -52,7 +56,6 @@ use chorus_scaling::recommend::{Capacity, Recommender};
 use chorus_scaling::series::{LoadSample, Metric, Point, cluster_series};
 use chorus_store::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::runtime::ClusterRuntime;
@@ -102,7 +105,7 @@ struct State {
 }
 
 /// The writes of this node's samples to the store since start.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Stored {
     /// Samples written.
     written: u64,
@@ -113,7 +116,7 @@ struct Stored {
 }
 
 /// The load history read from the store at start (`status.restored`).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 struct Restored {
     /// When it was read.
     at_ms: u64,
@@ -412,82 +415,113 @@ impl Scaling {
     }
 
     /// `GET /admin/scaling/status`.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> ScalingStatus {
         let series_len = self.series().len();
         let state = self.lock();
-        let forecast = state.forecast.as_ref().map(|(at_ms, f)| {
-            json!({
-                "at_ms": at_ms,
-                "peak_mean": f.mean.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                "peak_upper": f.peak_upper(),
-                "components": f.components.len(),
-            })
+        let forecast = state.forecast.as_ref().map(|(at_ms, f)| ForecastSummary {
+            at_ms: *at_ms,
+            peak_mean: finite(f.mean.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            peak_upper: finite(f.peak_upper()),
+            components: f.components.len() as u64,
         });
-        let members: Vec<&String> = {
-            let mut m: Vec<&String> = state.histories.keys().collect();
-            m.sort();
-            m
-        };
-        json!({
-            "node": self.node_id,
-            "metric": self.metric.name(),
-            "sample_s": self.config.sample_s,
-            "samples": series_len,
-            "window": self.config.window,
-            "horizon_s": self.config.startup_s + self.config.margin_s,
-            "per_node_capacity": self.capacity.per_node,
-            "target_percent": self.config.target_percent,
-            "members": members,
-            "current_load": state.current_load,
-            "current_members": state.current_members,
-            "reactive_nodes": state.reactive_nodes,
-            "recommended_nodes": state.recommended,
-            "forecast": forecast,
-            "note": state.forecast_error,
-            "store": {
-                "every_s": self.config.store_every_s,
-                "written": state.stored.written,
-                "failures": state.stored.failures,
-                "last_at_ms": state.stored.last_at_ms,
-                "pending": self.pending.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        let mut members: Vec<String> = state.histories.keys().cloned().collect();
+        members.sort();
+        ScalingStatus {
+            node: self.node_id.clone(),
+            metric: self.metric.name().to_string(),
+            sample_s: self.config.sample_s,
+            samples: series_len as u64,
+            window: self.config.window,
+            horizon_s: self.config.startup_s + self.config.margin_s,
+            per_node_capacity: self.capacity.per_node,
+            target_percent: self.config.target_percent,
+            members,
+            current_load: state.current_load,
+            current_members: state.current_members,
+            reactive_nodes: state.reactive_nodes,
+            recommended_nodes: state.recommended,
+            forecast,
+            note: state.forecast_error.clone(),
+            store: StoreWrites {
+                every_s: self.config.store_every_s,
+                written: state.stored.written,
+                failures: state.stored.failures,
+                last_at_ms: state.stored.last_at_ms,
+                pending: self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
             },
-            "restored": state.restored,
-            "actuator": {
-                "configured": !self.config.actuator.is_empty(),
-                "this_node": state.actuator_node,
-                "last_run": state.last_run,
+            restored: state.restored.map(|r| RestoredHistory {
+                at_ms: r.at_ms,
+                members: r.members as u64,
+                samples: r.samples as u64,
+            }),
+            actuator: ActuatorStatus {
+                configured: !self.config.actuator.is_empty(),
+                this_node: state.actuator_node,
+                last_run: state.last_run.as_ref().map(ActuatorRun::to_api),
             },
-        })
+        }
     }
 
     /// `GET /admin/scaling/forecast`.
-    pub fn forecast(&self) -> Value {
+    pub fn forecast(&self) -> ScalingForecast {
         let state = self.lock();
         match &state.forecast {
-            None => json!({ "node": self.node_id, "forecast": null, "note": state.forecast_error }),
-            Some((at_ms, f)) => json!({
-                "node": self.node_id,
-                "at_ms": at_ms,
-                "step_s": self.config.sample_s,
-                "mean": f.mean,
-                "lower": f.lower,
-                "upper": f.upper,
-                "components": f.components.iter().map(|c| c.order.map(|o| o.to_string())).collect::<Vec<_>>(),
+            None => ScalingForecast::Pending(ForecastPending {
+                node: self.node_id.clone(),
+                forecast: Null,
+                note: state.forecast_error.clone(),
+            }),
+            Some((at_ms, f)) => ScalingForecast::Made(ForecastSteps {
+                node: self.node_id.clone(),
+                at_ms: *at_ms,
+                step_s: self.config.sample_s,
+                mean: f.mean.clone(),
+                lower: f.lower.clone(),
+                upper: f.upper.clone(),
+                components: f
+                    .components
+                    .iter()
+                    .map(|c| c.order.map(|o| o.to_string()))
+                    .collect(),
             }),
         }
     }
 
     /// `GET /admin/scaling/series`: the cluster series, newest `window` points.
-    pub fn series_json(&self) -> Value {
+    pub fn series_json(&self) -> ScalingSeries {
         let series = self.series();
         let keep = series.len().saturating_sub(self.config.window as usize);
-        json!({
-            "node": self.node_id,
-            "metric": self.metric.name(),
-            "step_s": self.config.sample_s,
-            "points": series[keep..].iter().map(|p| json!({"at_ms": p.at_ms, "value": p.value, "members": p.members})).collect::<Vec<_>>(),
-        })
+        ScalingSeries {
+            node: self.node_id.clone(),
+            metric: self.metric.name().to_string(),
+            step_s: self.config.sample_s,
+            points: series[keep..]
+                .iter()
+                .map(|p| SeriesPoint {
+                    at_ms: p.at_ms,
+                    value: p.value,
+                    members: p.members,
+                })
+                .collect(),
+        }
     }
+}
+
+impl ActuatorRun {
+    /// As `/admin/scaling/status` shows it.
+    fn to_api(&self) -> chorus_admin_api::scaling::ActuatorRun {
+        chorus_admin_api::scaling::ActuatorRun {
+            replicas: self.replicas,
+            at_ms: self.at_ms,
+            result: self.result.to_string(),
+            exit_code: self.exit_code,
+        }
+    }
+}
+
+/// `x`, or `None` where JSON has no number for it (it was `null` on the wire).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 /// A peer's sample, if it is one.

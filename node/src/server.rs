@@ -29,10 +29,19 @@ use chorus_config::{Config, StorageBackend};
 use chorus_store::MessageStore;
 use chorus_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use chorus_store::scylla::{Consistency as ScyllaConsistency, ScyllaOptions, ScyllaStore};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use chorus_admin_api::cluster::{
+    DrainResponse, EntityCounts, Listen, MemberInfo, MembersResponse, ShardsResponse,
+    StatusResponse, WhereResponse,
+};
+use chorus_admin_api::filter::{FilterHit, FilterReloadResponse, FilterTestResponse};
+use chorus_admin_api::live::SlowModeResponse;
+use chorus_admin_api::scaling::{ScalingForecast, ScalingSeries, ScalingStatus};
+use chorus_admin_api::tls::TlsReloadResponse;
+use chorus_admin_api::users::{KickResponse, TokenResponse};
 
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness};
 use crate::auth::Authenticator;
@@ -452,6 +461,17 @@ struct NodeAdmin {
     tls: Option<NodeTls>,
 }
 
+impl NodeAdmin {
+    /// Where this node's listeners are bound.
+    fn listen(&self) -> Listen {
+        Listen {
+            tcp: self.addrs.tcp.to_string(),
+            ws: self.addrs.ws.to_string(),
+            admin: self.addrs.admin.to_string(),
+        }
+    }
+}
+
 /// An operator's entity key (`user:alice`, `conv:dm:a:b`, `conv:group:g`,
 /// `live:r`, or a bare `dm:..`/`group:..`): its kind, the entity's id, and the key
 /// placement hashes.
@@ -479,13 +499,13 @@ fn entity_key(key: &str) -> Result<(&'static str, String, String), AdminError> {
 
 /// The answer of the slow-mode endpoints: what room `room` applies, from its
 /// stored `override_s` and the node's `default_s`.
-fn slow_mode_json(room: &str, override_s: Option<u32>, default_s: u64) -> serde_json::Value {
-    json!({
-        "room": room,
-        "slow_mode_s": override_s.map_or(default_s, u64::from),
-        "override_s": override_s,
-        "default_s": default_s,
-    })
+fn slow_mode_answer(room: &str, override_s: Option<u32>, default_s: u64) -> SlowModeResponse {
+    SlowModeResponse {
+        room: room.to_string(),
+        slow_mode_s: override_s.map_or(default_s, u64::from),
+        override_s,
+        default_s,
+    }
 }
 
 /// A store failure as an admin answer: `503` when it may pass, `500` otherwise.
@@ -512,28 +532,35 @@ async fn load_moderation(
 }
 
 impl AdminBackend for NodeAdmin {
-    fn scaling(&self, view: crate::admin::ScalingView) -> AdminFuture<'_> {
-        let body = match view {
-            crate::admin::ScalingView::Status => self.scaling.status(),
-            crate::admin::ScalingView::Forecast => self.scaling.forecast(),
-            crate::admin::ScalingView::Series => self.scaling.series_json(),
+    fn scaling_status(&self) -> AdminFuture<'_, ScalingStatus> {
+        Box::pin(std::future::ready(Ok(self.scaling.status())))
+    }
+
+    fn scaling_forecast(&self) -> AdminFuture<'_, ScalingForecast> {
+        Box::pin(std::future::ready(Ok(self.scaling.forecast())))
+    }
+
+    fn scaling_series(&self) -> AdminFuture<'_, ScalingSeries> {
+        Box::pin(std::future::ready(Ok(self.scaling.series_json())))
+    }
+
+    fn status(&self) -> AdminFuture<'_, StatusResponse> {
+        let (users, conversations, live_rooms) = self.region.entity_counts();
+        let body = StatusResponse {
+            node: self.region.settings().node_id.clone(),
+            status: self.drain.status().to_string(),
+            listen: self.listen(),
+            sessions: self.region.sessions().count() as u64,
+            entities: EntityCounts {
+                user: users as u64,
+                conversation: conversations as u64,
+                live_room: live_rooms as u64,
+            },
         };
         Box::pin(std::future::ready(Ok(body)))
     }
 
-    fn status(&self) -> AdminFuture<'_> {
-        let (users, conversations, live_rooms) = self.region.entity_counts();
-        let body = json!({
-            "node": self.region.settings().node_id,
-            "status": self.drain.status(),
-            "listen": { "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(), "admin": self.addrs.admin.to_string() },
-            "sessions": self.region.sessions().count(),
-            "entities": { "user": users, "conversation": conversations, "live_room": live_rooms },
-        });
-        Box::pin(std::future::ready(Ok(body)))
-    }
-
-    fn filter_reload(&self) -> AdminFuture<'_> {
+    fn filter_reload(&self) -> AdminFuture<'_, FilterReloadResponse> {
         let moderation = self.region.moderation().clone();
         let words = self.moderation.words.clone();
         let allow = self.moderation.allow.clone();
@@ -549,17 +576,17 @@ impl AdminBackend for NodeAdmin {
             .await
             .map_err(|e| AdminError::Internal(e.to_string()))?
             .map_err(|e| AdminError::BadRequest(format!("the filter was not replaced: {e}")))?;
-            Ok(json!({
-                "version": report.version,
-                "words": report.words,
-                "allowed": report.allowed,
-                "memory_bytes": report.memory_bytes,
-                "build_ms": report.build_time.as_millis() as u64,
-            }))
+            Ok(FilterReloadResponse {
+                version: report.version,
+                words: report.words as u64,
+                allowed: report.allowed as u64,
+                memory_bytes: report.memory_bytes as u64,
+                build_ms: report.build_time.as_millis() as u64,
+            })
         })
     }
 
-    fn tls_reload(&self) -> AdminFuture<'_> {
+    fn tls_reload(&self) -> AdminFuture<'_, TlsReloadResponse> {
         let node = self.region.settings().node_id.clone();
         let tls = self.tls.clone();
         Box::pin(async move {
@@ -576,33 +603,38 @@ impl AdminBackend for NodeAdmin {
                         "the certificates in use stay; the new ones did not load: {e}"
                     ))
                 })?;
-            Ok(json!({
-                "node": node,
-                "chain": report.chain,
-                "ca_certs": report.ca_certs,
-                "generation": report.generation,
-            }))
+            Ok(TlsReloadResponse {
+                node,
+                chain: report.chain as u64,
+                ca_certs: report.ca_certs as u64,
+                generation: report.generation,
+            })
         })
     }
 
-    fn filter_test(&self, text: String) -> AdminFuture<'_> {
+    fn filter_test(&self, text: String) -> AdminFuture<'_, FilterTestResponse> {
         let moderation = self.region.moderation();
         let verdict = moderation.check(&text);
-        let hits: Vec<serde_json::Value> = verdict
+        let hits = verdict
             .hits
             .iter()
-            .map(|h| json!({ "word": &*h.word, "start": h.range.start, "end": h.range.end, "text": text.get(h.range.clone()) }))
+            .map(|h| FilterHit {
+                word: h.word.to_string(),
+                start: h.range.start as u64,
+                end: h.range.end as u64,
+                text: text.get(h.range.clone()).map(str::to_string),
+            })
             .collect();
-        let body = json!({
-            "version": verdict.version,
-            "hits": hits,
-            "masked": moderation.mask(&text).unwrap_or_else(|| text.clone()),
-            "normalised": chorus_actors::moderation::normalise(&text),
-        });
+        let body = FilterTestResponse {
+            version: verdict.version,
+            hits,
+            masked: moderation.mask(&text).unwrap_or_else(|| text.clone()),
+            normalised: chorus_actors::moderation::normalise(&text).to_string(),
+        };
         Box::pin(std::future::ready(Ok(body)))
     }
 
-    fn kick(&self, user: String) -> AdminFuture<'_> {
+    fn kick(&self, user: String) -> AdminFuture<'_, KickResponse> {
         let result = match chorus_wire::ids::validate_id("user", &user) {
             Err(e) => Err(AdminError::BadRequest(e.to_string())),
             Ok(()) => {
@@ -613,13 +645,16 @@ impl AdminBackend for NodeAdmin {
                     s.close(CloseReason::Kicked);
                 }
                 self.region.tell_user(&user, UserMsg::Kick);
-                Ok(json!({ "user": user, "closed": sessions.len() }))
+                Ok(KickResponse {
+                    closed: sessions.len() as u64,
+                    user,
+                })
             }
         };
         Box::pin(std::future::ready(result))
     }
 
-    fn members(&self) -> AdminFuture<'_> {
+    fn members(&self) -> AdminFuture<'_, MembersResponse> {
         Box::pin(async move {
             let node = self.region.settings().node_id.clone();
             let members = match &self.cluster {
@@ -629,28 +664,43 @@ impl AdminBackend for NodeAdmin {
                     .into_iter()
                     .map(|v| {
                         let m = v.member;
-                        json!({
-                            "node_id": m.node_id, "generation": m.generation,
-                            "status": m.status.as_str(), "alive": m.alive,
-                            "connected": v.connected, "self": v.this,
-                            "tcp": m.tcp, "ws": m.ws, "admin": m.admin,
-                            "cluster": m.cluster_addr, "load": m.load,
-                        })
+                        MemberInfo {
+                            node_id: m.node_id,
+                            generation: m.generation,
+                            status: m.status.as_str().to_string(),
+                            alive: m.alive,
+                            connected: v.connected,
+                            this: v.this,
+                            tcp: m.tcp,
+                            ws: m.ws,
+                            admin: m.admin,
+                            cluster: Some(m.cluster_addr),
+                            load: m.load,
+                        }
                     })
                     .collect(),
-                None => vec![json!({
-                    "node_id": node, "generation": self.region.link().generation(),
-                    "status": self.drain.status(), "alive": true, "connected": true, "self": true,
-                    "tcp": self.addrs.tcp.to_string(), "ws": self.addrs.ws.to_string(),
-                    "admin": self.addrs.admin.to_string(), "cluster": serde_json::Value::Null,
-                    "load": self.region.sessions().count(),
-                })],
+                None => {
+                    let listen = self.listen();
+                    vec![MemberInfo {
+                        node_id: node.clone(),
+                        generation: self.region.link().generation(),
+                        status: self.drain.status().to_string(),
+                        alive: true,
+                        connected: true,
+                        this: true,
+                        tcp: listen.tcp,
+                        ws: listen.ws,
+                        admin: listen.admin,
+                        cluster: None,
+                        load: self.region.sessions().count() as u64,
+                    }]
+                }
             };
-            Ok(json!({ "node": node, "members": members }))
+            Ok(MembersResponse { node, members })
         })
     }
 
-    fn shards(&self) -> AdminFuture<'_> {
+    fn shards(&self) -> AdminFuture<'_, ShardsResponse> {
         let placement = self.region.placement();
         let table = placement.table();
         let mut owners: std::collections::BTreeMap<String, Vec<u32>> = table
@@ -663,46 +713,46 @@ impl AdminBackend for NodeAdmin {
                 owners.entry(owner.to_string()).or_default().push(shard);
             }
         }
-        let body = json!({
-            "node": self.region.settings().node_id,
-            "shards": placement.shards(),
-            "serving": table.members().iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-            "owners": owners,
-        });
+        let body = ShardsResponse {
+            node: self.region.settings().node_id.clone(),
+            shards: placement.shards(),
+            serving: table.members().iter().map(|m| m.to_string()).collect(),
+            owners,
+        };
         Box::pin(std::future::ready(Ok(body)))
     }
 
-    fn where_is(&self, key: String) -> AdminFuture<'_> {
+    fn where_is(&self, key: String) -> AdminFuture<'_, WhereResponse> {
         let result = entity_key(&key).map(|(kind, entity, placement_key)| {
             let placement = self.region.placement();
             let owner = placement
                 .owner(&placement_key)
                 .map_or_else(|| self.region.settings().node_id.clone(), |o| o.to_string());
-            json!({
-                "node": self.region.settings().node_id,
-                "key": key,
-                "kind": kind,
-                "entity": entity,
-                "shard": placement.shard_of(&placement_key),
-                "owner": owner,
-                "running_here": self.region.is_running(&placement_key),
-            })
+            WhereResponse {
+                node: self.region.settings().node_id.clone(),
+                key: key.clone(),
+                kind: kind.to_string(),
+                entity,
+                shard: placement.shard_of(&placement_key),
+                owner,
+                running_here: self.region.is_running(&placement_key),
+            }
         });
         Box::pin(std::future::ready(result))
     }
 
-    fn drain(&self) -> AdminFuture<'_> {
+    fn drain(&self) -> AdminFuture<'_, DrainResponse> {
         Box::pin(async move {
             let started = self.drain.start().await;
-            Ok(json!({
-                "node": self.region.settings().node_id,
-                "status": self.drain.status(),
-                "started": started,
-            }))
+            Ok(DrainResponse {
+                node: self.region.settings().node_id.clone(),
+                status: self.drain.status().to_string(),
+                started,
+            })
         })
     }
 
-    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_, SlowModeResponse> {
         Box::pin(async move {
             let stored = self
                 .region
@@ -711,22 +761,31 @@ impl AdminBackend for NodeAdmin {
                 .await
                 .map_err(|e| store_failure("reading the room's settings", e))?;
             let default_s = self.region.settings().live.slow_mode.as_secs();
-            Ok(slow_mode_json(&room, stored.slow_mode_s, default_s))
+            Ok(slow_mode_answer(&room, stored.slow_mode_s, default_s))
         })
     }
 
-    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
+    fn set_live_slow_mode(
+        &self,
+        room: String,
+        seconds: Option<u32>,
+    ) -> AdminFuture<'_, SlowModeResponse> {
         Box::pin(async move {
             let stored = chorus_actors::live::set_slow_mode(&self.region, &room, seconds)
                 .await
                 .map_err(|e| store_failure("storing the room's settings", e))?;
             tracing::info!(room = %room, slow_mode_s = ?seconds, "operator set a live room's slow mode");
             let default_s = self.region.settings().live.slow_mode.as_secs();
-            Ok(slow_mode_json(&room, stored.slow_mode_s, default_s))
+            Ok(slow_mode_answer(&room, stored.slow_mode_s, default_s))
         })
     }
 
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
+    fn issue_token(
+        &self,
+        user: String,
+        roles: Vec<String>,
+        ttl_s: Option<u64>,
+    ) -> AdminFuture<'_, TokenResponse> {
         let cap = self.max_token_ttl_s;
         let result = (|| {
             let secret = match (&self.auth.mode, &self.auth.secret) {
@@ -751,12 +810,12 @@ impl AdminBackend for NodeAdmin {
             let set = crate::auth::Roles::from_claim(roles.iter().map(String::as_str));
             let token = crate::auth::issue_token(&secret, &user, set, Duration::from_secs(ttl_s))
                 .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-            Ok(json!({
-                "token": token,
-                "user": user,
-                "roles": set.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                "expires_in_s": ttl_s,
-            }))
+            Ok(TokenResponse {
+                token,
+                user,
+                roles: set.iter().map(|r| r.as_str().to_string()).collect(),
+                expires_in_s: ttl_s,
+            })
         })();
         Box::pin(std::future::ready(result))
     }

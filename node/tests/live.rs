@@ -411,13 +411,13 @@ async fn slow_mode_requests_are_validated() {
         json!({ "room": "r", "seconds": -5 }),
     ] {
         let err = client
-            .post(&admin, "/admin/live/slow", Some(Body::json(&body)))
+            .post::<serde_json::Value>(&admin, "/admin/live/slow", Some(Body::json(&body)))
             .await
             .expect_err("refused");
         assert!(err.to_string().contains("HTTP 400"), "{body}: {err}");
     }
     let err = client
-        .get(&admin, "/admin/live/slow/bad%20room")
+        .get::<serde_json::Value>(&admin, "/admin/live/slow/bad%20room")
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("HTTP 400"), "{err}");
@@ -426,7 +426,10 @@ async fn slow_mode_requests_are_validated() {
         set_slow_mode(&admin, "r", Some(86_400)).await["slow_mode_s"],
         86_400
     );
-    let fresh = client.get(&admin, "/admin/live/slow/fresh").await.unwrap();
+    let fresh = client
+        .get::<serde_json::Value>(&admin, "/admin/live/slow/fresh")
+        .await
+        .unwrap();
     assert_eq!(
         fresh,
         json!({ "room": "fresh", "slow_mode_s": 0, "override_s": null, "default_s": 0 })
@@ -436,7 +439,10 @@ async fn slow_mode_requests_are_validated() {
 /// `GET path` on the admin listener with the admin token.
 async fn admin_get_with_token(node: &TestNode, path: &str) -> (u16, String) {
     let client = AdminClient::new(Some(ADMIN_TOKEN.into()), WAIT);
-    match client.get(&node.node.addrs().admin.to_string(), path).await {
+    match client
+        .get::<serde_json::Value>(&node.node.addrs().admin.to_string(), path)
+        .await
+    {
         Ok(value) => (200, value.to_string()),
         Err(chorus_node::ctl::CtlError::Server {
             status, message, ..

@@ -38,10 +38,9 @@ use parking_lot::Mutex;
 
 use chorus_store::GroupRecord;
 use chorus_wire::{ConvId, ErrorCode};
-use ractor::ActorRef;
 
+use super::ShardRegion;
 use super::registry::{Admission, Delivery, Released};
-use super::{EntityKind, ShardRegion};
 use crate::conversation::{Conversation, ConversationMsg};
 
 /// Group reads for access checks running at once.
@@ -368,22 +367,9 @@ impl GroupCache {
 
 impl ShardRegion {
     /// Spawns the Conversation entity of `conv`.
-    fn spawn_conversation(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
-        let args = crate::conversation::ConversationArgs {
-            conv: conv.clone(),
-            region: self.clone(),
-        };
-        self.spawn_entity(
-            EntityKind::Conversation,
-            &conv.to_string(),
-            Conversation,
-            args,
-        )
-    }
-
     /// Delivers to the Conversation of `conv` on this node: to its entity if it
     /// runs, else after the access check (see `access`).
-    pub(super) fn local_conversation(&self, conv: &ConvId, key: &str, msg: ConversationMsg) {
+    pub(crate) fn local_conversation(&self, conv: &ConvId, key: &str, msg: ConversationMsg) {
         let groups = &self.inner.groups;
         let admit = |msg: ConversationMsg| {
             let cached = match conv {
@@ -397,7 +383,7 @@ impl ShardRegion {
                 Verdict::Unknown => Admission::Refuse(msg, Refusal::overloaded()),
             }
         };
-        let spawn = || self.spawn_conversation(conv);
+        let spawn = || self.spawn::<Conversation>(conv);
         match self.inner.conversations.deliver(key, spawn, admit, msg) {
             Delivery::Sent | Delivery::Queued => {}
             Delivery::Refused(msg, why) => refuse(msg, &why),
@@ -430,7 +416,7 @@ impl ShardRegion {
                 Err(e) => Err(Refusal::store(&e.to_string())),
             };
             let local = region.placement().is_local(&key);
-            let spawn = || region.spawn_conversation(&conv);
+            let spawn = || region.spawn::<Conversation>(&conv);
             let back = region.inner.conversations.release(&key, spawn, |msg| {
                 if !local {
                     return Released::Reroute(msg);
@@ -450,7 +436,7 @@ impl ShardRegion {
                 match released {
                     Released::Refuse(msg, why) => refuse(msg, &why),
                     Released::Reroute(msg) | Released::Deliver(msg) => {
-                        region.route_conversation(&conv, msg, 0, true);
+                        region.route::<Conversation>(&conv, msg, 0, true);
                     }
                 }
             }

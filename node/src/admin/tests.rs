@@ -9,6 +9,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::*;
+use chorus_admin_api::cluster::DrainResponse;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -22,77 +24,150 @@ struct FakeNode {
     slow_modes: Mutex<Vec<(String, Option<u32>)>>,
 }
 
+/// A value of the contract from its JSON, as the node would send it.
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+fn ready<T: Send + 'static>(value: T) -> AdminFuture<'static, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
 impl AdminBackend for FakeNode {
-    fn status(&self) -> AdminFuture<'_> {
-        Box::pin(async { Ok(json!({ "node": "n1", "connections": 3 })) })
+    fn status(&self) -> AdminFuture<'_, StatusResponse> {
+        ready(typed(json!({
+            "node": "n1", "status": "serving", "sessions": 3,
+            "listen": { "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401", "admin": "127.0.0.1:7402" },
+            "entities": { "user": 1, "conversation": 0, "live_room": 0 },
+        })))
     }
 
-    fn kick(&self, user: String) -> AdminFuture<'_> {
+    fn kick(&self, user: String) -> AdminFuture<'_, KickResponse> {
         Box::pin(async move {
             if user == "ghost" {
                 return Err(AdminError::NotFound("ghost is not online".into()));
             }
-            self.kicked.lock().unwrap().push(user);
-            Ok(json!({ "sessions_closed": 2 }))
+            self.kicked.lock().unwrap().push(user.clone());
+            Ok(KickResponse { user, closed: 2 })
         })
     }
 
-    fn members(&self) -> AdminFuture<'_> {
-        Box::pin(async { Ok(members_json()) })
+    fn members(&self) -> AdminFuture<'_, MembersResponse> {
+        ready(typed(members_json()))
     }
 
-    fn shards(&self) -> AdminFuture<'_> {
-        Box::pin(async {
-            Ok(json!({
-                "node": "n1", "shards": 4, "serving": ["n1", "n2"],
-                "owners": { "n1": [0, 3], "n2": [1, 2] },
-            }))
-        })
+    fn shards(&self) -> AdminFuture<'_, ShardsResponse> {
+        ready(typed(json!({
+            "node": "n1", "shards": 4, "serving": ["n1", "n2"],
+            "owners": { "n1": [0, 3], "n2": [1, 2] },
+        })))
     }
 
-    fn where_is(&self, key: String) -> AdminFuture<'_> {
+    fn where_is(&self, key: String) -> AdminFuture<'_, WhereResponse> {
         Box::pin(async move {
             let Some(entity) = key.strip_prefix("user:") else {
                 return Err(AdminError::BadRequest(format!("{key:?} names no entity")));
             };
-            let body = json!({
+            let body = typed(json!({
                 "node": "n1", "key": key, "kind": "user", "entity": entity,
                 "shard": 17, "owner": "n2", "running_here": false,
-            });
+            }));
             self.asked_where.lock().unwrap().push(key);
             Ok(body)
         })
     }
 
-    fn drain(&self) -> AdminFuture<'_> {
+    fn drain(&self) -> AdminFuture<'_, DrainResponse> {
         Box::pin(async {
             *self.drained.lock().unwrap() += 1;
-            Ok(json!({ "node": "n1", "status": "draining" }))
+            Ok(DrainResponse {
+                node: "n1".into(),
+                status: "draining".into(),
+                started: true,
+            })
         })
     }
 
-    fn issue_token(&self, user: String, roles: Vec<String>, ttl_s: Option<u64>) -> AdminFuture<'_> {
+    fn issue_token(
+        &self,
+        user: String,
+        roles: Vec<String>,
+        ttl_s: Option<u64>,
+    ) -> AdminFuture<'_, TokenResponse> {
         let ttl_s = ttl_s.unwrap_or(TokenRequest::DEFAULT_TTL_S);
         Box::pin(async move {
-            let body =
-                json!({ "token": "eyJ.fake", "user": user, "roles": roles, "expires_in_s": ttl_s });
+            let body = TokenResponse {
+                token: "eyJ.fake".into(),
+                user: user.clone(),
+                roles: roles.clone(),
+                expires_in_s: ttl_s,
+            };
             self.tokens.lock().unwrap().push((user, roles, ttl_s));
             Ok(body)
         })
     }
 
-    fn live_slow_mode(&self, room: String) -> AdminFuture<'_> {
-        Box::pin(async move {
-            Ok(json!({ "room": room, "slow_mode_s": 0, "override_s": null, "default_s": 0 }))
+    fn filter_reload(&self) -> AdminFuture<'_, FilterReloadResponse> {
+        Box::pin(std::future::ready(Err(AdminError::BadRequest(
+            "no [moderation] words file is configured".into(),
+        ))))
+    }
+
+    fn tls_reload(&self) -> AdminFuture<'_, TlsReloadResponse> {
+        Box::pin(std::future::ready(Err(AdminError::BadRequest(
+            "no [tls] certificate is configured".into(),
+        ))))
+    }
+
+    fn filter_test(&self, text: String) -> AdminFuture<'_, FilterTestResponse> {
+        ready(FilterTestResponse {
+            version: 0,
+            hits: Vec::new(),
+            masked: text.clone(),
+            normalised: text,
         })
     }
 
-    fn set_live_slow_mode(&self, room: String, seconds: Option<u32>) -> AdminFuture<'_> {
+    fn live_slow_mode(&self, room: String) -> AdminFuture<'_, SlowModeResponse> {
+        ready(typed(
+            json!({ "room": room, "slow_mode_s": 0, "override_s": null, "default_s": 0 }),
+        ))
+    }
+
+    fn set_live_slow_mode(
+        &self,
+        room: String,
+        seconds: Option<u32>,
+    ) -> AdminFuture<'_, SlowModeResponse> {
         Box::pin(async move {
-            let body = json!({ "room": room, "slow_mode_s": seconds.unwrap_or(0), "override_s": seconds, "default_s": 0 });
+            let body = typed(
+                json!({ "room": room, "slow_mode_s": seconds.unwrap_or(0), "override_s": seconds, "default_s": 0 }),
+            );
             self.slow_modes.lock().unwrap().push((room, seconds));
             Ok(body)
         })
+    }
+
+    fn scaling_status(&self) -> AdminFuture<'_, ScalingStatus> {
+        ready(typed(json!({
+            "node": "n1", "metric": "connections", "sample_s": 10, "samples": 0, "window": 360,
+            "horizon_s": 180, "per_node_capacity": 100.0, "target_percent": 70, "members": [],
+            "current_load": 0.0, "current_members": 0, "reactive_nodes": 1,
+            "recommended_nodes": null, "forecast": null, "note": "warming up",
+            "actuator": { "configured": false, "this_node": true, "last_run": null },
+        })))
+    }
+
+    fn scaling_forecast(&self) -> AdminFuture<'_, ScalingForecast> {
+        ready(typed(
+            json!({ "node": "n1", "forecast": null, "note": "warming up" }),
+        ))
+    }
+
+    fn scaling_series(&self) -> AdminFuture<'_, ScalingSeries> {
+        ready(typed(
+            json!({ "node": "n1", "metric": "connections", "step_s": 10, "points": [] }),
+        ))
     }
 }
 
@@ -106,15 +181,6 @@ fn members_json() -> Value {
             "cluster": "127.0.0.1:7404", "load": 12,
         }],
     })
-}
-
-/// A backend that implements only what it must.
-struct MinimalNode;
-
-impl AdminBackend for MinimalNode {
-    fn status(&self) -> AdminFuture<'_> {
-        Box::pin(async { Ok(json!({})) })
-    }
 }
 
 struct Running {
@@ -208,7 +274,7 @@ fn bearer(token: &str) -> String {
 #[tokio::test]
 async fn healthz_turns_ok_once_ready() {
     let readiness = Readiness::new();
-    let node = start(readiness.clone(), None, Arc::new(MinimalNode)).await;
+    let node = start(readiness.clone(), None, Arc::new(FakeNode::default())).await;
 
     let before = get(node.addr, "/healthz").await;
     assert_eq!(before.status, 503);
@@ -225,7 +291,7 @@ async fn healthz_turns_ok_once_ready() {
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_process_memory() {
-    let node = start(Readiness::new(), None, Arc::new(MinimalNode)).await;
+    let node = start(Readiness::new(), None, Arc::new(FakeNode::default())).await;
     metrics::counter!(telemetry::metric::MESSAGES_ACKED_TOTAL).increment(1);
 
     let reply = get(node.addr, "/metrics").await;
@@ -309,7 +375,10 @@ async fn admin_requires_the_bearer_token() {
         good.head
     );
     let status: Value = serde_json::from_str(&good.body).unwrap();
-    assert_eq!(status, json!({ "node": "n1", "connections": 3 }));
+    assert_eq!(
+        (&status["node"], &status["sessions"]),
+        (&json!("n1"), &json!(3))
+    );
 
     let lower = request(
         node.addr,
@@ -324,7 +393,7 @@ async fn admin_requires_the_bearer_token() {
 
 #[tokio::test]
 async fn unknown_admin_paths_are_hidden_behind_auth() {
-    let node = start(Readiness::new(), Some(TOKEN), Arc::new(MinimalNode)).await;
+    let node = start(Readiness::new(), Some(TOKEN), Arc::new(FakeNode::default())).await;
     assert_eq!(get(node.addr, "/admin/nope").await.status, 401);
     let reply = request(
         node.addr,
@@ -368,7 +437,7 @@ async fn kick_reaches_the_backend() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         serde_json::from_str::<Value>(&reply.body).unwrap(),
-        json!({ "sessions_closed": 2 })
+        json!({ "user": "alice", "closed": 2 })
     );
     assert_eq!(*backend.kicked.lock().unwrap(), ["alice"]);
 
@@ -393,19 +462,35 @@ async fn kick_reaches_the_backend() {
 }
 
 #[tokio::test]
-async fn unimplemented_operations_answer_501() {
-    let node = start(Readiness::new(), Some(TOKEN), Arc::new(MinimalNode)).await;
-    let reply = request(
-        node.addr,
-        "POST",
-        "/admin/kick/alice",
-        &[("Authorization", &bearer(TOKEN))],
-    )
-    .await;
-    assert_eq!(reply.status, 501);
-    let body: Value = serde_json::from_str(&reply.body).unwrap();
-    assert_eq!(body["error"], "unsupported");
-    assert_eq!(body["message"], "kick is not implemented by this node");
+async fn every_route_of_the_contract_is_served() {
+    let node = start(Readiness::new(), Some(TOKEN), Arc::new(FakeNode::default())).await;
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    for endpoint in Endpoint::ALL {
+        let route = endpoint.route();
+        let path = route.with_param("r1");
+        let body = match endpoint {
+            Endpoint::Token => r#"{"user": "alice"}"#,
+            Endpoint::SetLiveSlow => r#"{"room": "r1", "seconds": 5}"#,
+            _ => "",
+        };
+        let reply = request_with_body(node.addr, route.method.as_str(), &path, &auth, body).await;
+        assert!(
+            ![404, 405, 501].contains(&reply.status),
+            "{route:?}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    // The document served lists the same routes.
+    let doc = request(node.addr, "GET", "/admin/openapi.json", &auth).await;
+    assert_eq!(doc.status, 200);
+    let doc: Value = serde_json::from_str(&doc.body).unwrap();
+    for endpoint in Endpoint::ALL {
+        let route = endpoint.route();
+        let method = route.method.as_str().to_ascii_lowercase();
+        assert!(doc["paths"][route.path][&method].is_object(), "{route:?}");
+    }
     node.stop().await;
 }
 
@@ -459,7 +544,7 @@ async fn members_shards_and_drain_pass_the_backend_json_through() {
     assert_eq!(drain.status, 200);
     assert_eq!(
         json_of(&drain),
-        json!({ "node": "n1", "status": "draining" })
+        json!({ "node": "n1", "status": "draining", "started": true })
     );
     assert_eq!(*backend.drained.lock().unwrap(), 1);
 
@@ -633,50 +718,8 @@ async fn slow_mode_requests_are_checked_before_the_backend() {
 }
 
 #[tokio::test]
-async fn new_operations_answer_501_until_the_node_implements_them() {
-    let node = start(Readiness::new(), Some(TOKEN), Arc::new(MinimalNode)).await;
-    let auth = bearer(TOKEN);
-    let auth = [("Authorization", auth.as_str())];
-    for (method, path, operation) in [
-        ("GET", "/admin/members", "members"),
-        ("GET", "/admin/shards", "shards"),
-        ("GET", "/admin/where/user:alice", "where"),
-        ("POST", "/admin/drain", "drain"),
-        ("POST", "/admin/token", "token issue"),
-        ("POST", "/admin/filter/reload", "filter reload"),
-        ("POST", "/admin/filter/test", "filter test"),
-    ] {
-        let reply = request_with_body(node.addr, method, path, &auth, r#"{"user": "alice"}"#).await;
-        assert_eq!(reply.status, 501, "{method} {path}: {}", reply.body);
-        assert_eq!(
-            json_of(&reply),
-            json!({ "error": "unsupported", "message": format!("{operation} is not implemented by this node") })
-        );
-    }
-    for (method, path, body) in [
-        ("GET", "/admin/live/slow/r1", ""),
-        (
-            "POST",
-            "/admin/live/slow",
-            r#"{"room": "r1", "seconds": 5}"#,
-        ),
-    ] {
-        let reply = request_with_body(node.addr, method, path, &auth, body).await;
-        assert_eq!(reply.status, 501, "{method} {path}: {}", reply.body);
-        assert_eq!(
-            json_of(&reply)["message"],
-            "live slow is not implemented by this node"
-        );
-    }
-    // The router still refuses a bad request first: 400, not 501.
-    let bad = request_with_body(node.addr, "POST", "/admin/token", &auth, "{}").await;
-    assert_eq!(bad.status, 400);
-    node.stop().await;
-}
-
-#[tokio::test]
 async fn shutdown_waits_for_nothing_when_idle_and_closes_the_port() {
-    let node = start(Readiness::new(), None, Arc::new(MinimalNode)).await;
+    let node = start(Readiness::new(), None, Arc::new(FakeNode::default())).await;
     let addr = node.addr;
     node.stop().await;
     assert!(TcpStream::connect(addr).await.is_err());

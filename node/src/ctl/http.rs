@@ -1,24 +1,28 @@
-//! The admin API's client side: one HTTP/1.1 request per connection
-//! (`Connection: close`), the answer read until the server closes, its JSON
-//! returned or its failure turned into a [`CtlError`] that names the address.
+//! The admin API's client side: one request per connection, through hyper
+//! ([`chorus_admin_api::client`]) over TCP, or over TLS when the nodes serve
+//! HTTPS ([`AdminClient::with_tls`]); the answer's body read under a bound, its
+//! JSON decoded into the route's type, or its failure turned into a
+//! [`CtlError`] that names the address.
 //!
-//! Deliberately small: the admin listener is ours, answers JSON with a length or
-//! in chunks, and is reached over TCP, or over TLS when the nodes serve HTTPS
-//! ([`AdminClient::with_tls`]). Anything it sends is parsed fallibly; a
-//! malformed answer is an error, never a panic.
+//! Decoding is strict where it matters: a field the type does not know is
+//! ignored (a newer node may send more), but a required field that is missing
+//! or of another type is a [`CtlError::BadResponse`] naming the path and field.
 
 use std::io;
 use std::time::Duration;
 
+use chorus_admin_api::Method;
+use chorus_admin_api::client::{self, Answer, ExchangeError, Request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The largest answer read, in bytes. The biggest real one (`/admin/shards` of a
 /// large cluster) is a few kilobytes per thousand shards.
-const MAX_RESPONSE: u64 = 16 << 20;
+const MAX_RESPONSE: usize = 16 << 20;
 
 /// Why a command failed. Each message names the admin address it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +99,7 @@ pub enum CtlError {
         addr: String,
         /// The HTTP status.
         status: u16,
-        /// The `error` kind of the body (`bad_request`, `unsupported`, ...), or
+        /// The `error` kind of the body (`bad_request`, `unavailable`, ...), or
         /// empty when the body had none.
         kind: String,
         /// The `message` of the body, or a description of the status.
@@ -105,13 +109,6 @@ pub enum CtlError {
     /// did not finish in time).
     #[error("{0}")]
     Failed(String),
-}
-
-impl CtlError {
-    /// Whether the node answered `501`: it does not implement the operation.
-    pub fn is_unsupported(&self) -> bool {
-        matches!(self, CtlError::Server { status: 501, .. })
-    }
 }
 
 /// A client of the admin API of any node of a cluster.
@@ -145,11 +142,11 @@ pub struct Body {
 }
 
 impl Body {
-    /// A JSON document.
-    pub fn json(value: &Value) -> Body {
+    /// A request type of the contract, as JSON.
+    pub fn json(value: &impl Serialize) -> Body {
         Body {
             content_type: "application/json",
-            bytes: value.to_string().into_bytes(),
+            bytes: serde_json::to_vec(value).unwrap_or_default(),
         }
     }
 
@@ -178,19 +175,23 @@ impl AdminClient {
         self
     }
 
-    /// `GET path` on the admin listener at `addr` (`host:port`).
-    pub async fn get(&self, addr: &str, path: &str) -> Result<Value, CtlError> {
-        self.call(addr, "GET", path, None).await
+    /// `GET path` on the admin listener at `addr` (`host:port`), its answer
+    /// decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<T, CtlError> {
+        let body = self.call(addr, Method::Get, path, None).await?;
+        decode(addr, path, &body)
     }
 
-    /// `POST path` with `body` on the admin listener at `addr`.
-    pub async fn post(
+    /// `POST path` with `body` on the admin listener at `addr`, its answer
+    /// decoded as `T`.
+    pub async fn post<T: DeserializeOwned>(
         &self,
         addr: &str,
         path: &str,
         body: Option<Body>,
-    ) -> Result<Value, CtlError> {
-        self.call(addr, "POST", path, body).await
+    ) -> Result<T, CtlError> {
+        let answer = self.call(addr, Method::Post, path, body).await?;
+        decode(addr, path, &answer)
     }
 
     /// Whether anything accepts TCP connections at `addr`, within the timeout.
@@ -201,80 +202,125 @@ impl AdminClient {
         )
     }
 
+    /// The body of a 2xx answer to `method path`, or the failure it stands for.
     async fn call(
         &self,
         addr: &str,
-        method: &str,
+        method: Method,
         path: &str,
         body: Option<Body>,
-    ) -> Result<Value, CtlError> {
-        let request = self.request(addr, method, path, body.as_ref());
-        let raw = tokio::time::timeout(self.timeout, exchange(addr, &request, self.tls.as_ref()))
+    ) -> Result<bytes::Bytes, CtlError> {
+        let answer = self.raw(addr, method, path, body).await?;
+        interpret(addr, &answer, self.token.is_some())
+    }
+
+    /// `method path` on `addr` as it is: status, content type and body,
+    /// whatever the status. Fails only when there is no whole answer.
+    pub async fn raw(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Answer, CtlError> {
+        let request = Request {
+            method,
+            path,
+            host: addr,
+            bearer: self.token.as_deref(),
+            body: body.map(|b| (b.content_type, b.bytes)),
+        };
+        tokio::time::timeout(self.timeout, self.exchange(addr, request))
             .await
             .map_err(|_| CtlError::Timeout {
                 addr: addr.to_string(),
                 path: path.to_string(),
                 secs: self.timeout.as_secs(),
-            })??;
-        let response = parse_response(&raw).map_err(|why| CtlError::BadResponse {
-            addr: addr.to_string(),
-            why,
-        })?;
-        interpret(addr, &response, self.token.is_some())
+            })?
     }
 
-    fn request(&self, addr: &str, method: &str, path: &str, body: Option<&Body>) -> Vec<u8> {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Accept: application/json\r\nUser-Agent: chorusctl\r\n"
-        );
-        if let Some(token) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        match body {
-            Some(body) => head.push_str(&format!(
-                "Content-Type: {}\r\nContent-Length: {}\r\n",
-                body.content_type,
-                body.bytes.len()
-            )),
-            None if method == "POST" => head.push_str("Content-Length: 0\r\n"),
-            None => {}
-        }
-        head.push_str("\r\n");
-        let mut request = head.into_bytes();
-        if let Some(body) = body {
-            request.extend_from_slice(&body.bytes);
-        }
-        request
+    async fn exchange(&self, addr: &str, request: Request<'_>) -> Result<Answer, CtlError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| CtlError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let answer = match &self.tls {
+            None => client::exchange(stream, request, MAX_RESPONSE).await,
+            Some(connector) => {
+                let name = server_name(addr).map_err(|why| CtlError::Tls {
+                    addr: addr.to_string(),
+                    why,
+                })?;
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| CtlError::Tls {
+                        addr: addr.to_string(),
+                        why: e.to_string(),
+                    })?;
+                client::exchange(stream, request, MAX_RESPONSE).await
+            }
+        };
+        answer.map_err(|e| exchange_error(addr, e))
     }
 }
 
-async fn exchange(
-    addr: &str,
-    request: &[u8],
-    tls: Option<&TlsConnector>,
-) -> Result<Vec<u8>, CtlError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| CtlError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let Some(connector) = tls else {
-        return talk(addr, stream, request).await;
+/// The HTTPS client configuration: roots from `ca`, or the system's.
+pub(crate) fn tls_connector(
+    ca: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, CtlError> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let roots = match ca {
+        Some(path) => {
+            crate::tls::root_store("--ca", path).map_err(|e| CtlError::Failed(e.to_string()))?
+        }
+        None => {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(CtlError::Failed(
+                    "no system root certificates were found; pass --ca with the nodes' CA".into(),
+                ));
+            }
+            roots
+        }
     };
-    let name = server_name(addr).map_err(|why| CtlError::Tls {
-        addr: addr.to_string(),
-        why,
-    })?;
-    let stream = connector
-        .connect(name, stream)
-        .await
-        .map_err(|e| CtlError::Tls {
-            addr: addr.to_string(),
+    let config = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CtlError::Failed(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// An exchange that failed, as the operator reads it.
+fn exchange_error(addr: &str, e: ExchangeError) -> CtlError {
+    let addr = addr.to_string();
+    match e {
+        ExchangeError::Http(e) if e.is_parse() || e.is_parse_status() => CtlError::BadResponse {
+            addr,
+            why: format!("not the HTTP/1 the admin API speaks: {e}"),
+        },
+        ExchangeError::Http(e) if e.is_incomplete_message() => CtlError::BadResponse {
+            addr,
+            why: "the connection closed without a whole answer".into(),
+        },
+        ExchangeError::Http(e) => CtlError::Io {
+            addr,
+            source: io::Error::other(e),
+        },
+        ExchangeError::Request(why) => CtlError::Failed(format!("a request to {addr}: {why}")),
+        e @ (ExchangeError::TooLarge(_) | ExchangeError::Body(_)) => CtlError::BadResponse {
+            addr,
             why: e.to_string(),
-        })?;
-    talk(addr, stream, request).await
+        },
+    }
 }
 
 /// The certificate name of `host:port`: an IP address or a DNS name.
@@ -290,143 +336,34 @@ fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?}: {e}"))
 }
 
-/// Sends `request` and reads the answer until the server closes.
-async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
+/// The answer of `path` as its route's type: a missing or mistyped field is a
+/// [`CtlError::BadResponse`] that names it.
+pub(crate) fn decode<T: DeserializeOwned>(
     addr: &str,
-    mut stream: S,
-    request: &[u8],
-) -> Result<Vec<u8>, CtlError> {
-    let io_error = |source| CtlError::Io {
+    path: &str,
+    body: &[u8],
+) -> Result<T, CtlError> {
+    serde_json::from_slice(body).map_err(|e| CtlError::BadResponse {
         addr: addr.to_string(),
-        source,
-    };
-    stream.write_all(request).await.map_err(io_error)?;
-    let mut raw = Vec::new();
-    match (&mut stream)
-        .take(MAX_RESPONSE + 1)
-        .read_to_end(&mut raw)
-        .await
-    {
-        Ok(_) => {}
-        // A TLS peer that closes without close_notify after its whole answer:
-        // the answer is judged by its own length below.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(io_error(e)),
-    }
-    if raw.len() as u64 > MAX_RESPONSE {
-        return Err(CtlError::BadResponse {
-            addr: addr.to_string(),
-            why: format!("the answer is larger than {MAX_RESPONSE} bytes"),
-        });
-    }
-    Ok(raw)
+        why: if e.is_syntax() || e.is_eof() {
+            format!(
+                "{path} answered with a body that is not JSON ({e}): {:?}",
+                truncate(&String::from_utf8_lossy(body), 120)
+            )
+        } else {
+            format!("{path} answered a shape this chorusctl does not know: {e}")
+        },
+    })
 }
 
-/// An HTTP response, its body de-chunked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) body: Vec<u8>,
-}
-
-/// Parses a whole HTTP/1.x response as read until the server closed.
-pub(crate) fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    if raw.is_empty() {
-        return Err("the connection closed without an answer".into());
-    }
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err("no complete HTTP header".into());
-    };
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "the HTTP header is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.split(' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!(
-            "not an HTTP/1 answer: {:?}",
-            truncate(status_line, 80)
-        ));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (100..=999).contains(s))
-        .ok_or_else(|| format!("bad status line {:?}", truncate(status_line, 80)))?;
-    let mut content_length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("bad Content-Length {value:?}"))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        }
-    }
-    let rest = &raw[end + 4..];
-    let body = if chunked {
-        decode_chunked(rest)?
-    } else if let Some(length) = content_length {
-        rest.get(..length)
-            .ok_or_else(|| format!("the body ended after {} of {length} bytes", rest.len()))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response { status, body })
-}
-
-/// The payload of a `Transfer-Encoding: chunked` body (RFC 9112 §7.1); trailers
-/// are ignored.
-fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return Err("a chunk size line is incomplete".into());
-        };
-        let line = std::str::from_utf8(&rest[..eol]).map_err(|_| "a chunk size is not text")?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {:?}", truncate(size_text, 20)))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = rest.get(..size).ok_or("the body ended inside a chunk")?;
-        body.extend_from_slice(chunk);
-        rest = rest
-            .get(size..)
-            .and_then(|r| r.strip_prefix(b"\r\n"))
-            .ok_or("a chunk is not followed by CRLF")?;
-    }
-}
-
-/// The JSON of a 2xx answer, or the error a failure stands for.
+/// The body of a 2xx answer, or the error a failure stands for.
 pub(crate) fn interpret(
     addr: &str,
-    response: &Response,
+    response: &Answer,
     token_given: bool,
-) -> Result<Value, CtlError> {
-    let json: Option<Value> = serde_json::from_slice(&response.body).ok();
+) -> Result<bytes::Bytes, CtlError> {
     match response.status {
-        200..=299 => json.ok_or_else(|| CtlError::BadResponse {
-            addr: addr.to_string(),
-            why: format!(
-                "HTTP {} with a body that is not JSON: {:?}",
-                response.status,
-                truncate(&String::from_utf8_lossy(&response.body), 120)
-            ),
-        }),
+        200..=299 => Ok(response.body.clone()),
         401 if token_given => Err(CtlError::TokenRefused {
             addr: addr.to_string(),
         }),
@@ -434,6 +371,7 @@ pub(crate) fn interpret(
             addr: addr.to_string(),
         }),
         status => {
+            let json: Option<Value> = serde_json::from_slice(&response.body).ok();
             let field = |name: &str| {
                 json.as_ref()
                     .and_then(|j| j.get(name))

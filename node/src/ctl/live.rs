@@ -9,15 +9,17 @@
 //! Any node answers: the setting lives in the message store, and the node that
 //! takes it tells the room wherever it runs.
 
+use chorus_admin_api::Endpoint;
+use chorus_admin_api::live::{SlowModeRequest, SlowModeResponse};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
+use super::Outcome;
 use super::http::{Body, CtlError, encode_segment};
-use super::render::{NONE, cell};
+use super::render::{json, or_none};
 use super::table::fields;
-use super::{Ctl, Outcome};
-use crate::admin::SlowModeRequest;
+use super::view::Ctl;
+use crate::admin::MAX_SLOW_MODE_S;
 
 /// `chorusctl live`.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -34,7 +36,7 @@ pub struct SlowArgs {
     pub room: String,
     /// Seconds between one user's accepted danmaku, 0 to turn slow mode off in
     /// this room; omit it to show the current setting.
-    #[arg(value_parser = RangedU64ValueParser::<u32>::new().range(0..=u64::from(SlowModeRequest::MAX_SECONDS)))]
+    #[arg(value_parser = RangedU64ValueParser::<u32>::new().range(0..=u64::from(MAX_SLOW_MODE_S)))]
     pub seconds: Option<u32>,
     /// Remove the room's own setting, so that the nodes' `[live] slow_mode_s`
     /// applies again.
@@ -50,17 +52,23 @@ impl Ctl {
     }
 
     async fn live_slow(&self, args: &SlowArgs) -> Result<Outcome, CtlError> {
-        let answer = if args.reset || args.seconds.is_some() {
-            let request = json!({ "room": args.room, "seconds": args.seconds });
+        let answer: SlowModeResponse = if args.reset || args.seconds.is_some() {
+            let request = SlowModeRequest::new(args.room.clone(), args.seconds);
             self.client
-                .post(&self.admin, "/admin/live/slow", Some(Body::json(&request)))
+                .post(
+                    &self.admin,
+                    Endpoint::SetLiveSlow.route().path,
+                    Some(Body::json(&request)),
+                )
                 .await?
         } else {
-            let path = format!("/admin/live/slow/{}", encode_segment(&args.room));
+            let path = Endpoint::LiveSlow
+                .route()
+                .with_param(&encode_segment(&args.room));
             self.client.get(&self.admin, &path).await?
         };
         Ok(if self.json {
-            Outcome::json(&answer)
+            json(&answer)
         } else {
             Outcome::text(slow_text(&answer))
         })
@@ -68,21 +76,19 @@ impl Ctl {
 }
 
 /// `chorusctl live slow`: the room, what it applies, and where that comes from.
-pub(crate) fn slow_text(answer: &Value) -> String {
-    let seconds = |key: &str| match answer.get(key).and_then(Value::as_u64) {
-        Some(0) => "off".to_string(),
-        Some(s) => format!("{s} s per user"),
-        None => NONE.to_string(),
+pub(crate) fn slow_text(answer: &SlowModeResponse) -> String {
+    let seconds = |s: u64| match s {
+        0 => "off".to_string(),
+        s => format!("{s} s per user"),
     };
-    let source = match answer.get("override_s") {
-        Some(Value::Number(_)) => "this room's setting".to_string(),
-        Some(Value::Null) => "the default ([live] slow_mode_s)".to_string(),
-        _ => NONE.to_string(),
+    let source = match answer.override_s {
+        Some(_) => "this room's setting",
+        None => "the default ([live] slow_mode_s)",
     };
     fields(&[
-        ("room", cell(answer.get("room"))),
-        ("slow mode", seconds("slow_mode_s")),
-        ("set by", source),
-        ("default", seconds("default_s")),
+        ("room", or_none(&answer.room)),
+        ("slow mode", seconds(answer.slow_mode_s)),
+        ("set by", source.to_string()),
+        ("default", seconds(answer.default_s)),
     ])
 }

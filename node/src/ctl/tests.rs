@@ -2,15 +2,38 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
 use tokio::net::TcpListener;
 
-use super::http::{Response, interpret, parse_response};
+use chorus_admin_api::client::Answer;
+use chorus_admin_api::cluster::*;
+use chorus_admin_api::filter::*;
+use chorus_admin_api::live::SlowModeResponse;
+use chorus_admin_api::scaling::*;
+use chorus_admin_api::tls::TlsReloadResponse;
+use chorus_admin_api::users::*;
+use serde_json::{Value, json};
+
+use super::drain::{DrainProgress, drain_progress};
+use super::http::interpret;
+use super::locate::WhereReport;
+use super::status::StatusRow;
 use super::table::Table;
 use super::*;
 use crate::admin::{AdminBackend, AdminError, AdminFuture, AdminState, Readiness, serve_admin};
 use crate::telemetry;
+
+/// A JSON document read as a type of the contract, as chorusctl reads answers.
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+/// The members of a `/admin/members` answer, sorted, as the commands use them.
+fn members_of(answer: Value) -> Result<Vec<MemberInfo>, serde_json::Error> {
+    serde_json::from_value::<MembersResponse>(answer).map(|a| view::sorted(a.members))
+}
 
 const TOKEN: &str = "ctl-test-token";
 
@@ -195,27 +218,45 @@ fn member(id: &str, status: &str, alive: bool, admin: &str) -> Value {
 }
 
 #[test]
-fn members_are_read_leniently_and_sorted() {
+fn members_are_read_strictly_and_sorted() {
     let answer = json!({
         "node": "n1",
         "members": [
             member("n2", "draining", true, "n2:7402"),
-            1,
-            { "node_id": 5 },
-            { "node_id": "n0", "alive": "yes", "load": -1 },
+            member("n0", "serving", false, ""),
             member("n1", "serving", true, "n1:7402"),
         ],
     });
-    let members = render::members_of(&answer).unwrap();
+    let mut members = members_of(answer).unwrap();
     let ids: Vec<&str> = members.iter().map(|m| m.node_id.as_str()).collect();
     assert_eq!(ids, ["n0", "n1", "n2"]);
     assert!(!members[0].alive);
-    assert_eq!(members[0].load, None);
-    assert!(members[1].is_self);
-    assert!(render::members_of(&json!({ "members": {} })).is_err());
-    assert!(render::members_of(&json!([])).is_err());
+    assert!(members[1].this);
+    // A field this version does not know is ignored; a missing or mistyped
+    // required one is an error that names it.
+    let mut newer = member("n3", "serving", true, "n3:7402");
+    newer["zone"] = "eu-1".into();
+    assert!(members_of(json!({ "node": "n1", "members": [newer] })).is_ok());
+    for (entry, says) in [
+        (json!({ "node_id": 5 }), "invalid type"),
+        (json!({ "node_id": "n0", "alive": "yes" }), "invalid type"),
+        (json!({ "node_id": "n0" }), "missing field"),
+        (json!(1), "invalid type"),
+    ] {
+        let err = members_of(json!({ "node": "n1", "members": [entry] })).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    assert!(members_of(json!({ "members": {} })).is_err());
+    assert!(members_of(json!([])).is_err());
+    // The n0 row of the table: dead, no load figure beyond its own.
+    members[0].load = 0;
+    members[0].connected = false;
+    members[0].tcp.clear();
+    members[0].ws.clear();
+    members[0].cluster = None;
+    members[0].status.clear();
 
-    let rows = words(&render::members_table(&members));
+    let rows = words(&members::members_table(&members));
     assert_eq!(
         rows,
         [
@@ -230,7 +271,7 @@ fn members_are_read_leniently_and_sorted() {
                 "ADMIN",
                 "CLUSTER"
             ],
-            vec!["n0", "-", "no", "-", "-", "-", "-", "-", "-"],
+            vec!["n0", "-", "no", "no", "0", "-", "-", "-", "-"],
             vec![
                 "n1",
                 "serving",
@@ -259,17 +300,17 @@ fn members_are_read_leniently_and_sorted() {
 
 #[test]
 fn status_rows_show_dashes_for_members_that_did_not_answer() {
-    let members = render::members_of(&json!({ "members": [
+    let members = members_of(json!({ "node": "n1", "members": [
         member("n1", "serving", true, "a:1"),
         member("n2", "serving", true, "b:1"),
         member("n3", "joining", false, "c:1"),
     ]}))
     .unwrap();
-    let status = json!({
+    let status = typed(json!({
         "node": "n1", "status": "draining", "sessions": 3,
-        "listen": { "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401" },
+        "listen": { "tcp": "127.0.0.1:7400", "ws": "127.0.0.1:7401", "admin": "127.0.0.1:7402" },
         "entities": { "user": 2, "conversation": 1, "live_room": 0 },
-    });
+    }));
     let rows = vec![
         StatusRow {
             member: members[0].clone(),
@@ -284,7 +325,7 @@ fn status_rows_show_dashes_for_members_that_did_not_answer() {
             status: Err("not alive".into()),
         },
     ];
-    let text = render::status_table(&rows);
+    let text = status::status_table(&rows);
     let lines: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -331,21 +372,18 @@ fn status_rows_show_dashes_for_members_that_did_not_answer() {
         ]
     );
 
-    // Without advertised addresses the node's own listen addresses are shown, and
-    // a status of an unexpected shape is dashes, not a panic.
+    // Without advertised addresses the node's own listen addresses are shown.
     let mut bare = members[0].clone();
     bare.tcp.clear();
     bare.ws.clear();
-    let text = render::status_table(&[
-        StatusRow {
-            member: bare.clone(),
-            status: Ok(json!({ "listen": { "tcp": "127.0.0.1:1" } })),
-        },
-        StatusRow {
-            member: bare,
-            status: Ok(json!(["not", "an", "object"])),
-        },
-    ]);
+    let text = status::status_table(&[StatusRow {
+        member: bare,
+        status: Ok(typed(json!({
+            "node": "n1", "status": "", "sessions": 0,
+            "listen": { "tcp": "127.0.0.1:1", "ws": "", "admin": "" },
+            "entities": { "user": 0, "conversation": 0, "live_room": 0 },
+        }))),
+    }]);
     let lines: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -356,17 +394,13 @@ fn status_rows_show_dashes_for_members_that_did_not_answer() {
             "n1",
             "serving",
             "yes",
-            "-",
-            "-",
-            "-",
-            "-",
+            "0",
+            "0",
+            "0",
+            "0",
             "127.0.0.1:1",
             "-"
         ]
-    );
-    assert_eq!(
-        lines[2],
-        ["n1", "serving", "yes", "-", "-", "-", "-", "-", "-"]
     );
 }
 
@@ -376,7 +410,7 @@ fn shards_count_per_owner() {
         "node": "n1", "shards": 8, "serving": ["n2", "n1"],
         "owners": { "n1": [0, 1, 2], "n2": [3, 4, 5, 6], "old": [7] },
     });
-    let text = render::shards_table(&answer).unwrap();
+    let text = shards::shards_table(&typed(answer));
     let lines: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -391,18 +425,21 @@ fn shards_count_per_owner() {
     assert_eq!(lines[4], ["old", "no", "1", "12.5%"]);
     assert_eq!(lines.len(), 5);
 
-    let partial = render::shards_table(&json!({ "shards": 4, "owners": { "n1": [0] } })).unwrap();
+    let partial = shards::shards_table(&typed(
+        json!({ "node": "n1", "shards": 4, "serving": [], "owners": { "n1": [0] } }),
+    ));
     assert!(partial.ends_with("3 shards have no owner\n"), "{partial}");
-    assert!(render::shards_table(&json!({ "owners": {} })).is_err());
+    assert!(serde_json::from_value::<ShardsResponse>(json!({ "owners": {} })).is_err());
 }
 
 #[test]
 fn where_reports_in_text_and_json() {
+    let answer: WhereResponse = typed(json!({
+        "node": "n1", "key": "user:alice", "kind": "user", "entity": "alice",
+        "shard": 17, "owner": "n2", "running_here": false,
+    }));
     let report = WhereReport {
-        answer: json!({
-            "node": "n1", "key": "user:alice", "kind": "user", "entity": "alice",
-            "shard": 17, "owner": "n2", "running_here": false,
-        }),
+        answer: answer.clone(),
         running_on: vec!["n2".into()],
         unreachable: vec![],
     };
@@ -419,7 +456,7 @@ fn where_reports_in_text_and_json() {
         json!({ "key": "user:alice", "kind": "user", "shard": 17, "owner": "n2", "running_on": ["n2"] })
     );
     let nowhere = WhereReport {
-        answer: json!({}),
+        answer,
         running_on: vec![],
         unreachable: vec!["n3".into()],
     };
@@ -430,43 +467,42 @@ fn where_reports_in_text_and_json() {
     );
     assert!(nowhere.to_text().contains("not answering  n3"));
     assert_eq!(nowhere.to_json()["unreachable"], json!(["n3"]));
-    assert_eq!(nowhere.to_json()["owner"], Value::Null);
+    assert_eq!(nowhere.to_json()["owner"], "n2");
 }
 
 #[test]
 fn node_answers_as_text() {
     assert_eq!(
-        render::kick_text("alice", &json!({ "user": "alice", "closed": 1 })),
+        kick::kick_text("alice", &typed(json!({ "user": "alice", "closed": 1 }))),
         "alice: 1 session closed\n"
     );
     assert_eq!(
-        render::kick_text("bob", &json!({ "closed": 0 })),
+        kick::kick_text("bob", &typed(json!({ "user": "bob", "closed": 0 }))),
         "bob: 0 sessions closed\n"
     );
-    assert_eq!(render::kick_text("bob", &json!(null)), "bob: kicked\n");
+    assert!(serde_json::from_value::<KickResponse>(json!(null)).is_err());
 
-    let (token, note) = render::token_text(&json!({
+    let (token, note) = token::token_text(&typed(json!({
         "token": "eyJ.a.b", "user": "alice", "roles": ["vip", "mod"], "expires_in_s": 3600,
-    }))
-    .unwrap();
+    })));
     assert_eq!(token, "eyJ.a.b\n");
     assert_eq!(note, "token for alice, roles: vip, mod, expires in 3600 s");
-    assert!(render::token_text(&json!({ "token": "" })).is_err());
+    assert!(serde_json::from_value::<TokenResponse>(json!({ "token": "" })).is_err());
 
     assert_eq!(
-        render::filter_reload_text(&json!({
+        filter::filter_reload_text(&typed(json!({
             "version": 3, "words": 1200, "allowed": 4, "memory_bytes": 1_258_291, "build_ms": 35,
-        })),
+        }))),
         "word filter reloaded: version 3, 1200 words, 4 allowed, 1.2 MiB, built in 35 ms\n"
     );
-    let test = render::filter_test_text(&json!({
+    let test = filter::filter_test_text(&typed(json!({
         "version": 2,
         "hits": [
             { "word": "badword", "start": 3, "end": 10, "text": "badword" },
             { "word": "bad", "start": 11, "end": 15, "text": "B-ad" },
         ],
         "masked": "so ******* ****", "normalised": "so badword bad",
-    }));
+    })));
     assert_eq!(
         test,
         "hits            2: \"badword\" at 3..10, \"bad\" as \"B-ad\" at 11..15\n\
@@ -474,53 +510,68 @@ fn node_answers_as_text() {
          normalised      so badword bad\n\
          filter version  2\n"
     );
-    assert!(render::filter_test_text(&json!({ "hits": [] })).starts_with("hits            none\n"));
+    assert!(
+        filter::filter_test_text(&typed(
+            json!({ "version": 1, "hits": [], "masked": "ok", "normalised": "ok" })
+        ))
+        .starts_with("hits            none\n")
+    );
 
     assert_eq!(
-        live::slow_text(&json!({
+        live::slow_text(&typed(json!({
             "room": "r1", "slow_mode_s": 30, "override_s": 30, "default_s": 0,
-        })),
+        }))),
         "room       r1\n\
          slow mode  30 s per user\n\
          set by     this room's setting\n\
          default    off\n"
     );
     assert_eq!(
-        live::slow_text(&json!({
+        live::slow_text(&typed(json!({
             "room": "r2", "slow_mode_s": 10, "override_s": null, "default_s": 10,
-        })),
+        }))),
         "room       r2\n\
          slow mode  10 s per user\n\
          set by     the default ([live] slow_mode_s)\n\
          default    10 s per user\n"
     );
-    // An answer of another shape still prints, with dashes.
-    assert_eq!(
-        live::slow_text(&json!({ "room": "r3" })),
-        "room       r3\nslow mode  -\nset by     -\ndefault    -\n"
+    // An answer of another shape is refused, naming what is missing.
+    let err = serde_json::from_value::<SlowModeResponse>(json!({ "room": "r3" })).unwrap_err();
+    assert!(
+        err.to_string().contains("missing field `slow_mode_s`"),
+        "{err}"
     );
 }
 
 // ---- HTTP ----
 
-#[test]
-fn responses_parse_with_length_chunks_or_close() {
-    let sized = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}trailing").unwrap();
-    assert_eq!(
-        sized,
-        Response {
-            status: 200,
-            body: b"{}".to_vec()
-        }
-    );
-    let chunked = parse_response(
-        b"HTTP/1.1 501 Not Implemented\r\nTransfer-Encoding: chunked\r\n\r\n4;ext\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+/// A one-shot server on loopback that answers `raw` to whatever it reads.
+async fn answering(raw: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = vec![0; 4096];
+        let _ = stream.read(&mut head).await;
+        let _ = stream.write_all(&raw).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn answers_are_read_with_length_or_chunks_and_bounded() {
+    let client = AdminClient::new(None, Duration::from_secs(2));
+    let sized = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"a\": 1}".to_vec()).await;
+    let value: Value = client.get(&sized, "/x").await.unwrap();
+    assert_eq!(value, json!({ "a": 1 }));
+    let chunked = answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"
+            .to_vec(),
     )
-    .unwrap();
-    assert_eq!(chunked.status, 501);
-    assert_eq!(chunked.body, b"{\"a\":1}");
-    let closed = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nnope").unwrap();
-    assert_eq!(closed.body, b"nope");
+    .await;
+    let value: Value = client.get(&chunked, "/x").await.unwrap();
+    assert_eq!(value, json!({ "a": 1 }));
 
     for garbage in [
         &b""[..],
@@ -531,32 +582,56 @@ fn responses_parse_with_length_chunks_or_close() {
         b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-        b"\xff\xfe\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     ] {
+        let addr = answering(garbage.to_vec()).await;
+        let err = client.get::<Value>(&addr, "/x").await.unwrap_err();
         assert!(
-            parse_response(garbage).is_err(),
-            "{}",
+            matches!(err, CtlError::BadResponse { .. } | CtlError::Io { .. }),
+            "{}: {err}",
             String::from_utf8_lossy(garbage)
         );
+        assert!(err.to_string().contains(&addr), "{err}");
     }
+
+    // An answer past the bound is refused, not read to the end.
+    let mut huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 17 << 20).into_bytes();
+    huge.resize(huge.len() + (17 << 20), b' ');
+    let addr = answering(huge).await;
+    let err = client.get::<Value>(&addr, "/x").await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+
+    // A typed answer without a required field names the path and the field.
+    let addr =
+        answering(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\n{\"node\": \"n\"}".to_vec()).await;
+    let err = client
+        .get::<MembersResponse>(&addr, "/admin/members")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/admin/members") && err.contains("missing field `members`"),
+        "{err}"
+    );
 }
 
-fn response(status: u16, body: &str) -> Response {
-    Response {
+fn response(status: u16, body: &str) -> Answer {
+    Answer {
         status,
-        body: body.as_bytes().to_vec(),
+        content_type: None,
+        body: bytes::Bytes::copy_from_slice(body.as_bytes()),
     }
 }
 
 #[test]
 fn failures_become_errors_that_name_the_address() {
     assert_eq!(
-        interpret("h:1", &response(200, r#"{"ok":true}"#), true).unwrap(),
-        json!({ "ok": true })
+        &interpret("h:1", &response(200, r#"{"ok":true}"#), true).unwrap()[..],
+        br#"{"ok":true}"#
     );
-    let err = interpret("h:1", &response(200, "ok"), true).unwrap_err();
+    let err = http::decode::<Value>("h:1", "/admin/x", b"ok").unwrap_err();
     assert!(matches!(err, CtlError::BadResponse { .. }), "{err}");
+    assert!(err.to_string().contains("not JSON"), "{err}");
 
     let missing = interpret("h:1", &response(401, ""), false)
         .unwrap_err()
@@ -571,19 +646,21 @@ fn failures_become_errors_that_name_the_address() {
         .to_string();
     assert!(refused.contains("h:1 refused the admin token"), "{refused}");
 
-    let unsupported = interpret(
+    let unavailable = interpret(
         "h:1",
         &response(
-            501,
-            r#"{"error":"unsupported","message":"drain is not implemented by this node"}"#,
+            503,
+            r#"{"error":"unavailable","message":"the store is unreachable"}"#,
         ),
         true,
     )
     .unwrap_err();
-    assert!(unsupported.is_unsupported());
+    assert!(
+        matches!(&unavailable, CtlError::Server { status: 503, kind, .. } if kind == "unavailable")
+    );
     assert_eq!(
-        unsupported.to_string(),
-        "h:1: drain is not implemented by this node (HTTP 501)"
+        unavailable.to_string(),
+        "h:1: the store is unreachable (HTTP 503)"
     );
 
     let disabled = interpret("h:1", &response(404, ""), true)
@@ -610,27 +687,27 @@ fn a_drained_node_is_gone_once_dead_unlisted_or_restarted() {
     let members = |status: &str, alive: bool, generation: u64| {
         let mut m = member("n2", status, alive, "b:1");
         m["generation"] = generation.into();
-        render::members_of(&json!({ "members": [member("n1", "serving", true, "a:1"), m] }))
+        members_of(json!({ "node": "n1", "members": [member("n1", "serving", true, "a:1"), m] }))
             .unwrap()
     };
     assert_eq!(
-        drain_progress(&members("draining", true, 7), "n2", Some(7)),
+        drain_progress(&members("draining", true, 7), "n2", 7),
         DrainProgress::Present("draining".into())
     );
     assert_eq!(
-        drain_progress(&members("draining", false, 7), "n2", Some(7)),
+        drain_progress(&members("draining", false, 7), "n2", 7),
         DrainProgress::Gone
     );
     assert_eq!(
-        drain_progress(&members("joining", true, 8), "n2", Some(7)),
+        drain_progress(&members("joining", true, 8), "n2", 7),
         DrainProgress::Gone
     );
     assert_eq!(
-        drain_progress(&members("serving", true, 8), "n2", None),
+        drain_progress(&members("serving", true, 8), "n2", 8),
         DrainProgress::Present("serving".into())
     );
     assert_eq!(
-        drain_progress(&members("draining", true, 7), "n9", Some(7)),
+        drain_progress(&members("draining", true, 7), "n9", 7),
         DrainProgress::Gone
     );
 }
@@ -689,29 +766,30 @@ impl FakeCluster {
 struct FakeNode {
     id: String,
     cluster: Arc<FakeCluster>,
-    /// Whether `/admin/members` exists (a node of an older version: no).
-    has_members: bool,
+}
+
+/// What a fake node answers for the operations these tests do not use.
+fn not_here<T: Send + 'static>(what: &str) -> AdminFuture<'static, T> {
+    let error = AdminError::NotFound(format!("{what} is not part of the fake cluster"));
+    Box::pin(std::future::ready(Err(error)))
 }
 
 impl AdminBackend for FakeNode {
-    fn status(&self) -> AdminFuture<'_> {
+    fn status(&self) -> AdminFuture<'_, StatusResponse> {
         Box::pin(async {
-            Ok(json!({
+            Ok(typed(json!({
                 "node": self.id, "status": "serving",
                 "listen": { "tcp": "127.0.0.1:17400", "ws": "127.0.0.1:17401", "admin": "-" },
                 "sessions": 4, "entities": { "user": 3, "conversation": 2, "live_room": 1 },
-            }))
+            })))
         })
     }
 
-    fn members(&self) -> AdminFuture<'_> {
-        if !self.has_members {
-            return Box::pin(async { Err(AdminError::Unsupported("members")) });
-        }
-        Box::pin(async { Ok(self.cluster.members_json(&self.id)) })
+    fn members(&self) -> AdminFuture<'_, MembersResponse> {
+        Box::pin(async { Ok(typed(self.cluster.members_json(&self.id))) })
     }
 
-    fn where_is(&self, key: String) -> AdminFuture<'_> {
+    fn where_is(&self, key: String) -> AdminFuture<'_, WhereResponse> {
         Box::pin(async move {
             let running_here = self
                 .cluster
@@ -723,29 +801,77 @@ impl AdminBackend for FakeNode {
             let Some((kind, entity)) = key.split_once(':') else {
                 return Err(AdminError::BadRequest(format!("{key:?} names no entity")));
             };
-            Ok(json!({
+            Ok(typed(json!({
                 "node": self.id, "key": key, "kind": kind, "entity": entity,
                 "shard": 17, "owner": "n2", "running_here": running_here,
-            }))
+            })))
         })
     }
 
-    fn drain(&self) -> AdminFuture<'_> {
+    fn drain(&self) -> AdminFuture<'_, DrainResponse> {
         Box::pin(async {
             self.cluster.drains.lock().unwrap().push(self.id.clone());
             self.cluster.update(&self.id, |m| m.status = "draining");
+            let answer = DrainResponse {
+                node: self.id.clone(),
+                status: "draining".into(),
+                started: true,
+            };
             // The node hands off and exits a moment later; gossip then marks it dead.
             let cluster = self.cluster.clone();
             let id = self.id.clone();
             if cluster.stuck.load(std::sync::atomic::Ordering::SeqCst) {
-                return Ok(json!({ "node": self.id, "status": "draining" }));
+                return Ok(answer);
             }
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(700)).await;
                 cluster.update(&id, |m| m.alive = false);
             });
-            Ok(json!({ "node": self.id, "status": "draining" }))
+            Ok(answer)
         })
+    }
+
+    fn shards(&self) -> AdminFuture<'_, ShardsResponse> {
+        not_here("shards")
+    }
+    fn scaling_status(&self) -> AdminFuture<'_, ScalingStatus> {
+        not_here("scaling")
+    }
+    fn scaling_forecast(&self) -> AdminFuture<'_, ScalingForecast> {
+        not_here("scaling")
+    }
+    fn scaling_series(&self) -> AdminFuture<'_, ScalingSeries> {
+        not_here("scaling")
+    }
+    fn kick(&self, _user: String) -> AdminFuture<'_, KickResponse> {
+        not_here("kick")
+    }
+    fn issue_token(
+        &self,
+        _user: String,
+        _roles: Vec<String>,
+        _ttl_s: Option<u64>,
+    ) -> AdminFuture<'_, TokenResponse> {
+        not_here("token")
+    }
+    fn filter_reload(&self) -> AdminFuture<'_, FilterReloadResponse> {
+        not_here("filter")
+    }
+    fn tls_reload(&self) -> AdminFuture<'_, TlsReloadResponse> {
+        not_here("tls")
+    }
+    fn filter_test(&self, _text: String) -> AdminFuture<'_, FilterTestResponse> {
+        not_here("filter")
+    }
+    fn live_slow_mode(&self, _room: String) -> AdminFuture<'_, SlowModeResponse> {
+        not_here("live")
+    }
+    fn set_live_slow_mode(
+        &self,
+        _room: String,
+        _seconds: Option<u32>,
+    ) -> AdminFuture<'_, SlowModeResponse> {
+        not_here("live")
     }
 }
 
@@ -756,7 +882,6 @@ async fn fake_cluster(
     ids: &[&str],
     silent: &[&str],
     dead: &[&str],
-    has_members: bool,
 ) -> (Arc<FakeCluster>, BTreeMap<String, String>) {
     let cluster = Arc::new(FakeCluster::default());
     let mut addrs = BTreeMap::new();
@@ -770,7 +895,6 @@ async fn fake_cluster(
             let backend = Arc::new(FakeNode {
                 id: id.to_string(),
                 cluster: cluster.clone(),
-                has_members,
             });
             let state = AdminState::new(
                 Readiness::new(),
@@ -811,7 +935,7 @@ fn words(text: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn status_asks_every_alive_member() {
-    let (_cluster, addrs) = fake_cluster(&["n1", "n2", "n3", "n4"], &["n3"], &["n4"], true).await;
+    let (_cluster, addrs) = fake_cluster(&["n1", "n2", "n3", "n4"], &["n3"], &["n4"]).await;
     let out = ctl(&addrs["n1"], &["status"]).await.unwrap();
     let rows = words(&out.stdout);
     assert_eq!(rows[1][..7], ["n1", "serving", "yes", "4", "3", "2", "1"]);
@@ -842,35 +966,23 @@ async fn status_asks_every_alive_member() {
 }
 
 #[tokio::test]
-async fn status_of_a_node_without_members_is_that_node_alone() {
-    let (_cluster, addrs) = fake_cluster(&["n1"], &[], &[], false).await;
+async fn status_of_a_cluster_of_one_is_that_node_alone() {
+    let (_cluster, addrs) = fake_cluster(&["n1"], &[], &[]).await;
     let out = ctl(&addrs["n1"], &["status"]).await.unwrap();
     let rows = words(&out.stdout);
-    assert_eq!(
-        rows[1],
-        [
-            "n1",
-            "serving",
-            "yes",
-            "4",
-            "3",
-            "2",
-            "1",
-            "127.0.0.1:17400",
-            "127.0.0.1:17401"
-        ]
-    );
+    assert_eq!(rows[1][..7], ["n1", "serving", "yes", "4", "3", "2", "1"]);
     assert_eq!(rows.len(), 2);
     assert!(out.notes.is_empty());
 
-    let err = ctl(&addrs["n1"], &["members"])
+    // An operation the node refuses is its message and status.
+    let err = ctl(&addrs["n1"], &["shards"])
         .await
         .unwrap_err()
         .to_string();
     assert_eq!(
         err,
         format!(
-            "{}: members is not implemented by this node (HTTP 501)",
+            "{}: shards is not part of the fake cluster (HTTP 404)",
             addrs["n1"]
         )
     );
@@ -878,7 +990,7 @@ async fn status_of_a_node_without_members_is_that_node_alone() {
 
 #[tokio::test]
 async fn where_collects_the_nodes_an_entity_runs_on() {
-    let (cluster, addrs) = fake_cluster(&["n1", "n2", "n3"], &["n3"], &[], true).await;
+    let (cluster, addrs) = fake_cluster(&["n1", "n2", "n3"], &["n3"], &[]).await;
     cluster.update("n1", |m| m.running.push("user:alice".into()));
     cluster.update("n2", |m| m.running.push("user:alice".into()));
 
@@ -915,7 +1027,7 @@ async fn where_collects_the_nodes_an_entity_runs_on() {
 
 #[tokio::test]
 async fn drain_wait_returns_once_the_node_left() {
-    let (cluster, addrs) = fake_cluster(&["n1", "n2", "n3"], &[], &[], true).await;
+    let (cluster, addrs) = fake_cluster(&["n1", "n2", "n3"], &[], &[]).await;
     let out = ctl(
         &addrs["n1"],
         &["drain", "n2", "--wait", "--wait-timeout", "10"],
@@ -934,7 +1046,7 @@ async fn drain_wait_returns_once_the_node_left() {
     let out = ctl(&addrs["n1"], &["--json", "drain", "n1"]).await.unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(&out.stdout).unwrap(),
-        json!({ "node": "n1", "status": "draining" })
+        json!({ "node": "n1", "status": "draining", "started": true })
     );
     assert_eq!(*cluster.drains.lock().unwrap(), ["n2", "n1"]);
 
@@ -956,7 +1068,7 @@ async fn drain_wait_returns_once_the_node_left() {
 
 #[tokio::test]
 async fn drain_wait_gives_up_after_its_timeout() {
-    let (cluster, addrs) = fake_cluster(&["n1", "n2"], &[], &[], true).await;
+    let (cluster, addrs) = fake_cluster(&["n1", "n2"], &[], &[]).await;
     // n2 stays "draining" and alive: its handoff is stuck.
     cluster
         .stuck
@@ -978,7 +1090,7 @@ async fn drain_wait_gives_up_after_its_timeout() {
 
 #[tokio::test]
 async fn a_wrong_token_is_reported_once_with_the_address() {
-    let (_cluster, addrs) = fake_cluster(&["n1"], &[], &[], true).await;
+    let (_cluster, addrs) = fake_cluster(&["n1"], &[], &[]).await;
     let cli = parse(&["--admin", &addrs["n1"], "--token", "wrong", "status"]).unwrap();
     let err = run(&cli).await.unwrap_err().to_string();
     assert_eq!(
