@@ -33,8 +33,9 @@ use tokio::time::Instant;
 pub type Held = OwnedSemaphorePermit;
 
 /// An expected answer's units are released this long after the request even if
-/// the answer never came (the longest a remote answer may take).
-pub const STALE_AFTER: Duration = crate::remote::REMOTE_ANSWER_TIMEOUT;
+/// the answer never came: the longest a remote answer may take
+/// (`remote::REMOTE_ANSWER_TIMEOUT` is this).
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// How often a session waiting for budget looks for stale expectations.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

@@ -43,50 +43,12 @@ use crate::routing::{UNREACHABLE, send_entity};
 mod settings;
 pub mod slow;
 
+pub use crate::settings::LiveSettings;
 pub use slow::{SlowMode, set_slow_mode};
 
 /// How often a RoomFanout reports its viewer count to its room (the cluster-wide
 /// count is at most this stale).
 const COUNT_REPORT: Duration = Duration::from_secs(1);
-
-/// Live-room settings, from `[live]`.
-#[derive(Debug, Clone)]
-pub struct LiveSettings {
-    /// A batch closes this long after its first item.
-    pub window: Duration,
-    /// A batch closes early at this many items.
-    pub max_batch: usize,
-    /// Items per second a room delivers at most.
-    pub budget_per_s: u32,
-    /// Items kept for `live_joined.recent`.
-    pub recent: usize,
-    /// Danmaku per user per `rate_window`.
-    pub rate_per_user: u32,
-    /// The rate-limit window.
-    pub rate_window: Duration,
-    /// Batches queued per viewer.
-    pub viewer_queue: usize,
-    /// A viewer further behind than this is disconnected.
-    pub max_lag: Duration,
-    /// Slow mode of a room without an operator setting (zero: off).
-    pub slow_mode: Duration,
-}
-
-impl Default for LiveSettings {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_millis(200),
-            max_batch: 50,
-            budget_per_s: 200,
-            recent: 20,
-            rate_per_user: 5,
-            rate_window: Duration::from_secs(10),
-            viewer_queue: 64,
-            max_lag: Duration::from_secs(5),
-            slow_mode: Duration::ZERO,
-        }
-    }
-}
 
 /// Messages to a LiveRoom entity. Those that may cross nodes have an
 /// `EntityEnvelope::Live*` twin; the housekeeping ones stay on the room's node.

@@ -28,8 +28,8 @@ use chorus_wire::{ErrorCode, ServerFrame};
 use crate::outbound::{CloseReason, OutFrame, SessionHandle, SessionId, SharedFrame};
 
 /// How long a send forwarded to another node, or a call to one, may wait for
-/// its answer.
-pub const REMOTE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// its answer: as long as the session's budget holds the request's units.
+pub const REMOTE_ANSWER_TIMEOUT: Duration = crate::budget::STALE_AFTER;
 
 /// Where the region's envelopes go: the node's transport.
 pub trait Outbox: Send + Sync + 'static {

@@ -57,7 +57,7 @@ pub struct Settings {
     /// The window of the meltdown limit.
     pub meltdown_window: Duration,
     /// Live rooms.
-    pub live: crate::live::LiveSettings,
+    pub live: LiveSettings,
     /// What the word filter does with a hit (`[moderation] mode`).
     pub moderation: crate::moderation::Policy,
 }
@@ -86,8 +86,47 @@ impl Default for Settings {
             group_cache_members: 1_000_000,
             meltdown_restarts: 20,
             meltdown_window: Duration::from_secs(10),
-            live: crate::live::LiveSettings::default(),
+            live: LiveSettings::default(),
             moderation: crate::moderation::Policy::Mask,
+        }
+    }
+}
+
+/// Live-room settings, from `[live]`.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// A batch closes this long after its first item.
+    pub window: Duration,
+    /// A batch closes early at this many items.
+    pub max_batch: usize,
+    /// Items per second a room delivers at most.
+    pub budget_per_s: u32,
+    /// Items kept for `live_joined.recent`.
+    pub recent: usize,
+    /// Danmaku per user per `rate_window`.
+    pub rate_per_user: u32,
+    /// The rate-limit window.
+    pub rate_window: Duration,
+    /// Batches queued per viewer.
+    pub viewer_queue: usize,
+    /// A viewer further behind than this is disconnected.
+    pub max_lag: Duration,
+    /// Slow mode of a room without an operator setting (zero: off).
+    pub slow_mode: Duration,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(200),
+            max_batch: 50,
+            budget_per_s: 200,
+            recent: 20,
+            rate_per_user: 5,
+            rate_window: Duration::from_secs(10),
+            viewer_queue: 64,
+            max_lag: Duration::from_secs(5),
+            slow_mode: Duration::ZERO,
         }
     }
 }

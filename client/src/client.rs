@@ -7,36 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_wire::{
-    ClientFrame, ConversationItem, HeartbeatInfo, LimitsInfo, LiveItem, Message, ServerFrame,
-};
+use chorus_wire::{ClientFrame, ConversationItem, LiveItem, Message, ServerFrame};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
-use crate::connection::{Endpoints, establish};
+use crate::connection::{Endpoints, Welcome, establish};
 use crate::driver::{COMMAND_QUEUE, Driver, Shared};
 use crate::error::ClientError;
 use crate::events::{EVENT_QUEUE, Events};
 use crate::heartbeat::{self, NetworkSwitch};
 use crate::inflight::Command;
-
-/// The node's `welcome` for the current connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Welcome {
-    /// Protocol version spoken.
-    pub protocol: u32,
-    /// The authenticated user id.
-    pub user: String,
-    /// This connection's session id.
-    pub session: String,
-    /// The id of the node serving the connection.
-    pub node: String,
-    /// The node's heartbeat bounds.
-    pub heartbeat: HeartbeatInfo,
-    /// The node's size limits.
-    pub limits: LimitsInfo,
-}
 
 /// A durably stored `send` (or an accepted `danmaku`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +137,11 @@ impl Client {
         let (close, close_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(());
         let request_timeout = cfg.request_timeout;
-        let (heartbeat, network) = heartbeat::from_config(&cfg, tokio::time::Instant::now());
+        let (heartbeat, network) = heartbeat::configured(
+            cfg.adaptive_heartbeat.as_ref(),
+            cfg.ping_interval,
+            tokio::time::Instant::now(),
+        );
         let driver = Driver::new(
             cfg,
             heartbeat,

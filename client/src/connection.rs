@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chorus_wire::codec::{Frame, TcpDecoder};
-use chorus_wire::{ClientFrame, Encoding, PROTOCOL_VERSION, ServerFrame};
+use chorus_wire::{
+    ClientFrame, Encoding, HeartbeatInfo, LimitsInfo, PROTOCOL_VERSION, ServerFrame,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,10 +20,26 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::client::Welcome;
 use crate::config::{ClientConfig, Transport};
 use crate::error::ClientError;
 use crate::tls::{Stream, server_name};
+
+/// The node's `welcome` for the current connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// Protocol version spoken.
+    pub protocol: u32,
+    /// The authenticated user id.
+    pub user: String,
+    /// This connection's session id.
+    pub session: String,
+    /// The id of the node serving the connection.
+    pub node: String,
+    /// The node's heartbeat bounds.
+    pub heartbeat: HeartbeatInfo,
+    /// The node's size limits.
+    pub limits: LimitsInfo,
+}
 
 /// How long a graceful close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);

@@ -32,8 +32,8 @@ use chorus_wire::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::client::Welcome;
 use crate::config::ClientConfig;
+use crate::connection::Welcome;
 use crate::connection::{Connection, Endpoints, backoff_delay, establish};
 use crate::error::ClientError;
 use crate::events::Event;

@@ -43,8 +43,6 @@ pub(crate) use adaptive::NetworkSwitch;
 pub use probe::{AdaptiveParams, Phase, Record};
 pub use store::{HeartbeatStore, MemoryStore};
 
-use crate::config::ClientConfig;
-
 /// Decides the heartbeat interval, and learns from how heartbeats fare with it.
 pub(crate) trait HeartbeatPolicy: Send + 'static {
     /// The interval to ping at (before the node's ceiling).
@@ -75,19 +73,19 @@ impl HeartbeatPolicy for Fixed {
     }
 }
 
-/// The heartbeat `cfg` asks for (none when `ping_interval` is `None` and the
-/// heartbeat is not adaptive), and the switch of its network when it is adaptive.
-pub(crate) fn from_config(
-    cfg: &ClientConfig,
+/// The heartbeat a client configured (`ClientConfig::adaptive_heartbeat`, else
+/// `ping_interval`; none when neither is set), and the switch of its network
+/// when it is adaptive.
+pub(crate) fn configured(
+    adaptive: Option<&AdaptiveHeartbeat>,
+    ping_interval: Option<Duration>,
     now: Instant,
 ) -> (Option<Heartbeat>, Option<NetworkSwitch>) {
-    if let Some(adaptive) = &cfg.adaptive_heartbeat {
+    if let Some(adaptive) = adaptive {
         let (policy, switch) = adaptive::Adaptive::new(adaptive);
         return (Some(Heartbeat::new(Box::new(policy), now)), Some(switch));
     }
-    let fixed = cfg
-        .ping_interval
-        .map(|i| Heartbeat::new(Box::new(Fixed(i)), now));
+    let fixed = ping_interval.map(|i| Heartbeat::new(Box::new(Fixed(i)), now));
     (fixed, None)
 }
 

@@ -57,8 +57,9 @@ mod tls;
 pub use chorus_wire::{
     ConversationItem, ErrorCode, HeartbeatInfo, LimitsInfo, LiveItem, Message, Prio,
 };
-pub use client::{Ack, Client, Group, HistoryPage, LiveJoined, Welcome};
+pub use client::{Ack, Client, Group, HistoryPage, LiveJoined};
 pub use config::{ClientConfig, Transport};
+pub use connection::Welcome;
 pub use error::ClientError;
 pub use events::{Event, Events};
 pub use heartbeat::{
