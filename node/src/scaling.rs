@@ -40,7 +40,9 @@ mod persist;
 mod sample;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_actors::ShardRegion;
@@ -214,9 +216,8 @@ impl Scaling {
         service
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind: keep serving it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     async fn sample_loop(
@@ -237,10 +238,7 @@ impl Scaling {
             let at_ms = now_ms();
             let sample = sampler.sample(at_ms, region.sessions().count() as u64);
             self.record(&self.node_id.clone(), sample);
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(sample);
+            self.pending.lock().push(sample);
             self.forget_silent(at_ms);
             if let Some(cluster) = &cluster {
                 if let Ok(json) = serde_json::to_string(&sample) {
@@ -447,7 +445,7 @@ impl Scaling {
                 written: state.stored.written,
                 failures: state.stored.failures,
                 last_at_ms: state.stored.last_at_ms,
-                pending: self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
+                pending: self.pending.lock().len() as u64,
             },
             restored: state.restored.map(|r| RestoredHistory {
                 at_ms: r.at_ms,

@@ -13,7 +13,9 @@
 //! bounded, and a batch that fails is retried with the next one.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use chorus_scaling::series::LoadSample;
@@ -239,9 +241,8 @@ impl super::Scaling {
     }
 }
 
-fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
-    // Plain data: a panic elsewhere leaves it usable.
-    pending.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(pending: &Mutex<Pending>) -> parking_lot::MutexGuard<'_, Pending> {
+    pending.lock()
 }
 
 /// A sample as the store keeps it: its JSON, as gossiped.

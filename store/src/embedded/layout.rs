@@ -6,7 +6,9 @@
 //! `part ‖ 0x00` never strays into a longer id sharing that prefix. Integers are
 //! big-endian so that byte order is numeric order and range scans come out sorted.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Snapshot};
 
@@ -106,22 +108,14 @@ impl Spaces {
     /// and before answering it ([`Spaces::publish`]), and reads use the latest. A
     /// read never waits for a commit, and a read after an ack sees what was acked.
     pub(super) fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(
-            &self
-                .published
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        Arc::clone(&self.published.read())
     }
 
     /// Makes everything committed so far visible to [`Spaces::snapshot`]. Called
     /// by the writer thread only, between its commits.
     pub(super) fn publish(&self) {
         let latest = Arc::new(self.db.snapshot());
-        *self
-            .published
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = latest;
+        *self.published.write() = latest;
     }
 
     /// A view for a lookup of one key: each key's latest version is whole (fjall

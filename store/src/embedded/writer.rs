@@ -34,9 +34,11 @@
 //! has passed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fjall::{Database, PersistMode};
@@ -168,11 +170,11 @@ pub(super) struct Health(Mutex<Option<String>>);
 impl Health {
     /// The failure of the last write, if it failed.
     pub(super) fn failure(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().clone()
     }
 
     fn record(&self, outcome: &StoreResult<()>) {
-        let mut failure = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failure = self.0.lock();
         match outcome {
             Ok(()) => {
                 if failure.take().is_some() {

@@ -3,7 +3,7 @@
 //! never loses what fits in the buffer, and never blocks the caller past the
 //! timeout. On a paused clock, so the hang's timeout passes at once.
 
-use std::sync::Mutex as StdMutex;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
@@ -167,7 +167,7 @@ fn the_buffer_keeps_the_newest_within_its_bound() {
 async fn an_outage_delays_the_writes_and_loses_nothing_that_fits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, writer) = setup(dir.path());
-    let pending = StdMutex::new(Pending::new(100));
+    let pending = Mutex::new(Pending::new(100));
     for i in 0..5 {
         lock(&pending).push(sample(NOW - 50_000 + i * 1000, i));
     }
