@@ -147,6 +147,24 @@ pub(crate) fn status_text(a: &ScalingStatus) -> String {
             ),
         ),
         ("members sampled", members),
+        (
+            "history stored",
+            // An answer without `store` (a node of an earlier version) has zeros.
+            if a.store.every_s == 0 {
+                "not reported".to_string()
+            } else {
+                format!(
+                    "{} samples, every {} s ({} failed writes, {} waiting)",
+                    a.store.written, a.store.every_s, a.store.failures, a.store.pending
+                )
+            },
+        ),
+        (
+            "history restored",
+            a.restored.as_ref().map_or("not yet".to_string(), |r| {
+                format!("{} samples of {} members", r.samples, r.members)
+            }),
+        ),
         ("actuator", actuator_text),
     ];
     if let Some(note) = &a.note {
@@ -213,6 +231,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A status whose node wrote samples to the store and read some back.
+    fn status_with_history() -> serde_json::Value {
+        json!({
+            "node": "n1", "metric": "connections", "sample_s": 10, "samples": 40, "window": 360,
+            "horizon_s": 180, "per_node_capacity": 100.0, "target_percent": 70, "members": ["n1"],
+            "current_load": 42.0, "current_members": 1, "reactive_nodes": 1, "recommended_nodes": 1,
+            "forecast": null, "note": null,
+            "store": {"every_s": 60, "written": 120, "failures": 1, "last_at_ms": 5, "pending": 6},
+            "restored": {"at_ms": 3, "members": 3, "samples": 300},
+            "actuator": {"configured": false, "this_node": false, "last_run": null},
+        })
+    }
+
     #[test]
     fn renders_status_forecast_and_series() {
         let status = json!({
@@ -229,6 +260,15 @@ mod tests {
             "480.2 (upper end 530.9) within 180 s",
             "n1, n2",
             "last run for 8 nodes: ok",
+            "history stored     not reported",
+            "history restored   not yet",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        let text = status_text(&serde_json::from_value(status_with_history()).unwrap());
+        for want in [
+            "history stored     120 samples, every 60 s (1 failed writes, 6 waiting)",
+            "history restored   300 samples of 3 members",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }
