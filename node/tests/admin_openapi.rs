@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::Duration;
 
 use chorus_admin_api::{Access, Endpoint, Method};
@@ -18,16 +17,9 @@ const JWT_SECRET: &str = "a-jwt-secret-of-32-bytes-for-tests";
 
 /// A `chorus` process, killed when dropped.
 struct NodeProc {
-    child: Child,
+    _child: common::process::KillOnDrop,
     admin: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One node on loopback with every optional route usable: an admin token, JWT
@@ -51,7 +43,7 @@ fn start() -> NodeProc {
         .expect("chorus starts");
     let listening = common::process::listening(&mut child);
     NodeProc {
-        child,
+        _child: common::process::KillOnDrop(child),
         admin: listening.admin.to_string(),
         _dir: dir,
     }

@@ -16,24 +16,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 const ADMIN_TOKEN: &str = "cluster-scaling-admin-token";
 const BLOCK: u8 = 61;
 
 struct NodeProc {
-    child: Child,
+    _child: common::process::KillOnDrop,
     tcp: SocketAddr,
     admin: SocketAddr,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(n: u8, keyspace: &str, contact: &str) -> NodeProc {
@@ -60,7 +52,7 @@ fn start(n: u8, keyspace: &str, contact: &str) -> NodeProc {
         .expect("chorus starts");
     let listening = common::process::listening(&mut child);
     NodeProc {
-        child,
+        _child: common::process::KillOnDrop(child),
         tcp: listening.tcp,
         admin: listening.admin,
         _dir: dir,

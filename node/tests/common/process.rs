@@ -7,6 +7,18 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+/// A started node's process, killed (and reaped) when dropped, however the test
+/// ends.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Where a started node listens, from its `listening` line.
 #[derive(Debug, Clone, Copy)]
 pub struct Listening {
