@@ -11,6 +11,8 @@
 //! - Dedup is insert-if-absent: a message whose `(conv, sender, client id)` is
 //!   already in the idempotency window is not stored again, and `append` says
 //!   where the first one is ([`Appended::Duplicate`]), however the two appends race.
+//!   A dedup hit always names a stored message: a claim whose message never
+//!   landed is no hit, and an ack never names a seq that history lacks.
 //! - Seqs come from blocks handed out by `allocate_seq_block`; two callers never get
 //!   overlapping blocks for one conversation, even across restarts.
 //! - Read positions never move backwards.
@@ -101,6 +103,14 @@ pub enum Appended {
     /// nothing was stored, and the first message with that key is here. The
     /// caller acks with this seq and timestamp, not the ones it had assigned.
     Duplicate(DedupHit),
+    /// Its key is claimed by an earlier append whose message is not stored: that
+    /// write may still land and be acked, or its appender died between the
+    /// claim and the write. Nothing was stored; the caller answers that the
+    /// message should be sent again. Once the claim is past every ack its
+    /// appender could still make, a later append of the key takes it over and
+    /// stores the message at its own seq. Only a backend that cannot write the
+    /// claim and the message in one commit answers this.
+    Unsettled(DedupHit),
 }
 
 /// What [`MessageStore::append`] did with a batch: one [`Appended`] per message,
@@ -275,7 +285,9 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Looks up a client message id in the idempotency window; entries older than
-    /// [`DEDUP_WINDOW_MS`] before `now_ms` are treated as absent.
+    /// [`DEDUP_WINDOW_MS`] before `now_ms` are treated as absent, and so is an
+    /// entry whose message is not stored (its append died between the two
+    /// writes: [`Appended::Unsettled`]).
     async fn find_dedup(&self, key: &DedupKey, now_ms: u64) -> StoreResult<Option<DedupHit>>;
 
     /// Hands out the next `size` seqs of a conversation, durably, so that no other

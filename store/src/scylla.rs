@@ -352,6 +352,11 @@ impl MessageStore for ScyllaStore {
         if now_ms.saturating_sub(hit.ts_ms) > DEDUP_WINDOW_MS {
             return Ok(None);
         }
+        // The claim and its message are two writes: a claim whose message is
+        // not there is no hit. The caller's append settles it (`append::settle`).
+        if !append::is_stored(self, &key.conv, hit.seq).await? {
+            return Ok(None);
+        }
         Ok(Some(hit))
     }
 

@@ -479,61 +479,115 @@ async fn bad_options_are_refused() {
     }
 }
 
-/// A claim whose message never landed (the write after it failed, or is still
-/// on its way): the next append of the same key writes the message at the
-/// claimed seq and answers with it, so an ack for it always has its message.
+/// A claim whose message never landed (its appender died between the claim and
+/// the write, or the write is still on its way): no dedup hit; while young, a
+/// retry is answered unsettled and stores nothing; once past every ack its
+/// appender could make, the retry takes the key over and is stored at its own
+/// seq, and a late landing of the first write never shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs Cassandra at CHORUS_CASSANDRA: scripts/test starts one and runs it"]
-async fn a_claim_without_its_message_is_completed_by_the_retry() -> TestResult {
+async fn a_claim_without_its_message_is_unsettled_while_young_then_taken_over() -> TestResult {
     in_fresh_keyspace("claim", |options| async move {
         let store = ScyllaStore::connect(options.clone()).await?;
         let ns = Namespace::new("claim");
         let (a, b) = (ns.user(), ns.user());
         let conv = dm(&a, &b);
-        let original = message(&ns, &conv, 7, &a, "lost write");
-        // What an append that died between its claim and its batch leaves.
         let session = SessionBuilder::new()
             .known_nodes(&options.contact_points)
             .build()
             .await?;
+        let ks = &options.keyspace;
+        let key = |m: &chorus_store::Message| DedupKey {
+            conv: m.conv.clone(),
+            sender: m.from.clone(),
+            client_id: m.id.clone(),
+        };
+        let append = |m: chorus_store::Message| {
+            store.append(AppendBatch {
+                messages: vec![m],
+                links: vec![],
+            })
+        };
+
+        // What an append that died between its claim and its batch leaves, a
+        // moment ago.
+        let young = message(&ns, &conv, 7, &a, "lost write");
         session
             .query_unpaged(
                 format!(
-                    "INSERT INTO {}.dedup (conv, sender, client_id, seq, ts_ms) VALUES (?, ?, ?, ?, ?)",
-                    options.keyspace
+                    "INSERT INTO {ks}.dedup (conv, sender, client_id, seq, ts_ms, claimed_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?)"
                 ),
-                (&conv, &a, &original.id, 7i64, original.ts_ms as i64),
+                (&conv, &a, &young.id, 7i64, young.ts_ms as i64, young.ts_ms as i64),
             )
             .await?;
-        assert!(store.history(&conv, query(None, None, 10)).await?.messages.is_empty());
-
-        let mut retry = original.clone();
+        assert_eq!(store.find_dedup(&key(&young), young.ts_ms).await?, None);
+        let mut retry = young.clone();
         retry.seq = 1_007;
-        retry.ts_ms += 500;
-        let outcome = store
-            .append(AppendBatch {
-                messages: vec![retry],
-                links: vec![],
-            })
-            .await?;
+        let outcome = append(retry).await?;
         let hit = chorus_store::DedupHit {
             seq: 7,
-            ts_ms: original.ts_ms,
+            ts_ms: young.ts_ms,
         };
-        assert_eq!(outcome.of(0), chorus_store::Appended::Duplicate(hit));
+        assert_eq!(outcome.of(0), chorus_store::Appended::Unsettled(hit));
+        assert!(store.history(&conv, query(None, None, 10)).await?.messages.is_empty());
+
+        // The same, a minute ago, as a keyspace from before claims carried
+        // their time left it (the message's time stands in for the claim's).
+        let mut old = message(&ns, &conv, 8, &a, "lost long ago");
+        old.ts_ms -= 60_000;
+        session
+            .query_unpaged(
+                format!(
+                    "INSERT INTO {ks}.dedup (conv, sender, client_id, seq, ts_ms) VALUES (?, ?, ?, ?, ?)"
+                ),
+                (&conv, &a, &old.id, 8i64, old.ts_ms as i64),
+            )
+            .await?;
+        assert_eq!(store.find_dedup(&key(&old), old.ts_ms + 60_000).await?, None);
+        let mut retry = old.clone();
+        retry.seq = 1_008;
+        retry.ts_ms += 60_000;
+        let outcome = append(retry.clone()).await?;
+        assert_eq!(outcome.of(0), chorus_store::Appended::Stored, "taken over");
         let page = store.history(&conv, query(None, None, 10)).await?;
-        assert_eq!(page.messages, vec![original.clone()], "stored once, at the claimed seq");
-        // Once more: nothing changes.
-        let mut third = original.clone();
-        third.seq = 2_007;
-        store
-            .append(AppendBatch {
-                messages: vec![third],
-                links: vec![],
-            })
+        assert_eq!(page.messages, vec![retry.clone()], "stored once, at the retry's seq");
+
+        // The first write lands after all: fenced, it never shows.
+        let bucket = 8i64 / BUCKET_SIZE as i64;
+        session
+            .query_unpaged(
+                format!(
+                    "INSERT INTO {ks}.messages (conv, bucket, seq, id, sender, body, ts_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                ),
+                (
+                    &conv,
+                    bucket,
+                    8i64,
+                    &old.id,
+                    &a,
+                    &old.body,
+                    old.ts_ms as i64,
+                    old.ts_ms as i64 * 1_000,
+                ),
+            )
             .await?;
         let page = store.history(&conv, query(None, None, 10)).await?;
-        assert_eq!(page.messages, vec![original]);
+        assert_eq!(page.messages, vec![retry.clone()], "the late first write is fenced");
+
+        // Once more: a duplicate of the retry.
+        let mut third = old.clone();
+        third.seq = 2_008;
+        third.ts_ms += 61_000;
+        let hit = chorus_store::DedupHit {
+            seq: 1_008,
+            ts_ms: retry.ts_ms,
+        };
+        assert_eq!(append(third).await?.of(0), chorus_store::Appended::Duplicate(hit));
+        assert_eq!(store.find_dedup(&key(&old), retry.ts_ms).await?, Some(hit));
+        let page = store.history(&conv, query(None, None, 10)).await?;
+        assert_eq!(page.messages, vec![retry]);
         Ok(())
     })
     .await

@@ -22,6 +22,10 @@ use crate::user::UserMsg;
 /// What a sender is told when the write of its message failed.
 const NOT_STORED: &str = "message could not be stored; retry";
 
+/// What a sender is told when an earlier attempt of its message (on an owner
+/// that failed, or one racing this) is neither stored nor known to be lost yet.
+const UNSETTLED: &str = "an earlier attempt of this message is still being settled; retry";
+
 /// A message with its seq, waiting for its write.
 #[derive(Debug)]
 pub(super) struct Pending {
@@ -48,14 +52,14 @@ fn ack(id: &str, conv: &str, seq: u64, ts_ms: u64) -> SharedFrame {
     })
 }
 
-/// The `ack` of message `m`, as the store stored it: at its own seq, or at the
-/// first seq of its key.
-fn ack_of(m: &Message, appended: Appended) -> SharedFrame {
-    let (seq, ts_ms) = match appended {
-        Appended::Stored => (m.seq, m.ts_ms),
-        Appended::Duplicate(first) => (first.seq, first.ts_ms),
-    };
-    ack(&m.id, &m.conv, seq, ts_ms)
+/// The answer to message `m`, as the store took it: an `ack` at its own seq or
+/// at the first seq of its key, or a reject to send it again.
+fn answer_of(m: &Message, appended: Appended, answer: Answer) {
+    match appended {
+        Appended::Stored => answer.ack(&ack(&m.id, &m.conv, m.seq, m.ts_ms)),
+        Appended::Duplicate(first) => answer.ack(&ack(&m.id, &m.conv, first.seq, first.ts_ms)),
+        Appended::Unsettled(_) => answer.reject(ErrorCode::Internal, UNSETTLED),
+    }
 }
 
 impl ConversationState {
@@ -171,7 +175,7 @@ impl ConversationState {
             // The entity failed meanwhile: the outcome is still ours to tell.
             for (i, p) in written.batch.into_iter().enumerate() {
                 match &written.result {
-                    Ok(outcome) => p.answer.ack(&ack_of(&p.message, outcome.of(i))),
+                    Ok(outcome) => answer_of(&p.message, outcome.of(i), p.answer),
                     Err(_) => p.answer.reject(ErrorCode::Internal, NOT_STORED),
                 }
             }
@@ -193,23 +197,32 @@ impl ConversationState {
                     } = p;
                     let key = (m.from.clone(), m.id.clone());
                     let appended = outcome.of(i);
-                    let ack = ack_of(&m, appended);
                     let except = Some(answer.session().id());
-                    answer.ack(&ack);
-                    for w in self.waiting.remove(&key).unwrap_or_default() {
-                        w.ack(&ack);
-                    }
+                    let waiters = self.waiting.remove(&key).unwrap_or_default();
                     let (seq, ts_ms) = match appended {
                         Appended::Stored => (m.seq, m.ts_ms),
-                        Appended::Duplicate(first) => {
-                            // Stored before (by an earlier owner, or before a
-                            // restart): acked with its first seq, and not
-                            // delivered again.
-                            metrics::counter!("chorus_messages_deduplicated_total").increment(1);
-                            self.recent.remember(key, first.seq, first.ts_ms);
+                        Appended::Duplicate(first) => (first.seq, first.ts_ms),
+                        Appended::Unsettled(_) => {
+                            for w in waiters {
+                                answer_of(&m, appended, w);
+                            }
+                            answer_of(&m, appended, answer);
                             continue;
                         }
                     };
+                    let ack = ack(&m.id, &m.conv, seq, ts_ms);
+                    answer.ack(&ack);
+                    for w in waiters {
+                        w.ack(&ack);
+                    }
+                    if let Appended::Duplicate(first) = appended {
+                        // Stored before (by an earlier owner, or before a
+                        // restart): acked with its first seq, and not
+                        // delivered again.
+                        metrics::counter!("chorus_messages_deduplicated_total").increment(1);
+                        self.recent.remember(key, first.seq, first.ts_ms);
+                        continue;
+                    }
                     self.last_seq = Some(self.last_seq.unwrap_or(0).max(seq));
                     metrics::counter!("chorus_messages_acked_total").increment(1);
                     metrics::histogram!("chorus_ack_latency_seconds")

@@ -7,13 +7,12 @@
 //! ```text
 //! 1. per message, several at once:  INSERT INTO dedup ... IF NOT EXISTS USING TTL
 //!    applied      → the key is ours: the message is stored at its seq (step 2)
-//!    not applied  → the answer holds the first message's (seq, ts_ms):
-//!                   nothing new is stored; if the first message's row is not
-//!                   there (its write failed, or has not landed yet), it is
-//!                   written at *that* seq, so an acked duplicate always has its
-//!                   message
+//!    not applied  → the answer holds the first claim's (seq, ts_ms, claimed_ms),
+//!                   which is settled (below)
 //! 2. LOGGED batches: links, then each stored message with its bucket entry and
 //!    its conversation's `last_seq` raise
+//! 3. acked only if steps 1–2 took at most ACK_DEADLINE (5 s); else the append
+//!    fails and the caller's retry finds whichever claim stands
 //! ```
 //!
 //! The claim is a Paxos round on the key's own partition (`SERIAL`, or
@@ -21,11 +20,31 @@
 //! racing the write of the original on another owner — exactly one wins, and the
 //! other yields the winner's seq: a message is never stored under two seqs. It
 //! cannot share a commit with the message row (a conditional batch must stay in
-//! one partition, and the message lives in its conversation's), hence the
-//! repair in step 1: a claim whose message never landed is completed by the
-//! next append of the same key, at the claimed seq. The cost is one Paxos round
-//! (four round trips to a quorum of replicas) per message, run concurrently for
-//! the messages of a batch; docs/benchmarks.md has the figures.
+//! one partition, and the message lives in its conversation's), so a claim can
+//! be found without its message: the write is still on its way, or its appender
+//! died (`kill -9`) between the two. Settling such a claim:
+//!
+//! ```text
+//! message at the claimed seq stored          → Duplicate: ack with that seq
+//! not stored, claim younger than 8 s         → Unsettled: nothing stored, the
+//!   (looked for again for 200 ms first when     sender is told to retry
+//!    younger than 1 s: a write about to land)
+//! not stored, claim older than 8 s           → abandoned: its appender can no
+//!   (ACK_DEADLINE + 3 s of clock skew)          longer ack it (step 3). Fence its
+//!                                               row, take the key over (LWT on
+//!                                               exactly that claim), store the
+//!                                               message at its own, new seq
+//! ```
+//!
+//! Taking over at a new seq, not completing the claim at the old one, keeps the
+//! protocol's order: the retry's ack and `msg` carry a seq above everything the
+//! conversation acked since (a `msg` below a client's held seq is dropped as a
+//! duplicate). The fence is a tombstone on the old row whose write timestamp is
+//! one microsecond past the row's own — every message row is written `USING
+//! TIMESTAMP` of its message's time — so the first write, should it land after
+//! all, never shows. The cost is one Paxos round (four round trips to a quorum
+//! of replicas) per message, run concurrently for the messages of a batch;
+//! docs/benchmarks.md has the figures.
 //!
 //! # Why logged batches
 //!
@@ -44,10 +63,10 @@
 //! its own; links go first, so a conversation never has messages that its
 //! members' lists lack. If a later chunk fails the call fails, nothing is acked,
 //! and the messages already written are found by the client's retry, whose
-//! claim answers with their seqs.
+//! claim answers with their seqs; those not written are settled as above.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scylla::client::session::Session;
@@ -71,6 +90,25 @@ const CLAIMS_IN_FLIGHT: usize = 32;
 /// Attempts of a claim whose outcome is unknown (a timeout), or that met an
 /// expired entry the TTL has not removed yet.
 const CLAIM_ATTEMPTS: u32 = 4;
+
+/// How long after its claim an append may still ack what it claimed. Past it
+/// the append fails (its caller retries), so a claim older than this, plus
+/// [`MAX_CLOCK_SKEW`], can never be acked by its appender.
+const ACK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How far apart the clocks of two nodes may be.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3);
+
+/// The age (by the clock of the append that finds it) past which a claim
+/// without its message is abandoned and may be taken over.
+const TAKE_OVER_AFTER_MS: u64 = (ACK_DEADLINE.as_millis() + MAX_CLOCK_SKEW.as_millis()) as u64;
+
+/// A claim younger than this without its message is most likely a write about
+/// to land: it is looked for again [`LANDING_LOOKS`] times, [`LANDING_PAUSE`]
+/// apart, before the message is answered as unsettled.
+const LANDING_MS: u64 = 1_000;
+const LANDING_LOOKS: u32 = 5;
+const LANDING_PAUSE: Duration = Duration::from_millis(40);
 
 /// Target size of one batch, in bytes of bound values: well under the 50 KiB
 /// Cassandra refuses by default, since its own accounting adds per-row overhead.
@@ -182,40 +220,56 @@ impl Batches {
 enum Claim {
     /// The key is ours: store the message at its seq.
     Ours,
-    /// An earlier message holds the key; store nothing new (but see `repair`).
-    Taken(DedupHit),
+    /// An earlier message holds the key; store nothing new (but see [`settle`]).
+    Taken(Found),
 }
 
-/// Claims `m`'s idempotency key for its seq, insert-if-absent.
-async fn claim(store: &ScyllaStore, m: &Message, ttl: i32) -> StoreResult<Claim> {
+/// The claim an earlier append holds on a key.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    hit: DedupHit,
+    /// When its appender made it, by that appender's clock; `None` when the
+    /// answer did not say (a failed compare names only the compared columns).
+    claimed_ms: Option<u64>,
+}
+
+/// Claims `m`'s idempotency key for its seq: insert-if-absent, or, with
+/// `replacing`, in place of exactly that earlier claim.
+async fn claim(
+    store: &ScyllaStore,
+    m: &Message,
+    ttl: i32,
+    mut replacing: Option<DedupHit>,
+) -> StoreResult<Claim> {
     let what = "claiming a client message id";
     let seq = to_cql(m.seq, "seq")?;
     let ts_ms = to_cql(m.ts_ms, "ts_ms")?;
+    let claimed_ms = to_cql(now_ms(), "claim time")?;
     // After a timeout the claim may have been applied without our hearing of
     // it; an answer that then names exactly our seq and time is our own claim.
     let mut maybe_ours = false;
-    // `Some(ts)`: the row found is past the window (the TTL counts from its
-    // write, the window from its `ts_ms`); replace it if it is still that one.
-    let mut stale: Option<i64> = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match stale {
+        let result = match replacing {
             None => {
                 store
                     .session
                     .execute_unpaged(
                         &store.st.claim_dedup,
-                        (&m.conv, &m.from, &m.id, seq, ts_ms, ttl),
+                        (&m.conv, &m.from, &m.id, seq, ts_ms, claimed_ms, ttl),
                     )
                     .await
             }
             Some(old) => {
+                let (old_seq, old_ts) = (to_cql(old.seq, "seq")?, to_cql(old.ts_ms, "ts_ms")?);
                 store
                     .session
                     .execute_unpaged(
                         &store.st.replace_dedup,
-                        (ttl, seq, ts_ms, &m.conv, &m.from, &m.id, old),
+                        (
+                            ttl, seq, ts_ms, claimed_ms, &m.conv, &m.from, &m.id, old_seq, old_ts,
+                        ),
                     )
                     .await
             }
@@ -237,7 +291,7 @@ async fn claim(store: &ScyllaStore, m: &Message, ttl: i32) -> StoreResult<Claim>
         else {
             // The row vanished between the compare and the answer (its TTL ran
             // out): claim again.
-            stale = None;
+            replacing = None;
             if attempt >= CLAIM_ATTEMPTS {
                 return Err(StoreError::Unavailable(format!(
                     "{what}: the entry kept changing"
@@ -253,14 +307,23 @@ async fn claim(store: &ScyllaStore, m: &Message, ttl: i32) -> StoreResult<Claim>
             ts_ms: from_cql(first_ts, "dedup ts_ms")?,
         };
         if m.ts_ms.saturating_sub(hit.ts_ms) <= DEDUP_WINDOW_MS {
-            return Ok(Claim::Taken(hit));
+            let claimed_ms = match outcome.bigint("claimed_ms") {
+                Some(at) => Some(from_cql(at, "dedup claimed_ms")?),
+                // A claim written before claims carried their time: its
+                // message's time is as old or older.
+                None if outcome.has("claimed_ms") => Some(hit.ts_ms),
+                None => None,
+            };
+            return Ok(Claim::Taken(Found { hit, claimed_ms }));
         }
+        // The row found is past the window (the TTL counts from its write, the
+        // window from its `ts_ms`): replace it if it is still that one.
         if attempt >= CLAIM_ATTEMPTS {
             return Err(StoreError::Unavailable(format!(
                 "{what}: the entry kept changing"
             )));
         }
-        stale = Some(first_ts);
+        replacing = Some(hit);
     }
 }
 
@@ -272,14 +335,94 @@ async fn claim_first(
     ttl: i32,
 ) -> StoreResult<Option<Claim>> {
     if first {
-        claim(store, m, ttl).await.map(Some)
+        claim(store, m, ttl, None).await.map(Some)
     } else {
         Ok(None)
     }
 }
 
+/// What becomes of a message whose key an earlier append holds.
+enum Settled {
+    /// The earlier message is stored: this one is its duplicate.
+    Duplicate(DedupHit),
+    /// The earlier claim was abandoned and is now this message's: store it at
+    /// its own seq.
+    Ours,
+    /// The earlier message is not stored, and its appender may still ack it.
+    Unsettled(DedupHit),
+}
+
+/// Settles `m` against the claim `found` holds on its key (see the module docs).
+async fn settle(
+    store: &ScyllaStore,
+    m: &Message,
+    mut found: Found,
+    ttl: i32,
+    ours_at: impl Fn(u64) -> bool,
+) -> StoreResult<Settled> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        let hit = found.hit;
+        if ours_at(hit.seq) || is_stored(store, &m.conv, hit.seq).await? {
+            return Ok(Settled::Duplicate(hit));
+        }
+        // Unknown: as young as can be.
+        let claimed_ms = found.claimed_ms.unwrap_or_else(now_ms);
+        let age = now_ms().saturating_sub(claimed_ms);
+        if age < TAKE_OVER_AFTER_MS {
+            // A claim this young is most likely a write about to land (a retry
+            // racing its original on another owner): look again, briefly.
+            if age < LANDING_MS {
+                for _ in 0..LANDING_LOOKS {
+                    tokio::time::sleep(LANDING_PAUSE).await;
+                    if is_stored(store, &m.conv, hit.seq).await? {
+                        return Ok(Settled::Duplicate(hit));
+                    }
+                }
+            }
+            metrics::counter!("chorus_store_claims_unsettled_total").increment(1);
+            return Ok(Settled::Unsettled(hit));
+        }
+        // Abandoned: its appender can no longer ack it. Fence its row first, so
+        // that a write of it still on its way never shows, then take the key.
+        let fence = write_timestamp(hit.ts_ms)?.saturating_add(1);
+        let seq = to_cql(hit.seq, "seq")?;
+        let bucket = seq / to_cql(BUCKET_SIZE, "bucket size")?;
+        store
+            .session
+            .execute_unpaged(&store.st.fence_message, (fence, &m.conv, bucket, seq))
+            .await
+            .map_err(|e| query_error("fencing an abandoned claim's message", e))?;
+        match claim(store, m, ttl, Some(hit)).await? {
+            Claim::Ours => {
+                metrics::counter!("chorus_store_claims_taken_over_total").increment(1);
+                tracing::info!(conv = %m.conv, abandoned_seq = hit.seq, seq = m.seq, "took over an abandoned claim");
+                return Ok(Settled::Ours);
+            }
+            // Another append replaced it first: settle against that one.
+            Claim::Taken(next) => found = next,
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "claiming a client message id in {}: the entry kept changing",
+        m.conv
+    )))
+}
+
+/// The write timestamp (microseconds) of the row of a message sent at `ts_ms`.
+/// Fixed by the message, not by when the write happens: every write of the row
+/// carries the same one, and a fence one microsecond later beats them all.
+fn write_timestamp(ts_ms: u64) -> StoreResult<i64> {
+    to_cql(ts_ms.saturating_mul(1_000), "write timestamp")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Whether the message at `seq` of `conv` is stored.
-async fn is_stored(store: &ScyllaStore, conv: &str, seq: u64) -> StoreResult<bool> {
+pub(super) async fn is_stored(store: &ScyllaStore, conv: &str, seq: u64) -> StoreResult<bool> {
     let seq = to_cql(seq, "seq")?;
     let bucket = seq / to_cql(BUCKET_SIZE, "bucket size")?;
     let row: Option<(String,)> = store
@@ -319,6 +462,8 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
         same_as.push(first_of.get(&key).copied());
         first_of.entry(key).or_insert(i);
     }
+    // Claims made from here are acked only within `ACK_DEADLINE` of now.
+    let claiming = Instant::now();
     let pending: Vec<_> = batch
         .messages
         .iter()
@@ -342,40 +487,33 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
     let mut outcome = AppendOutcome::default();
     let mut stored: Vec<Message> = Vec::with_capacity(batch.messages.len());
     for ((m, claimed), same) in batch.messages.into_iter().zip(claims).zip(same_as) {
-        let claimed = match (claimed, same) {
-            (Some(c), _) => c,
-            (None, Some(first)) => Claim::Taken(match outcome.of(first) {
-                Appended::Duplicate(hit) => hit,
-                Appended::Stored => assigned.get(first).copied().unwrap_or(DedupHit {
-                    seq: m.seq,
-                    ts_ms: m.ts_ms,
-                }),
-            }),
-            (None, None) => Claim::Ours,
-        };
-        match claimed {
-            Claim::Ours => {
-                outcome.messages.push(Appended::Stored);
-                stored.push(m);
-            }
-            Claim::Taken(hit) => {
-                outcome.messages.push(Appended::Duplicate(hit));
-                let pending_here = stored.iter().any(|s| s.conv == m.conv && s.seq == hit.seq);
-                if !pending_here && !is_stored(store, &m.conv, hit.seq).await? {
-                    // The claim's own write failed or is still on its way: this
-                    // is the same message (same sender, id and conversation),
-                    // written at the claimed seq, where a late arrival of the
-                    // first write lands on the same row.
-                    stored.push(Message {
-                        seq: hit.seq,
-                        ts_ms: hit.ts_ms,
-                        ..m
-                    });
+        let appended = match (claimed, same) {
+            (Some(Claim::Ours), _) => Appended::Stored,
+            (Some(Claim::Taken(found)), _) => {
+                let ours_at = |seq: u64| stored.iter().any(|s| s.conv == m.conv && s.seq == seq);
+                match settle(store, &m, found, ttl, ours_at).await? {
+                    Settled::Ours => Appended::Stored,
+                    Settled::Duplicate(hit) => Appended::Duplicate(hit),
+                    Settled::Unsettled(hit) => Appended::Unsettled(hit),
                 }
             }
+            // The same key earlier in this batch: as that one went.
+            (None, Some(first)) => match outcome.of(first) {
+                Appended::Stored => {
+                    Appended::Duplicate(assigned.get(first).copied().unwrap_or(DedupHit {
+                        seq: m.seq,
+                        ts_ms: m.ts_ms,
+                    }))
+                }
+                other => other,
+            },
+            (None, None) => Appended::Stored,
+        };
+        if appended == Appended::Stored {
+            stored.push(m);
         }
+        outcome.messages.push(appended);
     }
-
     let mut out = Batches::new();
     for (user, conv) in batch.links {
         let bytes = user.len() + conv.len();
@@ -397,6 +535,7 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
     for m in stored {
         let seq = to_cql(m.seq, "seq")?;
         let ts_ms = to_cql(m.ts_ms, "ts_ms")?;
+        let written_at = write_timestamp(m.ts_ms)?;
         let bucket = seq / to_cql(BUCKET_SIZE, "bucket size")?;
         let conv_bytes = m.conv.len();
         // The message, a possible bucket entry and a possible `last_seq` raise
@@ -416,11 +555,24 @@ pub(super) async fn append(store: &ScyllaStore, batch: AppendBatch) -> StoreResu
         let message_bytes = conv_bytes + m.id.len() + m.from.len() + m.body.len() + 24;
         out.push(
             &st.insert_message,
-            (m.conv, bucket, seq, m.id, m.from, m.body, ts_ms),
-            message_bytes,
+            (m.conv, bucket, seq, m.id, m.from, m.body, ts_ms, written_at),
+            message_bytes + 8,
         );
     }
     close(&mut out, &mut tops);
     out.run(&store.session, "appending messages").await?;
+    // Past the deadline another append may take these claims over as abandoned
+    // (`settle`): acking them now could ack a seq that another message of the
+    // same key is about to be stored in place of. The caller's retry finds
+    // whichever claim stands.
+    let took = claiming.elapsed();
+    if took > ACK_DEADLINE {
+        metrics::counter!("chorus_store_appends_past_deadline_total").increment(1);
+        return Err(StoreError::Unavailable(format!(
+            "appending messages took {} ms, past the {} ms within which a claim may be acked; retry",
+            took.as_millis(),
+            ACK_DEADLINE.as_millis()
+        )));
+    }
     Ok(outcome)
 }

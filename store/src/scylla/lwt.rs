@@ -52,6 +52,11 @@ impl LwtOutcome {
             .and_then(|(_, value)| value.as_ref())
     }
 
+    /// Whether the answer has column `name` (its value may still be null).
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.columns.iter().any(|(column, _)| column == name)
+    }
+
     /// A `bigint` column of the current row; `None` when absent or null.
     pub(super) fn bigint(&self, name: &str) -> Option<i64> {
         self.value(name).and_then(CqlValue::as_bigint)

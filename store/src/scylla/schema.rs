@@ -6,7 +6,7 @@
 //! conv_buckets  (conv, bucket)                                     non-empty buckets
 //! conv_meta     (conv) → last_seq                                  write timestamp = last_seq
 //! seq_alloc     (conv) → next                                      LWT only
-//! dedup         ((conv, sender, client_id)) → seq, ts_ms           TTL 24 h
+//! dedup         ((conv, sender, client_id)) → seq, ts_ms, claimed_ms  TTL 24 h
 //! user_convs    (user_id, conv)                                    conversation lists
 //! read_pos      (user_id, conv) → read_seq                         write timestamp = read_seq
 //! chat_groups   (id) → name, owner, members                        created with LWT
@@ -18,6 +18,9 @@
 //! `conv_meta` and `read_pos` are written only with `USING TIMESTAMP <value>` and
 //! never deleted: a write or delete with an ordinary (wall-clock) timestamp would
 //! shadow every later raise, so nothing else may write those two tables.
+//! `messages` rows are written with `USING TIMESTAMP` from the message's own time
+//! (see `append`), so that the tombstone fencing an abandoned claim's row wins
+//! over that row whenever it lands.
 
 use std::time::Duration;
 
@@ -81,11 +84,13 @@ fn ddl(options: &ScyllaOptions) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.dedup (\
              conv text, sender text, client_id text, seq bigint, ts_ms bigint, \
-             PRIMARY KEY ((conv, sender, client_id))) \
+             claimed_ms bigint, PRIMARY KEY ((conv, sender, client_id))) \
              WITH default_time_to_live = {dedup_ttl_s} \
              AND compaction = {{'class': 'TimeWindowCompactionStrategy', \
              'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}}"
         ),
+        // A keyspace made before claims carried their time gets the column.
+        format!("ALTER TABLE {ks}.dedup ADD IF NOT EXISTS claimed_ms bigint"),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.user_convs (\
              user_id text, conv text, PRIMARY KEY (user_id, conv)) \

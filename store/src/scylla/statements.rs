@@ -16,16 +16,21 @@ const PAGE_SIZE: i32 = 1_000;
 
 /// The prepared statements, by what they do.
 pub(super) struct Statements {
-    /// `(conv, bucket, seq, id, sender, body, ts_ms)`.
+    /// `(conv, bucket, seq, id, sender, body, ts_ms, write timestamp)`; the write
+    /// timestamp comes from the message's own time (see `append::write_timestamp`).
     pub(super) insert_message: PreparedStatement,
     /// `(conv, bucket)`.
     pub(super) insert_bucket: PreparedStatement,
     /// `(timestamp = last_seq, last_seq, conv)`.
     pub(super) raise_last_seq: PreparedStatement,
-    /// `(conv, sender, client_id, seq, ts_ms, ttl) IF NOT EXISTS`.
+    /// `(conv, sender, client_id, seq, ts_ms, claimed_ms, ttl) IF NOT EXISTS`.
     pub(super) claim_dedup: PreparedStatement,
-    /// `(ttl, seq, ts_ms, conv, sender, client_id) IF ts_ms = (expected)`.
+    /// `(ttl, seq, ts_ms, claimed_ms, conv, sender, client_id) IF seq, ts_ms =
+    /// (expected)`.
     pub(super) replace_dedup: PreparedStatement,
+    /// `(timestamp, conv, bucket, seq)`: the tombstone that keeps an abandoned
+    /// claim's message from ever showing.
+    pub(super) fence_message: PreparedStatement,
     /// `(conv, bucket, seq)` → `id`.
     pub(super) select_message_id: PreparedStatement,
     /// `(user_id, lowest conv, conv bound, limit)` → `conv`.
@@ -90,7 +95,7 @@ impl Statements {
             insert_message: p
                 .write(
                     "INSERT INTO {ks}.messages (conv, bucket, seq, id, sender, body, ts_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
                 )
                 .await?,
             insert_bucket: p
@@ -101,14 +106,20 @@ impl Statements {
                 .await?,
             claim_dedup: p
                 .lwt(
-                    "INSERT INTO {ks}.dedup (conv, sender, client_id, seq, ts_ms) \
-                     VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+                    "INSERT INTO {ks}.dedup (conv, sender, client_id, seq, ts_ms, claimed_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
                 )
                 .await?,
             replace_dedup: p
                 .lwt(
-                    "UPDATE {ks}.dedup USING TTL ? SET seq = ?, ts_ms = ? \
-                     WHERE conv = ? AND sender = ? AND client_id = ? IF ts_ms = ?",
+                    "UPDATE {ks}.dedup USING TTL ? SET seq = ?, ts_ms = ?, claimed_ms = ? \
+                     WHERE conv = ? AND sender = ? AND client_id = ? IF seq = ? AND ts_ms = ?",
+                )
+                .await?,
+            fence_message: p
+                .write(
+                    "DELETE FROM {ks}.messages USING TIMESTAMP ? \
+                     WHERE conv = ? AND bucket = ? AND seq = ?",
                 )
                 .await?,
             select_message_id: p
