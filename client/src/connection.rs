@@ -1,6 +1,6 @@
 //! One connection to a node — TCP or WebSocket framing, over TLS for `tls://` and
 //! `wss://` endpoints, and the `hello`/`welcome` handshake — and where and when
-//! to connect again: endpoint rotation and backoff.
+//! to connect again: endpoint rotation (the backoff is `chorus_wire::backoff`).
 //!
 //! A [`Connection`] moves whole frames: [`Connection::recv`] is cancel-safe (no bytes
 //! are lost when a `select!` drops it), so the connection task can wait on the socket,
@@ -319,45 +319,9 @@ impl Endpoints {
     }
 }
 
-/// The delay before reconnect attempt `attempt` (0-based): exponential from `initial`,
-/// capped at `max`, with "equal jitter" — half the delay fixed, half scaled by
-/// `jitter` in [0, 1) — so a fleet that lost one node does not return in lockstep.
-pub(crate) fn backoff_delay(
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-    jitter: f64,
-) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-    let base = initial.saturating_mul(factor).min(max);
-    let half = base / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MS: fn(u64) -> Duration = Duration::from_millis;
-
-    #[test]
-    fn backoff_grows_exponentially_up_to_the_cap() {
-        let (i, m) = (MS(100), MS(5_000));
-        assert_eq!(backoff_delay(i, m, 0, 0.0), MS(50));
-        assert_eq!(backoff_delay(i, m, 1, 0.0), MS(100));
-        assert_eq!(backoff_delay(i, m, 3, 0.0), MS(400));
-        assert_eq!(backoff_delay(i, m, 10, 0.0), MS(2_500));
-        assert_eq!(backoff_delay(i, m, 10, 1.0), MS(5_000));
-        assert_eq!(backoff_delay(i, m, u32::MAX, 0.5), MS(3_750));
-    }
-
-    #[test]
-    fn backoff_jitter_stays_within_half_and_full_delay() {
-        for j in [0.0, 0.1, 0.5, 0.99] {
-            let d = backoff_delay(MS(100), MS(5_000), 2, j);
-            assert!(d >= MS(200) && d <= MS(400), "{d:?}");
-        }
-    }
 
     #[test]
     fn endpoints_rotate_and_goaway_nodes_come_first() {

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use chorus_wire::backoff::{self, Backoff};
 use chorus_wire::codec::Frame;
 use chorus_wire::{
     ClientFrame, ConversationItem, ConversationsPage, ErrorCode, ServerFrame, Trailing,
@@ -34,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::connection::Welcome;
-use crate::connection::{Connection, Endpoints, backoff_delay, establish};
+use crate::connection::{Connection, Endpoints, establish};
 use crate::error::ClientError;
 use crate::events::Event;
 use crate::heartbeat::{Heartbeat, Tick};
@@ -625,6 +626,7 @@ impl Driver {
                 Step::Emit(msg) => self.emit(Event::Message(msg)).await,
                 Step::Fetch { conv, .. } => self.fetch_queue.push_back(conv),
                 Step::Retry { conv, delay } => {
+                    let delay = backoff::equal_jitter(delay, backoff::random_unit());
                     self.timers
                         .push((Instant::now() + delay, Later::Refetch(conv)));
                 }
@@ -700,13 +702,9 @@ impl Driver {
         let mut wait = !immediate;
         loop {
             if wait {
-                let delay = backoff_delay(
-                    self.cfg.backoff_initial,
-                    self.cfg.backoff_max,
-                    attempt,
-                    rand::random::<f64>(),
-                );
                 attempt = attempt.saturating_add(1);
+                let delay = Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max)
+                    .random_delay(attempt);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = closed(&mut self.close) => return None,

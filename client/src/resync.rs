@@ -45,6 +45,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use chorus_wire::Message;
+use chorus_wire::backoff::Backoff;
 
 /// `history.limit` of every page the SDK fetches itself (the protocol's maximum).
 pub(crate) const PAGE_LIMIT: u32 = 200;
@@ -77,7 +78,8 @@ pub(crate) enum Step {
     Retry {
         /// Conversation id.
         conv: String,
-        /// How long to wait first.
+        /// How long to wait first, at most: the driver jitters it
+        /// ([`chorus_wire::backoff::equal_jitter`]).
         delay: Duration,
     },
     /// A resync of `conv` completed after emitting `count` messages from history.
@@ -113,11 +115,10 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts of a failing fetch.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// The wait before retrying a fetch that failed `failures` times in a row.
+/// The ceiling of the wait before retrying a fetch that failed `failures` times
+/// in a row; the driver jitters it when it sets the timer.
 fn retry_delay(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(RETRY_MAX)
+    Backoff::new(RETRY_FIRST, RETRY_MAX).ceiling(failures)
 }
 
 #[derive(Debug, Default)]

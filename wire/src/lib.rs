@@ -3,6 +3,7 @@
 //! The contract is `docs/protocol.md`, with the byte layouts and golden vectors.
 //!
 //! - [`frame`]: every client and server frame, shared by both encodings.
+//! - [`backoff`]: the one retry rule (doubling, capped, equal jitter) of client and node.
 //! - [`codec`]: the only place that knows bincode and serde_json: binary and JSON
 //!   encodings, the TCP length prefix, typed decode errors.
 //! - [`fit`]: list frames (history pages, conversation lists, live batches) cut or
@@ -12,6 +13,7 @@
 //! - [`limits`]: frame, body and id limits with their defaults.
 //! - [`trailing`]: fields appended to v1 frames that v1 peers leave out.
 
+pub mod backoff;
 pub mod cluster;
 pub mod codec;
 pub mod fit;

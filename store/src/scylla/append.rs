@@ -68,6 +68,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use chorus_wire::backoff::Backoff;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use scylla::client::session::Session;
 use scylla::serialize::row::SerializeRow;
@@ -109,6 +110,9 @@ const TAKE_OVER_AFTER_MS: u64 = (ACK_DEADLINE.as_millis() + MAX_CLOCK_SKEW.as_mi
 const LANDING_MS: u64 = 1_000;
 const LANDING_LOOKS: u32 = 5;
 const LANDING_PAUSE: Duration = Duration::from_millis(40);
+
+/// The pause before claim attempt `n` after a timeout.
+const CLAIM_RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(160));
 
 /// Target size of one batch, in bytes of bound values: well under the 50 KiB
 /// Cassandra refuses by default, since its own accounting adds per-row overhead.
@@ -279,7 +283,7 @@ async fn claim(
             Err(e) if is_transient(&e) && attempt < CLAIM_ATTEMPTS => {
                 maybe_ours = true;
                 tracing::debug!(conv = %m.conv, attempt, error = %e, "dedup claim failed, retrying");
-                tokio::time::sleep(Duration::from_millis(20) * attempt).await;
+                tokio::time::sleep(CLAIM_RETRY.random_delay(attempt)).await;
                 continue;
             }
             Err(e) => return Err(query_error(what, e)),

@@ -7,15 +7,20 @@
 
 use std::time::Duration;
 
+use chorus_wire::ConvId;
+use chorus_wire::backoff::Backoff;
+
 use super::ScyllaStore;
 use super::append::Batches;
 use super::error::{check_id, is_transient, query_error};
 use super::lwt::LwtOutcome;
 use crate::{GroupRecord, StoreError, StoreResult};
-use chorus_wire::ConvId;
 
 /// How many times a create whose outcome is unknown (a timeout) is tried again.
 const CREATE_RETRIES: u32 = 3;
+
+/// The pause before create attempt `n` after a timeout.
+const CREATE_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400));
 
 /// Creates a group if its id is free, and links its members.
 pub(super) async fn create(store: &ScyllaStore, group: &GroupRecord) -> StoreResult<bool> {
@@ -46,7 +51,7 @@ pub(super) async fn create(store: &ScyllaStore, group: &GroupRecord) -> StoreRes
                 attempt += 1;
                 maybe_ours = true;
                 tracing::debug!(group = %group.id, attempt, error = %e, "group create failed, retrying");
-                tokio::time::sleep(Duration::from_millis(50) * attempt).await;
+                tokio::time::sleep(CREATE_RETRY.random_delay(attempt)).await;
             }
             Err(e) => return Err(query_error(what, e)),
         }

@@ -17,16 +17,21 @@
 //! may have moved `next` without us learning it; that block is simply never used,
 //! and seqs skip, which the protocol allows.
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
+
+use chorus_wire::backoff::Backoff;
 
 use super::ScyllaStore;
 use super::error::{check_id, from_cql, is_transient, query_error, to_cql};
 use super::lwt::LwtOutcome;
 use crate::{MessageStore, SeqBlock, StoreError, StoreResult};
 
-/// The longest pause between two attempts after an error.
-const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// The pause before attempt `n` after an error: 2^n ms, at most 200 ms.
+const TRANSIENT: Backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(200));
+
+/// The pause after several lost compare-and-sets in a row: 2^n ms, at most
+/// 20 ms, random enough to let one of the owners in lockstep through.
+const LOCKSTEP: Backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(20));
 
 /// Hands out the next `size` seqs of `conv`.
 pub(super) async fn allocate(store: &ScyllaStore, conv: &str, size: u64) -> StoreResult<SeqBlock> {
@@ -88,7 +93,7 @@ pub(super) async fn allocate(store: &ScyllaStore, conv: &str, size: u64) -> Stor
                 if attempt > 2 {
                     // Several losses in a row: the owners are in lockstep; a
                     // short random pause lets one of them through.
-                    tokio::time::sleep(pause(attempt, Duration::from_millis(20))).await;
+                    tokio::time::sleep(LOCKSTEP.random_delay(attempt)).await;
                 }
             }
             Err(e) if is_transient(&e) => {
@@ -96,7 +101,7 @@ pub(super) async fn allocate(store: &ScyllaStore, conv: &str, size: u64) -> Stor
                     return Err(query_error(what, e));
                 }
                 tracing::debug!(conv, attempt, error = %e, "seq block CAS failed, retrying");
-                tokio::time::sleep(pause(attempt, MAX_BACKOFF)).await;
+                tokio::time::sleep(TRANSIENT.random_delay(attempt)).await;
             }
             Err(e) => return Err(query_error(what, e)),
         }
@@ -118,17 +123,4 @@ async fn read_next(store: &ScyllaStore, conv: &str) -> StoreResult<Option<i64>> 
         )
         .await?;
     Ok(row.and_then(|(next,)| next))
-}
-
-/// A random pause, growing with the attempt number up to `cap`.
-fn pause(attempt: u32, cap: Duration) -> Duration {
-    let ceiling_ms = 1u64
-        .checked_shl(attempt.min(16))
-        .unwrap_or(u64::MAX)
-        .min(u64::try_from(cap.as_millis()).unwrap_or(u64::MAX))
-        .max(1);
-    // RandomState is seeded afresh per instance: a cheap source of jitter that
-    // differs between racing tasks and processes.
-    let random = RandomState::new().hash_one(attempt);
-    Duration::from_millis(random % (ceiling_ms + 1))
 }

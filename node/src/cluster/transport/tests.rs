@@ -107,10 +107,10 @@ fn peer_names_carry_node_id_and_generation() {
 fn backoff_doubles_up_to_its_ceiling_with_jitter() {
     for _ in 0..100 {
         let first = backoff(1);
-        assert!(first >= Duration::from_millis(150) && first <= Duration::from_millis(250));
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(200));
         let third = backoff(3);
-        assert!(third >= Duration::from_millis(600) && third <= Duration::from_millis(1000));
+        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(800));
         let late = backoff(u32::MAX);
-        assert!(late >= Duration::from_millis(3750) && late <= Duration::from_millis(6250));
+        assert!(late >= Duration::from_millis(2500) && late <= Duration::from_millis(5000));
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chorus_wire::backoff::Backoff;
 use ractor::{ActorId, ActorRef};
 use ractor_cluster::NodeServerMessage;
 use tokio::time::Instant;
@@ -375,13 +376,10 @@ async fn dial(
     Ok(addr)
 }
 
-/// The delay before redial number `failures` (1, 2, ...): doubling from
-/// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`], with ±25 % jitter so that nodes that
-/// lost the same peer do not redial in lockstep.
+/// The delay before redial number `failures` (1, 2, ...): the project's one
+/// backoff rule ([`chorus_wire::backoff`]) from [`BACKOFF_MIN`] up to
+/// [`BACKOFF_MAX`], so that nodes that lost the same peer do not redial in
+/// lockstep.
 pub(crate) fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let base = BACKOFF_MIN
-        .saturating_mul(1u32 << exponent)
-        .min(BACKOFF_MAX);
-    base.mul_f64(rand::random_range(0.75..1.25))
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX).random_delay(failures)
 }
