@@ -15,6 +15,8 @@
 //! (`max_groups_per_user`): a create or an add that would take a member past it
 //! is refused with `invalid`, naming the member.
 //!
+//! - `access`: a request the asker may not use is answered without starting
+//!   the entity, from the node's cache of the groups it owns.
 //! - `send`: the send pipeline (access, idempotency, seqs, group commit, fan-out).
 //! - `answer`: [`Answer`], the `ack`/`reject` a send is owed, given even when the
 //!   entity fails.
@@ -38,15 +40,18 @@ use chorus_wire::cluster::{EntityEnvelope, GroupOp};
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use self::access::GroupCache;
 use self::dedup::{RecentAcks, SendKey};
 use self::send::Pending;
 use crate::budget::Held;
 use crate::region::entity::Entity;
-use crate::region::registry::{EntityMessage, Registry};
-use crate::region::{EntityKind, PassivateReason, ShardRegion};
-use crate::remote::SessionRef;
-use crate::routing::{UNREACHABLE, request_envelope, request_failed, send_entity};
+use crate::region::lifecycle::{self, Life, Lifecycle, Stage};
+use crate::region::registry::EntityMessage;
+use crate::region::{EntityKind, ShardRegion, bad_key};
+use crate::remote::{SessionRef, UNREACHABLE};
+use crate::settings::Settings;
 
+pub(crate) mod access;
 mod answer;
 mod dedup;
 mod groups;
@@ -67,16 +72,7 @@ pub struct SendRequest {
     pub body: String,
 }
 
-/// A request that carries a `ref` and is answered to one session.
-#[derive(Debug)]
-pub struct Request {
-    /// Who asks.
-    pub user: String,
-    /// The request's `ref`.
-    pub reference: String,
-    /// Where the answer goes.
-    pub reply: SessionRef,
-}
+pub use crate::remote::Request;
 
 /// Messages to a Conversation entity. Those that may cross nodes have an envelope
 /// in `chorus_wire::cluster::EntityEnvelope`. The last four are the entity's
@@ -108,33 +104,22 @@ pub enum ConversationMsg {
     GroupLeave(Request),
     /// The group's state (members only).
     GroupInfo(Request),
-    /// Makes the entity fail, to exercise supervision (tests and operators).
-    Fail,
-    /// Makes the entity panic in its handler, to exercise supervision.
-    Panic,
     /// The in-flight write finished (sent by the entity's write task).
     Persisted(Written),
-    /// Periodic idle check.
-    Tick,
-    /// The region asks the entity to passivate (its kind is over its cap).
-    Passivate(PassivateReason),
-    /// The conversation's shard moved to another node: finish what was
-    /// accepted, then stop. The region no longer sends it anything.
-    HandOff,
+    /// Idle ticks, passivation, hand-off (the shard moved: finish what was
+    /// accepted, then stop) and failure hooks: see `region::lifecycle`.
+    Lifecycle(Lifecycle),
 }
 
 impl ractor::Message for ConversationMsg {}
 
 impl EntityMessage for ConversationMsg {
     fn counted(&self) -> bool {
-        !matches!(
-            self,
-            Self::Persisted(_) | Self::Tick | Self::Passivate(_) | Self::HandOff
-        )
+        !matches!(self, Self::Persisted(_) | Self::Lifecycle(_))
     }
 
-    fn passivate_request(reason: PassivateReason) -> Self {
-        Self::Passivate(reason)
+    fn lifecycle(msg: Lifecycle) -> Self {
+        Self::Lifecycle(msg)
     }
 }
 
@@ -166,9 +151,27 @@ impl ConversationMsg {
     }
 }
 
+impl ShardRegion {
+    /// Sends to the Conversation entity of `conv`, spawning it if needed.
+    pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
+        self.route::<Conversation>(conv, msg, 0, true);
+    }
+
+    /// The running actor of a conversation, if any (for tests and operators).
+    pub fn conversation_actor(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
+        self.registry::<Conversation>().get(&conv.to_string())
+    }
+
+    /// What this node knows of the groups it owns.
+    pub(crate) fn group_cache(&self) -> &GroupCache {
+        self.shared::<Conversation>()
+    }
+}
+
 impl Entity for Conversation {
     const KIND: EntityKind = EntityKind::Conversation;
     type Key = ConvId;
+    type Shared = GroupCache;
 
     fn actor() -> Self {
         Conversation
@@ -185,12 +188,17 @@ impl Entity for Conversation {
         }
     }
 
-    fn registry(region: &ShardRegion) -> &Registry<ConversationMsg> {
-        region.conversations()
+    fn cap(settings: &Settings) -> usize {
+        settings.max_conversations
+    }
+
+    /// What this node knows of the groups it owns, for access checks.
+    fn shared(settings: &Settings) -> GroupCache {
+        GroupCache::new(settings.group_cache_members)
     }
 
     /// A conversation that does not run here is spawned only for a request
-    /// that passes the access check (see `region::access`).
+    /// that passes the access check (see `access`).
     fn deliver(region: &ShardRegion, conv: &ConvId, msg: ConversationMsg) {
         region.local_conversation(conv, &conv.to_string(), msg);
     }
@@ -223,7 +231,7 @@ impl Entity for Conversation {
                     client_id: answer.id().to_string(),
                     body,
                 };
-                if send_entity(region, node, hops, envelope) {
+                if region.link().send_entity(node, hops, envelope) {
                     answer.forwarded();
                 } else {
                     if let SessionRef::Local(handle) = answer.session() {
@@ -235,23 +243,20 @@ impl Entity for Conversation {
             ConversationMsg::History(req, query) => {
                 let envelope = EntityEnvelope::ConvHistory {
                     conv,
-                    request: request_envelope(region, &req),
+                    request: req.envelope(region.link()),
                     after: query.after,
                     before: query.before,
                     limit: query.limit,
                 };
-                if !send_entity(region, node, hops, envelope) {
-                    request_failed(&req);
+                if !region.link().send_entity(node, hops, envelope) {
+                    req.unreachable();
                 }
             }
             // The budget units of a read stay here: it has no answer to bring them back.
             ConversationMsg::Read { user, seq, .. } => {
-                send_entity(
-                    region,
-                    node,
-                    hops,
-                    EntityEnvelope::ConvRead { conv, user, seq },
-                );
+                region
+                    .link()
+                    .send_entity(node, hops, EntityEnvelope::ConvRead { conv, user, seq });
             }
             ConversationMsg::GroupCreate(req, name, members) => {
                 forward_group(
@@ -275,13 +280,104 @@ impl Entity for Conversation {
             ConversationMsg::GroupInfo(req) => {
                 forward_group(region, node, hops, conv, req, GroupOp::Info);
             }
-            ConversationMsg::Persisted(_)
-            | ConversationMsg::Fail
-            | ConversationMsg::Panic
-            | ConversationMsg::Tick
-            | ConversationMsg::Passivate(_)
-            | ConversationMsg::HandOff => {}
+            ConversationMsg::Persisted(_) | ConversationMsg::Lifecycle(_) => {}
         }
+    }
+
+    /// `ConvSend`, `ConvHistory`, `ConvRead` and `ConvGroup` back into messages.
+    fn receive(
+        region: &ShardRegion,
+        from: &str,
+        hops: u8,
+        msg: EntityEnvelope,
+    ) -> Result<(), EntityEnvelope> {
+        match msg {
+            EntityEnvelope::ConvSend {
+                conv,
+                sender,
+                session,
+                client_id,
+                body,
+            } => {
+                let Some(session) = region.session_ref(session) else {
+                    return Ok(());
+                };
+                let Ok(conv_id @ (ConvId::Dm(..) | ConvId::Group(_))) = ConvId::parse(&conv) else {
+                    session.reject(&client_id, ErrorCode::Invalid, "invalid conversation", None);
+                    {
+                        bad_key(from, &conv);
+                        return Ok(());
+                    }
+                };
+                let req = SendRequest {
+                    sender,
+                    answer: Answer::new(session, client_id),
+                    body,
+                };
+                region.route::<Conversation>(&conv_id, ConversationMsg::Send(req), hops, true);
+            }
+            EntityEnvelope::ConvHistory {
+                conv,
+                request: req,
+                after,
+                before,
+                limit,
+            } => {
+                let Some(req) = region.request_from(req) else {
+                    return Ok(());
+                };
+                let Ok(conv_id) = ConvId::parse(&conv) else {
+                    {
+                        bad_key(from, &conv);
+                        return Ok(());
+                    }
+                };
+                let query = HistoryQuery {
+                    after,
+                    before,
+                    limit,
+                };
+                region.route::<Conversation>(
+                    &conv_id,
+                    ConversationMsg::History(req, query),
+                    hops,
+                    true,
+                );
+            }
+            EntityEnvelope::ConvRead { conv, user, seq } => {
+                let Ok(conv_id) = ConvId::parse(&conv) else {
+                    {
+                        bad_key(from, &conv);
+                        return Ok(());
+                    }
+                };
+                let read = ConversationMsg::Read {
+                    user,
+                    seq,
+                    held: None,
+                };
+                region.route::<Conversation>(&conv_id, read, hops, true);
+            }
+            EntityEnvelope::ConvGroup {
+                conv,
+                request: req,
+                op,
+            } => {
+                let Some(req) = region.request_from(req) else {
+                    return Ok(());
+                };
+                let Ok(conv_id @ ConvId::Group(_)) = ConvId::parse(&conv) else {
+                    {
+                        bad_key(from, &conv);
+                        return Ok(());
+                    }
+                };
+                let msg = ConversationMsg::group(req, op);
+                region.route::<Conversation>(&conv_id, msg, hops, true);
+            }
+            other => return Err(other),
+        }
+        Ok(())
     }
 }
 
@@ -295,11 +391,11 @@ fn forward_group(
 ) {
     let envelope = EntityEnvelope::ConvGroup {
         conv,
-        request: request_envelope(region, &req),
+        request: req.envelope(region.link()),
         op,
     };
-    if !send_entity(region, node, hops, envelope) {
-        request_failed(&req);
+    if !region.link().send_entity(node, hops, envelope) {
+        req.unreachable();
     }
 }
 
@@ -356,13 +452,42 @@ pub struct ConversationState {
     handled: u64,
     /// Whether the hand-off gate was passed (before the first message).
     gated: bool,
-    /// Asked to passivate: done as soon as nothing is pending or in flight,
-    /// unless a message arrived meanwhile.
-    passivate: Option<PassivateReason>,
-    /// Handed off: stop once nothing is pending or in flight.
-    handing_off: bool,
+    /// Asked to passivate or handed off: done as soon as nothing is pending
+    /// or in flight.
+    stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
+}
+
+impl Life for ConversationState {
+    type Msg = ConversationMsg;
+    const KIND: EntityKind = EntityKind::Conversation;
+
+    fn stage(&mut self) -> &mut Stage {
+        &mut self.stage
+    }
+
+    fn region(&self) -> &ShardRegion {
+        &self.region
+    }
+
+    fn registry_key(&self) -> &str {
+        &self.key
+    }
+
+    fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// No counted message for `conversation_idle`.
+    fn is_idle(&mut self) -> bool {
+        self.last_activity.elapsed() >= self.region.settings().conversation_idle
+    }
+
+    /// Nothing pending or in flight: every accepted message is answered first.
+    fn is_quiet(&self) -> bool {
+        self.pending.is_empty() && !self.writing
+    }
 }
 
 impl Actor for Conversation {
@@ -382,7 +507,7 @@ impl Actor for Conversation {
         let ticker = crate::spawn_ticker(
             me,
             (idle / 2).max(std::time::Duration::from_millis(50)),
-            || ConversationMsg::Tick,
+            || ConversationMsg::Lifecycle(Lifecycle::tick()),
         );
         let group = match args.conv {
             ConvId::Group(_) => GroupState::Unknown,
@@ -404,8 +529,7 @@ impl Actor for Conversation {
             last_activity: Instant::now(),
             handled: 0,
             gated: false,
-            passivate: None,
-            handing_off: false,
+            stage: Stage::default(),
             _ticker: ticker,
         })
     }
@@ -425,10 +549,7 @@ impl Actor for Conversation {
         }
         match msg {
             ConversationMsg::Send(req) => state.on_send(&myself, req).await,
-            ConversationMsg::Persisted(written) => {
-                state.on_persisted(&myself, written);
-                state.settle(&myself);
-            }
+            ConversationMsg::Persisted(written) => state.on_persisted(&myself, written),
             ConversationMsg::History(req, query) => state.on_history(req, query).await,
             ConversationMsg::Read { user, seq, held } => state.on_read(user, seq, held).await,
             ConversationMsg::GroupCreate(req, name, members) => {
@@ -442,25 +563,9 @@ impl Actor for Conversation {
             }
             ConversationMsg::GroupLeave(req) => state.on_group_leave(req).await,
             ConversationMsg::GroupInfo(req) => state.on_group_info(req).await,
-            ConversationMsg::Fail => return Err("failure requested".into()),
-            #[allow(clippy::panic)] // The point of this message.
-            ConversationMsg::Panic => panic!("panic requested"),
-            ConversationMsg::Tick => {
-                let idle = state.region.settings().conversation_idle;
-                if state.passivate.is_none() && state.last_activity.elapsed() >= idle {
-                    state.passivate = Some(PassivateReason::Idle);
-                    state.settle(&myself);
-                }
-            }
-            ConversationMsg::Passivate(reason) => {
-                state.passivate = Some(reason);
-                state.settle(&myself);
-            }
-            ConversationMsg::HandOff => {
-                state.handing_off = true;
-                state.settle(&myself);
-            }
+            ConversationMsg::Lifecycle(msg) => lifecycle::on_lifecycle(state, msg)?,
         }
+        lifecycle::settle(state, &myself);
         Ok(())
     }
 }
@@ -484,41 +589,6 @@ impl ConversationState {
         let started = Instant::now();
         gate.wait().await;
         metrics::histogram!("chorus_handoff_wait_seconds").record(started.elapsed().as_secs_f64());
-    }
-
-    /// Whether nothing is pending or in flight.
-    fn is_quiet(&self) -> bool {
-        self.pending.is_empty() && !self.writing
-    }
-
-    /// Stops when asked to and quiet: a handed-off entity at once (the region
-    /// sends it nothing more); a passivating one if it can leave the registry,
-    /// which it cannot while something is queued for it — then it stays, as
-    /// that was activity.
-    fn settle(&mut self, myself: &ActorRef<ConversationMsg>) {
-        if !self.is_quiet() {
-            return;
-        }
-        if self.handing_off {
-            myself.stop(Some("handed off".into()));
-            return;
-        }
-        let Some(reason) = self.passivate.take() else {
-            return;
-        };
-        let idle = self.region.settings().conversation_idle;
-        if reason == PassivateReason::Idle && self.last_activity.elapsed() < idle {
-            return; // Busy again since the idle check.
-        }
-        if self.region.passivate(
-            EntityKind::Conversation,
-            &self.key,
-            myself.get_id(),
-            self.handled,
-            reason,
-        ) {
-            myself.stop(Some("passivated".into()));
-        }
     }
 
     async fn last_seq(&mut self) -> Result<u64, String> {

@@ -35,6 +35,7 @@ mod routing;
 pub mod session;
 pub mod sessions;
 pub mod settings;
+mod shards;
 pub mod user;
 
 pub use outbound::{CloseReason, OutFrame, SessionHandle, SharedFrame};

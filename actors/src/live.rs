@@ -30,15 +30,17 @@ use parking_lot::Mutex;
 use chorus_store::RoomSettings;
 use chorus_wire::cluster::EntityEnvelope;
 use chorus_wire::fit;
+use chorus_wire::ids::validate_id;
 use chorus_wire::{ConvId, ErrorCode, LiveItem, Prio, ServerFrame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::outbound::{LiveEntry, OutFrame, SessionHandle, SessionId, SharedFrame};
 use crate::region::entity::Entity;
-use crate::region::registry::{Admission, Delivery, EntityMessage, Registry};
-use crate::region::{EntityKind, PassivateReason, ShardRegion};
-use crate::remote::SessionRef;
-use crate::routing::{UNREACHABLE, send_entity};
+use crate::region::lifecycle::{self, Life, Lifecycle, Stage};
+use crate::region::registry::{Admission, Delivery, EntityMessage};
+use crate::region::{EntityKind, ShardRegion, bad_key};
+use crate::remote::{SessionRef, UNREACHABLE};
+use crate::settings::Settings;
 
 mod settings;
 pub mod slow;
@@ -91,13 +93,10 @@ pub enum LiveRoomMsg {
     },
     /// The window of generation `u64` is due (sent by the room to itself).
     Flush(u64),
-    /// Periodic idle check.
-    Tick,
-    /// The region asks the room to passivate (its kind is over its cap): it
-    /// does unless it has viewers.
-    Passivate(PassivateReason),
-    /// The room's shard moved to another node: send what is pending, then stop.
-    HandOff,
+    /// Idle ticks, passivation (under pressure only without viewers), hand-off
+    /// (the shard moved: send what is pending, then stop) and failure hooks:
+    /// see `region::lifecycle`.
+    Lifecycle(Lifecycle),
     /// An operator set the room's slow mode, already stored: seconds (0: off),
     /// or `None` to follow `[live] slow_mode_s`. Crosses nodes.
     SlowMode {
@@ -112,10 +111,49 @@ pub enum LiveRoomMsg {
 
 impl ractor::Message for LiveRoomMsg {}
 
+impl ShardRegion {
+    /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
+    pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
+        if let ConvId::Live(id) = room {
+            self.route::<LiveRoom>(id, msg, 0, true);
+        }
+    }
+
+    /// This node's live-room fanouts.
+    pub fn fanouts(&self) -> &LiveFanouts {
+        self.shared::<LiveRoom>()
+    }
+
+    /// Hands a live batch to `node`'s fanout of `room`; false if it has none
+    /// (or the node is unreachable).
+    pub(crate) fn live_batch(
+        &self,
+        node: &str,
+        room: &str,
+        frame: &SharedFrame,
+        weight: u64,
+        ordinary: bool,
+    ) -> bool {
+        if node == self.settings().node_id {
+            return self.fanouts().batch(room, frame.clone(), weight, ordinary);
+        }
+        self.link().send(
+            node,
+            &chorus_wire::cluster::Envelope::LiveBatch {
+                room: room.to_string(),
+                frame: chorus_wire::cluster::NestedFrame(frame.frame().clone()),
+                weight,
+                ordinary,
+            },
+        )
+    }
+}
+
 impl Entity for LiveRoom {
     const KIND: EntityKind = EntityKind::LiveRoom;
     /// The room id, without `live:`.
     type Key = String;
+    type Shared = LiveFanouts;
 
     fn actor() -> Self {
         LiveRoom
@@ -132,8 +170,13 @@ impl Entity for LiveRoom {
         }
     }
 
-    fn registry(region: &ShardRegion) -> &Registry<LiveRoomMsg> {
-        region.live_rooms()
+    fn cap(settings: &Settings) -> usize {
+        settings.max_live_rooms
+    }
+
+    /// This node's fanouts: the viewers of each room here.
+    fn shared(_: &Settings) -> LiveFanouts {
+        LiveFanouts::default()
     }
 
     /// A room starts for what a viewer or a sender asks: a zero count or a
@@ -155,7 +198,7 @@ impl Entity for LiveRoom {
             },
             (),
         ) = region
-            .live_rooms()
+            .registry::<LiveRoom>()
             .deliver(&Self::shard_key(room), spawn, admit, msg)
         {
             reply.send(ServerFrame::Ok { reference });
@@ -174,7 +217,7 @@ impl Entity for LiveRoom {
                     item,
                     reply: reply.addr(region.link()),
                 };
-                if !send_entity(region, node, hops, envelope) {
+                if !region.link().send_entity(node, hops, envelope) {
                     reply.reject(&id, ErrorCode::Internal, UNREACHABLE, None);
                 }
             }
@@ -190,7 +233,7 @@ impl Entity for LiveRoom {
                     viewer: viewer.addr(region.link()),
                     new_viewer,
                 };
-                if !send_entity(region, node, hops, envelope) {
+                if !region.link().send_entity(node, hops, envelope) {
                     viewer.send(ServerFrame::Error {
                         reference: Some(reference),
                         code: ErrorCode::Internal,
@@ -209,7 +252,7 @@ impl Entity for LiveRoom {
                     reply: reply.map(|r| r.addr(region.link())),
                     node: viewer_node,
                 };
-                send_entity(region, node, hops, envelope);
+                region.link().send_entity(node, hops, envelope);
             }
             LiveRoomMsg::ViewerCount {
                 node: viewer_node,
@@ -220,37 +263,100 @@ impl Entity for LiveRoom {
                     node: viewer_node,
                     count,
                 };
-                send_entity(region, node, hops, envelope);
+                region.link().send_entity(node, hops, envelope);
             }
             LiveRoomMsg::SlowMode { seconds } => {
                 // Already stored: should the owner be unreachable, the room reads it
                 // when it next starts.
-                send_entity(
-                    region,
+                region.link().send_entity(
                     node,
                     hops,
                     EntityEnvelope::LiveSlowMode { room, seconds },
                 );
             }
-            LiveRoomMsg::Flush(_)
-            | LiveRoomMsg::Tick
-            | LiveRoomMsg::Passivate(_)
-            | LiveRoomMsg::HandOff
-            | LiveRoomMsg::SettingsLoaded(_) => {}
+            LiveRoomMsg::Flush(_) | LiveRoomMsg::Lifecycle(_) | LiveRoomMsg::SettingsLoaded(_) => {}
         }
+    }
+
+    /// The `Live*` envelopes back into messages.
+    fn receive(
+        region: &ShardRegion,
+        from: &str,
+        hops: u8,
+        msg: EntityEnvelope,
+    ) -> Result<(), EntityEnvelope> {
+        match msg {
+            EntityEnvelope::LiveJoin {
+                room,
+                reference,
+                viewer,
+                new_viewer,
+            } => {
+                let node = viewer.node.clone();
+                if let Some(viewer) = region.session_ref(viewer) {
+                    let msg = LiveRoomMsg::Join {
+                        reference,
+                        viewer,
+                        node,
+                        new_viewer,
+                    };
+                    region.route::<LiveRoom>(&room, msg, hops, true);
+                }
+            }
+            EntityEnvelope::LiveLeave {
+                room,
+                reference,
+                reply,
+                node,
+            } => {
+                let reply = reply.and_then(|r| region.session_ref(r));
+                let msg = LiveRoomMsg::Leave {
+                    reference,
+                    reply,
+                    node,
+                };
+                region.route::<LiveRoom>(&room, msg, hops, true);
+            }
+            EntityEnvelope::LiveViewers { room, node, count } => {
+                region.route::<LiveRoom>(
+                    &room,
+                    LiveRoomMsg::ViewerCount { node, count },
+                    hops,
+                    true,
+                );
+            }
+            EntityEnvelope::LiveDanmaku { room, item, reply } => {
+                if let Some(reply) = region.session_ref(reply) {
+                    region.route::<LiveRoom>(
+                        &room,
+                        LiveRoomMsg::Danmaku { item, reply },
+                        hops,
+                        true,
+                    );
+                }
+            }
+            EntityEnvelope::LiveSlowMode { room, seconds } => {
+                if validate_id("room id", &room).is_err() {
+                    {
+                        bad_key(from, &room);
+                        return Ok(());
+                    }
+                }
+                region.route::<LiveRoom>(&room, LiveRoomMsg::SlowMode { seconds }, hops, true);
+            }
+            other => return Err(other),
+        }
+        Ok(())
     }
 }
 
 impl EntityMessage for LiveRoomMsg {
     fn counted(&self) -> bool {
-        !matches!(
-            self,
-            Self::Flush(_) | Self::Tick | Self::Passivate(_) | Self::HandOff
-        )
+        !matches!(self, Self::Flush(_) | Self::Lifecycle(_))
     }
 
-    fn passivate_request(reason: PassivateReason) -> Self {
-        Self::Passivate(reason)
+    fn lifecycle(msg: Lifecycle) -> Self {
+        Self::Lifecycle(msg)
     }
 }
 
@@ -319,11 +425,48 @@ pub struct LiveRoomState {
     settings_retry: Option<crate::Ticker>,
     /// Counted messages handled (see `region::registry`).
     handled: u64,
-    /// Asked to passivate under pressure (the registry asks once): done once
-    /// every message sent to it is handled and no viewer is watching.
-    pressure: Option<PassivateReason>,
+    stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
+}
+
+impl Life for LiveRoomState {
+    type Msg = LiveRoomMsg;
+    const KIND: EntityKind = EntityKind::LiveRoom;
+
+    fn stage(&mut self) -> &mut Stage {
+        &mut self.stage
+    }
+
+    fn region(&self) -> &ShardRegion {
+        &self.region
+    }
+
+    fn registry_key(&self) -> &str {
+        &self.key
+    }
+
+    fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// No viewer, and nothing but ticks for `conversation_idle`.
+    fn is_idle(&mut self) -> bool {
+        self.viewers() == 0
+            && self.last_activity.elapsed() >= self.region.settings().conversation_idle
+    }
+
+    /// Viewers would lose the room's recent items and slow mode.
+    fn may_leave(&self) -> bool {
+        self.viewers() == 0
+    }
+
+    /// What is pending goes out first.
+    fn before_stop(&mut self) {
+        if !self.pending.is_empty() {
+            self.close_window();
+        }
+    }
 }
 
 impl Actor for LiveRoom {
@@ -341,7 +484,7 @@ impl Actor for LiveRoom {
         let ticker = crate::spawn_ticker(
             myself.clone(),
             (idle / 2).max(Duration::from_millis(50)),
-            || LiveRoomMsg::Tick,
+            || LiveRoomMsg::Lifecycle(Lifecycle::tick()),
         );
         // Messages queue meanwhile; a store that does not answer in time leaves
         // the room on the configured defaults until a retry gets through.
@@ -371,7 +514,7 @@ impl Actor for LiveRoom {
             slow,
             settings_retry,
             handled: 0,
-            pressure: None,
+            stage: Stage::default(),
             _ticker: ticker,
         })
     }
@@ -385,7 +528,7 @@ impl Actor for LiveRoom {
         if msg.counted() {
             state.handled += 1;
         }
-        if !matches!(msg, LiveRoomMsg::Tick) {
+        if !matches!(msg, LiveRoomMsg::Lifecycle(l) if l.is_tick()) {
             state.last_activity = Instant::now();
         }
         match msg {
@@ -466,22 +609,7 @@ impl Actor for LiveRoom {
                     state.nodes.insert(node, NodeViewers { count });
                 }
             }
-            LiveRoomMsg::Tick => {
-                let idle = state.region.settings().conversation_idle;
-                if state.viewers() == 0 && state.last_activity.elapsed() >= idle {
-                    state.passivate(&myself, PassivateReason::Idle);
-                }
-            }
-            LiveRoomMsg::Passivate(reason) => {
-                state.pressure = Some(reason);
-            }
-            LiveRoomMsg::HandOff => {
-                if !state.pending.is_empty() {
-                    state.close_window();
-                }
-                myself.stop(Some("handed off".into()));
-                return Ok(());
-            }
+            LiveRoomMsg::Lifecycle(msg) => lifecycle::on_lifecycle(state, msg)?,
             LiveRoomMsg::SlowMode { seconds } => {
                 // The operator's word is newer than whatever a retry may still bring.
                 state.settings_retry = None;
@@ -493,13 +621,7 @@ impl Actor for LiveRoom {
                 }
             }
         }
-        // Viewers would lose the room's recent items and slow mode; a request
-        // that came with messages still queued is honoured once they are handled.
-        if let Some(reason) = state.pressure
-            && state.viewers() == 0
-        {
-            state.passivate(&myself, reason);
-        }
+        lifecycle::settle(state, &myself);
         Ok(())
     }
 }
@@ -507,21 +629,6 @@ impl Actor for LiveRoom {
 impl LiveRoomState {
     /// Sends what is pending, leaves the registry and stops, unless something
     /// is queued for it.
-    fn passivate(&mut self, myself: &ActorRef<LiveRoomMsg>, reason: PassivateReason) {
-        if self.region.passivate(
-            EntityKind::LiveRoom,
-            &self.key,
-            myself.get_id(),
-            self.handled,
-            reason,
-        ) {
-            if !self.pending.is_empty() {
-                self.close_window();
-            }
-            myself.stop(Some("passivated".into()));
-        }
-    }
-
     fn viewers(&self) -> u64 {
         self.nodes.values().map(|n| n.count).sum()
     }

@@ -10,13 +10,15 @@
 //! every shard is local; the cluster changes only placement (which node's region
 //! spawns an entity), never the callers.
 //!
-//! - `entity`: the `Entity` trait each kind implements (its key,
-//!   shard key, start, registry, envelopes, admission), so that one generic
-//!   `ShardRegion::route` serves every kind.
+//! - `entity`: the `Entity` trait each kind implements (its key, shard key,
+//!   start, cap, shared state, envelopes, admission), so that one generic
+//!   `ShardRegion::route` serves every kind. The region never names a kind: the
+//!   kinds are given to it as slots when it starts (the `shards` module).
+//! - `lifecycle`: idle ticks, passivation, hand-off and failure hooks, one
+//!   message kind carried in one variant of every entity's messages, run by one
+//!   handler for every kind.
 //! - `registry`: key → running actor per kind; passivation that leaves nothing
 //!   behind, and the cap on running entities (least recently used passivate).
-//! - `access`: a request for a conversation the asker may not use is answered
-//!   without spawning its entity.
 //! - `handoff`: a conversation that moved here waits until its previous owner
 //!   settled before it hands out seqs.
 //! - `supervisor`: restarts, counted, with a meltdown limit.
@@ -36,31 +38,26 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 
 use chorus_store::MessageStore;
-use chorus_wire::ConvId;
+use chorus_wire::cluster::{RequestEnvelope, SessionAddr};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 
-use self::access::GroupCache;
-use self::entity::Entity;
-use self::registry::Registry;
+use self::entity::{Entity, KindSlot};
 use self::supervisor::{EntitySupervisor, SupervisorArgs};
-use crate::conversation::{Conversation, ConversationMsg};
-use crate::live::{LiveFanouts, LiveRoom, LiveRoomMsg};
 use crate::moderation::Moderation;
-use crate::outbound::SharedFrame;
-use crate::placement::{Placement, Table};
+use crate::placement::Placement;
 use crate::ratelimit::RateLimiter;
-use crate::remote::{Link, Outbox, SessionRef};
+use crate::remote::{Link, Outbox, Request, SessionRef};
 use crate::sessions::LocalSessions;
 use crate::settings::Settings;
-use crate::user::{Attached, User, UserMsg};
 
-pub(crate) mod access;
 pub(crate) mod entity;
 mod handoff;
+pub(crate) mod lifecycle;
 pub(crate) mod registry;
 mod supervisor;
 
 pub use self::handoff::UNREACHABLE_GRACE;
+pub use self::lifecycle::Lifecycle;
 pub use self::registry::PassivateReason;
 pub use self::supervisor::SupervisorMsg;
 
@@ -101,6 +98,18 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
+    /// Every kind, in the order of [`EntityKind::index`].
+    pub(crate) const ALL: [EntityKind; 3] = [Self::User, Self::Conversation, Self::LiveRoom];
+
+    /// Its place among the region's slots.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::User => 0,
+            Self::Conversation => 1,
+            Self::LiveRoom => 2,
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::User => "user",
@@ -116,16 +125,12 @@ pub(crate) struct RegionInner {
     pub(crate) sessions: LocalSessions,
     placement: Placement,
     link: Arc<Link>,
-    users: Registry<UserMsg>,
-    conversations: Registry<ConversationMsg>,
-    live_rooms: Registry<LiveRoomMsg>,
-    fanouts: LiveFanouts,
+    /// Per kind, at [`EntityKind::index`]: its registry and shared state.
+    kinds: [KindSlot; 3],
     danmaku_rate: RateLimiter,
     moderation: Arc<Moderation>,
     /// Turns for page reads from the store (`Settings::store_reads`).
     store_reads: Arc<tokio::sync::Semaphore>,
-    /// What this node knows of the groups it owns, for access checks.
-    groups: GroupCache,
     /// Fences and settling of conversations that change owner.
     handoff: handoff::Handoff,
     /// Entity failures handled, and meltdowns declared, since start.
@@ -144,28 +149,31 @@ pub struct ShardRegion {
 
 impl std::fmt::Debug for ShardRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (users, conversations, live_rooms) = self.entity_counts();
         f.debug_struct("ShardRegion")
-            .field("users", &self.inner.users.len())
-            .field("conversations", &self.inner.conversations.len())
+            .field("users", &users)
+            .field("conversations", &conversations)
+            .field("live_rooms", &live_rooms)
             .finish()
     }
 }
 
 impl ShardRegion {
-    /// Starts the region and its entity supervisor.
-    pub async fn start(
-        store: Arc<dyn MessageStore>,
-        settings: Settings,
-    ) -> Result<Self, ractor::SpawnErr> {
-        Self::start_with(store, settings, Arc::new(Moderation::disabled())).await
-    }
-
-    /// Starts the region with a word filter applied to `send` and `danmaku`.
-    pub async fn start_with(
+    /// Starts the region and its entity supervisor, serving the entity kinds
+    /// of `kinds` (one slot per kind, in [`EntityKind::ALL`] order).
+    pub(crate) async fn start_serving(
         store: Arc<dyn MessageStore>,
         settings: Settings,
         moderation: Arc<Moderation>,
+        kinds: [KindSlot; 3],
     ) -> Result<Self, ractor::SpawnErr> {
+        for (slot, kind) in kinds.iter().zip(EntityKind::ALL) {
+            assert_eq!(
+                slot.kind(),
+                kind,
+                "the region's slots are in EntityKind::ALL order"
+            );
+        }
         let slot: Arc<OnceLock<Weak<RegionInner>>> = Arc::new(OnceLock::new());
         let (supervisor, _) = Actor::spawn(
             None,
@@ -178,26 +186,16 @@ impl ShardRegion {
         .await?;
         let danmaku_rate = RateLimiter::new(settings.live.rate_per_user, settings.live.rate_window);
         let store_reads = Arc::new(tokio::sync::Semaphore::new(settings.store_reads.max(1)));
-        let (max_users, max_conversations, max_live_rooms, group_cache) = (
-            settings.max_users,
-            settings.max_conversations,
-            settings.max_live_rooms,
-            settings.group_cache_members,
-        );
         let inner = Arc::new(RegionInner {
             placement: Placement::single(&settings.node_id, settings.shards),
             link: Arc::new(Link::new(&settings.node_id)),
             store,
             settings,
-            live_rooms: Registry::new(EntityKind::LiveRoom, max_live_rooms),
-            fanouts: LiveFanouts::default(),
+            kinds,
             danmaku_rate,
             moderation,
             store_reads,
             sessions: LocalSessions::default(),
-            users: Registry::new(EntityKind::User, max_users),
-            conversations: Registry::new(EntityKind::Conversation, max_conversations),
-            groups: GroupCache::new(group_cache),
             handoff: handoff::Handoff::default(),
             owners: Mutex::new(HashMap::new()),
             restarts: std::sync::atomic::AtomicU64::new(0),
@@ -229,11 +227,17 @@ impl ShardRegion {
 
     /// Running entities of each kind on this node: (users, conversations, live rooms).
     pub fn entity_counts(&self) -> (usize, usize, usize) {
+        let len = |kind: EntityKind| self.slot(kind).any_registry().len();
         (
-            self.inner.users.len(),
-            self.inner.conversations.len(),
-            self.inner.live_rooms.len(),
+            len(EntityKind::User),
+            len(EntityKind::Conversation),
+            len(EntityKind::LiveRoom),
         )
+    }
+
+    /// The slot of `kind`.
+    fn slot(&self, kind: EntityKind) -> &KindSlot {
+        &self.inner.kinds[kind.index()]
     }
 
     /// Entity failures the supervisor handled and meltdowns it declared since the
@@ -245,11 +249,6 @@ impl ShardRegion {
             self.inner.restarts.load(Relaxed),
             self.inner.meltdowns.load(Relaxed),
         )
-    }
-
-    /// This node's live-room fanouts.
-    pub fn fanouts(&self) -> &LiveFanouts {
-        &self.inner.fanouts
     }
 
     /// The word filter.
@@ -293,11 +292,29 @@ impl ShardRegion {
         self.inner.link.connect(generation, outbox);
     }
 
-    /// Handles the bytes of one envelope from node `from`; garbage is counted
-    /// and dropped.
-    /// Returns false if the bytes were not an envelope.
-    pub fn receive(&self, from: &str, bytes: &[u8]) -> bool {
-        crate::routing::receive(self, from, bytes)
+    /// The session an address names, as seen from this node: a local handle when it
+    /// is one of ours (`None` if it is gone), else a remote reference.
+    pub(crate) fn session_ref(&self, addr: SessionAddr) -> Option<SessionRef> {
+        let link = self.link();
+        if addr.node == **link.node_id() {
+            let handle = self
+                .sessions()
+                .get(addr.id)
+                .filter(|h| h.user() == addr.user)?;
+            return (addr.generation == link.generation()).then_some(SessionRef::Local(handle));
+        }
+        Some(SessionRef::remote(addr, link.clone()))
+    }
+
+    /// A request that came from another node, answered to its session; `None`
+    /// if that session is gone.
+    pub(crate) fn request_from(&self, req: RequestEnvelope) -> Option<Request> {
+        let reply = self.session_ref(req.reply)?;
+        Some(Request {
+            user: req.user,
+            reference: req.reference,
+            reply,
+        })
     }
 
     /// Where a message for `key` that was forwarded `hops` times goes next.
@@ -340,103 +357,20 @@ impl ShardRegion {
         matches!(
             self.route_of(&format!("user:{user}"), 0, false),
             Route::Local
-        ) && !self.inner.users.contains(user)
+        ) && !self.slot(EntityKind::User).any_registry().contains(user)
     }
 
     /// Whether the entity of `key` (`user:..`, `dm:..`, `group:..`, `live:..`)
     /// is running on this node.
     pub fn is_running(&self, key: &str) -> bool {
-        if let Some(user) = key.strip_prefix("user:") {
-            self.inner.users.contains(user)
+        let (kind, key) = if let Some(user) = key.strip_prefix("user:") {
+            (EntityKind::User, user)
         } else if key.starts_with("live:") {
-            self.inner.live_rooms.contains(key)
+            (EntityKind::LiveRoom, key)
         } else {
-            self.inner.conversations.contains(key)
-        }
-    }
-
-    /// After the placement changed from `previous`: hands off the entities this
-    /// node no longer owns (each finishes what it accepted, then stops; the next
-    /// message for its key goes to the new owner, which restarts it from the
-    /// store), and re-attaches this node's sessions whose User moved.
-    pub fn rebalance(&self, previous: &Table) {
-        let placement = &self.inner.placement;
-        // First: conversations gained from another node wait for it to settle.
-        self.fence_gained_shards(previous);
-        self.inner
-            .groups
-            .drop_where(|gid| !placement.is_local(&format!("group:{gid}")));
-        let users = self
-            .inner
-            .users
-            .remove_where(|u| !placement.is_local(&format!("user:{u}")));
-        for (_, user) in &users {
-            let _ = user.send_message(UserMsg::HandOff);
-        }
-        let convs = self
-            .inner
-            .conversations
-            .remove_where(|c| !placement.is_local(c));
-        for (key, conv) in &convs {
-            // Gates of the key on this node wait for it, should the shard come
-            // back before it stopped.
-            self.conversation_retiring(key, conv.get_id());
-            let _ = conv.send_message(ConversationMsg::HandOff);
-        }
-        let rooms = self
-            .inner
-            .live_rooms
-            .remove_where(|r| !placement.is_local(r));
-        for (_, room) in &rooms {
-            let _ = room.send_message(LiveRoomMsg::HandOff);
-        }
-        let mut moved = 0usize;
-        for session in self.inner.sessions.all() {
-            let key = format!("user:{}", session.user());
-            let before = previous.owner_of_shard(placement.shard_of(&key)).cloned();
-            if before != placement.owner(&key) {
-                moved += 1;
-                let user = session.user().to_string();
-                self.tell_user(
-                    &user,
-                    UserMsg::Attach(SessionRef::Local(session), Attached::Nobody),
-                );
-            }
-        }
-        tracing::info!(
-            users = users.len(),
-            conversations = convs.len(),
-            live_rooms = rooms.len(),
-            sessions_moved = moved,
-            "placement changed: handed off entities"
-        );
-    }
-
-    /// Hands a live batch to `node`'s fanout of `room`; false if it has none
-    /// (or the node is unreachable).
-    pub(crate) fn live_batch(
-        &self,
-        node: &str,
-        room: &str,
-        frame: &SharedFrame,
-        weight: u64,
-        ordinary: bool,
-    ) -> bool {
-        if node == self.inner.settings.node_id {
-            return self
-                .inner
-                .fanouts
-                .batch(room, frame.clone(), weight, ordinary);
-        }
-        self.inner.link.send(
-            node,
-            &chorus_wire::cluster::Envelope::LiveBatch {
-                room: room.to_string(),
-                frame: chorus_wire::cluster::NestedFrame(frame.frame().clone()),
-                weight,
-                ordinary,
-            },
-        )
+            (EntityKind::Conversation, key)
+        };
+        self.slot(kind).any_registry().contains(key)
     }
 
     /// Routes `msg` for the entity of `key`, forwarded `hops` times so far: to
@@ -452,38 +386,6 @@ impl ShardRegion {
                 self.defer(move |region| region.route::<E>(&key, msg, hops, false));
             }
         }
-    }
-
-    /// Sends to the LiveRoom entity of `room` (a `ConvId::Live`), spawning it if needed.
-    pub fn tell_live_room(&self, room: &ConvId, msg: LiveRoomMsg) {
-        if let ConvId::Live(id) = room {
-            self.route::<LiveRoom>(id, msg, 0, true);
-        }
-    }
-
-    /// Sends to the User entity of `user`, spawning it if needed.
-    pub fn tell_user(&self, user: &str, msg: UserMsg) {
-        self.route::<User>(&user.to_string(), msg, 0, true);
-    }
-
-    /// Sends to the Conversation entity of `conv`, spawning it if needed.
-    pub fn tell_conversation(&self, conv: &ConvId, msg: ConversationMsg) {
-        self.route::<Conversation>(conv, msg, 0, true);
-    }
-
-    /// The registry of running users.
-    pub(crate) fn users(&self) -> &Registry<UserMsg> {
-        &self.inner.users
-    }
-
-    /// The registry of running conversations.
-    pub(crate) fn conversations(&self) -> &Registry<ConversationMsg> {
-        &self.inner.conversations
-    }
-
-    /// The registry of running live rooms.
-    pub(crate) fn live_rooms(&self) -> &Registry<LiveRoomMsg> {
-        &self.inner.live_rooms
     }
 
     /// Spawns an entity under the supervisor, without waiting for its start (its
@@ -512,16 +414,6 @@ impl ShardRegion {
         }
     }
 
-    /// The running actor of a conversation, if any (for tests and operators).
-    pub fn conversation_actor(&self, conv: &ConvId) -> Option<ActorRef<ConversationMsg>> {
-        self.inner.conversations.get(&conv.to_string())
-    }
-
-    /// What this node knows of the groups it owns.
-    pub(crate) fn group_cache(&self) -> &GroupCache {
-        &self.inner.groups
-    }
-
     fn record_owner(&self, id: ActorId, kind: EntityKind, key: &str) {
         if kind == EntityKind::Conversation {
             self.conversation_started(key);
@@ -542,17 +434,9 @@ impl ShardRegion {
         handled: u64,
         reason: PassivateReason,
     ) -> bool {
-        match kind {
-            EntityKind::User => self.inner.users.remove_if_idle(key, id, handled, reason),
-            EntityKind::Conversation => self
-                .inner
-                .conversations
-                .remove_if_idle(key, id, handled, reason),
-            EntityKind::LiveRoom => self
-                .inner
-                .live_rooms
-                .remove_if_idle(key, id, handled, reason),
-        }
+        self.slot(kind)
+            .any_registry()
+            .remove_if_idle(key, id, handled, reason)
     }
 
     /// Forgets an actor that ended; returns what it served.
@@ -561,15 +445,20 @@ impl ShardRegion {
             let mut owners = self.inner.owners.lock();
             owners.remove(&id)
         }?;
-        match entry.0 {
-            EntityKind::User => self.inner.users.remove_if(&entry.1, id),
-            EntityKind::Conversation => {
-                let removed = self.inner.conversations.remove_if(&entry.1, id);
-                self.conversation_ended(&entry.1, id);
-                removed
-            }
-            EntityKind::LiveRoom => self.inner.live_rooms.remove_if(&entry.1, id),
-        };
+        self.slot(entry.0).any_registry().remove_if(&entry.1, id);
+        if entry.0 == EntityKind::Conversation {
+            self.conversation_ended(&entry.1, id);
+        }
         Some(entry)
     }
+}
+
+/// Counts and logs an envelope from `from` whose entity key is not valid.
+pub(crate) fn bad_key(from: &str, key: &str) {
+    metrics::counter!("chorus_cluster_bad_envelopes_total").increment(1);
+    tracing::warn!(
+        peer = from,
+        key,
+        "dropping an envelope with an invalid entity key"
+    );
 }

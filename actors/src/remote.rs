@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use chorus_wire::cluster::{CloseCode, Envelope, SessionAddr};
+use chorus_wire::cluster::{CloseCode, EntityEnvelope, Envelope, RequestEnvelope, SessionAddr};
 use chorus_wire::codec::encode_envelope;
 use chorus_wire::{ErrorCode, ServerFrame};
 
@@ -53,6 +53,41 @@ struct Call {
     node: Arc<str>,
     reply: tokio::sync::oneshot::Sender<()>,
     since: Instant,
+}
+
+/// What a session is told when the node owning what it asked for cannot be
+/// reached; its client retries.
+pub(crate) const UNREACHABLE: &str = "the node owning this is unreachable; retry";
+
+/// A request that carries a `ref` and is answered to one session.
+#[derive(Debug)]
+pub struct Request {
+    /// Who asks.
+    pub user: String,
+    /// The request's `ref`.
+    pub reference: String,
+    /// Where the answer goes.
+    pub reply: SessionRef,
+}
+
+impl Request {
+    /// The request as it travels to another node.
+    pub(crate) fn envelope(&self, link: &Link) -> RequestEnvelope {
+        RequestEnvelope {
+            user: self.user.clone(),
+            reference: self.reference.clone(),
+            reply: self.reply.addr(link),
+        }
+    }
+
+    /// Answers that the node owning it is unreachable.
+    pub(crate) fn unreachable(&self) {
+        self.reply.send(ServerFrame::Error {
+            reference: Some(self.reference.clone()),
+            code: ErrorCode::Internal,
+            message: UNREACHABLE.into(),
+        });
+    }
 }
 
 /// This node's end of the cluster: its identity, the outbox, and what it awaits
@@ -104,6 +139,11 @@ impl Link {
     }
 
     /// Encodes and sends an envelope; false if `node` is not reachable.
+    /// Sends an entity message that was forwarded `hops` times to `node`.
+    pub(crate) fn send_entity(&self, node: &str, hops: u8, msg: EntityEnvelope) -> bool {
+        self.send(node, &Envelope::Entity { hops, msg })
+    }
+
     pub(crate) fn send(&self, node: &str, envelope: &Envelope) -> bool {
         let Some(outbox) = self.outbox.get() else {
             return false;

@@ -14,12 +14,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use chorus_wire::cluster::{EntityEnvelope, Envelope, NestedFrame};
 
-use crate::outbound::{SessionId, SharedFrame};
+use crate::outbound::{OutFrame, SessionId, SharedFrame};
 use crate::region::entity::Entity;
-use crate::region::registry::{EntityMessage, Registry};
-use crate::region::{EntityKind, PassivateReason, ShardRegion};
+use crate::region::lifecycle::{self, Life, Lifecycle, Stage};
+use crate::region::registry::EntityMessage;
+use crate::region::{EntityKind, ShardRegion};
 use crate::remote::SessionRef;
-use crate::routing::send_entity;
+use crate::settings::Settings;
 
 /// How long a new User remembers what it delivered, for sessions that are
 /// re-attached to it after it moved: their nodes re-attach them when their
@@ -64,19 +65,25 @@ pub enum UserMsg {
     Kick,
     /// Re-reads the session directory (after a restart).
     Refresh,
-    /// Periodic idle check.
-    Tick,
-    /// The region asks the entity to passivate (its kind is over its cap).
-    Passivate(PassivateReason),
-    /// The user's shard moved to another node: stop without restarting here.
-    HandOff,
+    /// Idle ticks, passivation, hand-off (the user's shard moved: it stops
+    /// without restarting here) and failure hooks: see `region::lifecycle`.
+    Lifecycle(Lifecycle),
 }
 
 impl ractor::Message for UserMsg {}
 
+impl ShardRegion {
+    /// Sends to the User entity of `user`, spawning it if needed.
+    pub fn tell_user(&self, user: &str, msg: UserMsg) {
+        self.route::<User>(&user.to_string(), msg, 0, true);
+    }
+}
+
 impl Entity for User {
     const KIND: EntityKind = EntityKind::User;
     type Key = String;
+
+    type Shared = ();
 
     fn actor() -> Self {
         User
@@ -97,8 +104,18 @@ impl Entity for User {
         }
     }
 
-    fn registry(region: &ShardRegion) -> &Registry<UserMsg> {
-        region.users()
+    fn cap(settings: &Settings) -> usize {
+        settings.max_users
+    }
+
+    fn shared(_: &Settings) {}
+
+    /// A User with sessions here restarts at once: its sessions must keep
+    /// receiving.
+    fn failed(region: &ShardRegion, user: &str) {
+        if !region.sessions().of(user).is_empty() {
+            region.tell_user(user, UserMsg::Refresh);
+        }
     }
 
     /// The messages that cross nodes become `UserAttach`, `UserDetach`,
@@ -134,19 +151,60 @@ impl Entity for User {
             },
             UserMsg::Kick => EntityEnvelope::UserKick { user },
             // Housekeeping of a local actor: meaningless elsewhere.
-            UserMsg::Refresh | UserMsg::Tick | UserMsg::Passivate(_) | UserMsg::HandOff => return,
+            UserMsg::Refresh | UserMsg::Lifecycle(_) => return,
         };
-        send_entity(region, node, hops, envelope);
+        region.link().send_entity(node, hops, envelope);
+    }
+
+    /// `UserAttach`, `UserDetach`, `UserDeliver` and `UserKick` back into messages.
+    fn receive(
+        region: &ShardRegion,
+        _from: &str,
+        hops: u8,
+        msg: EntityEnvelope,
+    ) -> Result<(), EntityEnvelope> {
+        match msg {
+            EntityEnvelope::UserAttach {
+                user,
+                session,
+                call,
+            } => {
+                if let Some(session) = region.session_ref(session) {
+                    let reply = if call == 0 {
+                        Attached::Nobody
+                    } else {
+                        Attached::Call(call)
+                    };
+                    region.route::<User>(&user, UserMsg::Attach(session, reply), hops, true);
+                }
+            }
+            EntityEnvelope::UserDetach { user, session } => {
+                region.route::<User>(&user, UserMsg::Detach(session), hops, true);
+            }
+            EntityEnvelope::UserDeliver {
+                user,
+                frame,
+                except,
+            } => {
+                let frame = OutFrame::new(frame.0);
+                region.route::<User>(&user, UserMsg::Deliver { frame, except }, hops, true);
+            }
+            EntityEnvelope::UserKick { user } => {
+                region.route::<User>(&user, UserMsg::Kick, hops, true)
+            }
+            other => return Err(other),
+        }
+        Ok(())
     }
 }
 
 impl EntityMessage for UserMsg {
     fn counted(&self) -> bool {
-        !matches!(self, Self::Tick | Self::Passivate(_) | Self::HandOff)
+        !matches!(self, Self::Lifecycle(_))
     }
 
-    fn passivate_request(reason: PassivateReason) -> Self {
-        Self::Passivate(reason)
+    fn lifecycle(msg: Lifecycle) -> Self {
+        Self::Lifecycle(msg)
     }
 }
 
@@ -177,42 +235,50 @@ pub struct UserState {
     replay_until: Instant,
     /// Counted messages handled (see `region::registry`).
     handled: u64,
-    /// Asked to passivate under pressure (the registry asks once): done as soon
-    /// as every message sent to it is handled and nothing would be lost.
-    pressure: Option<PassivateReason>,
+    stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
 }
 
-impl UserState {
-    /// Leaves the registry and stops, unless something is queued for it.
-    fn passivate(&mut self, myself: &ActorRef<UserMsg>, reason: PassivateReason) {
-        if self.region.passivate(
-            EntityKind::User,
-            &self.user,
-            myself.get_id(),
-            self.handled,
-            reason,
-        ) {
-            myself.stop(Some("passivated".into()));
-        }
+impl Life for UserState {
+    type Msg = UserMsg;
+    const KIND: EntityKind = EntityKind::User;
+
+    fn stage(&mut self) -> &mut Stage {
+        &mut self.stage
     }
 
-    /// Passivates for a pending pressure request once that loses nothing:
-    /// sessions of other nodes attached once and would be lost; in a cluster, a
-    /// User in its replay window still owes sessions re-attached after a move
-    /// what they missed. Sessions of this node are found in the directory by the
-    /// next User. Tried again after every message, since a request that came
-    /// with deliveries still queued cannot be honoured at once.
-    fn try_pressure(&mut self, myself: &ActorRef<UserMsg>) {
-        let Some(reason) = self.pressure else {
-            return;
-        };
+    fn region(&self) -> &ShardRegion {
+        &self.region
+    }
+
+    fn registry_key(&self) -> &str {
+        &self.user
+    }
+
+    fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// No session for `user_idle` (closed ones dropped first).
+    fn is_idle(&mut self) -> bool {
+        self.sessions.retain(|s| !s.is_closed());
+        if self.sessions.is_empty() && self.empty_since.is_none() {
+            self.empty_since = Some(Instant::now());
+        }
+        let idle = self.region.settings().user_idle;
+        self.empty_since.is_some_and(|t| t.elapsed() >= idle)
+    }
+
+    /// Under pressure a User leaves only if that loses nothing: sessions of
+    /// other nodes attached once and would be lost; in a cluster, a User in its
+    /// replay window still owes sessions re-attached after a move what they
+    /// missed. Sessions of this node are found in the directory by the next
+    /// User.
+    fn may_leave(&self) -> bool {
         let remote = self.sessions.iter().any(|s| s.remote_node().is_some());
         let replaying = self.region.link().is_clustered() && Instant::now() < self.replay_until;
-        if !remote && !replaying {
-            self.passivate(myself, reason);
-        }
+        !remote && !replaying
     }
 }
 
@@ -239,7 +305,7 @@ impl Actor for User {
         let ticker = crate::spawn_ticker(
             me,
             (idle / 2).max(std::time::Duration::from_millis(50)),
-            || UserMsg::Tick,
+            || UserMsg::Lifecycle(Lifecycle::tick()),
         );
         let empty_since = sessions.is_empty().then(Instant::now);
         Ok(UserState {
@@ -250,7 +316,7 @@ impl Actor for User {
             replay: VecDeque::new(),
             replay_until: Instant::now() + REPLAY_WINDOW,
             handled: 0,
-            pressure: None,
+            stage: Stage::default(),
             _ticker: ticker,
         })
     }
@@ -331,28 +397,11 @@ impl Actor for User {
                     }
                 }
             }
-            UserMsg::Tick => {
-                state.sessions.retain(|s| !s.is_closed());
-                if state.sessions.is_empty() && state.empty_since.is_none() {
-                    state.empty_since = Some(Instant::now());
-                }
-                let idle = state.region.settings().user_idle;
-                if state.empty_since.is_some_and(|t| t.elapsed() >= idle) {
-                    state.passivate(&myself, PassivateReason::Idle);
-                }
-            }
-            UserMsg::Passivate(reason) => {
-                state.pressure = Some(reason);
-                state.try_pressure(&myself);
-                return Ok(());
-            }
-            UserMsg::HandOff => {
-                // The new owner hears of every session from its node's re-attachment.
-                myself.stop(Some("handed off".into()));
-                return Ok(());
-            }
+            // The new owner of a handed-off User hears of every session from
+            // its node's re-attachment.
+            UserMsg::Lifecycle(msg) => lifecycle::on_lifecycle(state, msg)?,
         }
-        state.try_pressure(&myself);
+        lifecycle::settle(state, &myself);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chorus_actors::conversation::ConversationMsg;
 use chorus_actors::outbound::OutboundQueue;
+use chorus_actors::region::Lifecycle;
 use chorus_actors::{Identity, Roles, Session, SessionHandle, Settings, ShardRegion};
 use chorus_store::embedded::EmbeddedStore;
 use chorus_wire::{ClientFrame, ConvId, ErrorCode, Message, ServerFrame};
@@ -117,7 +118,7 @@ async fn fail_and_wait(region: &ShardRegion, conv: &ConvId) {
     let actor = region
         .conversation_actor(conv)
         .expect("the conversation is running");
-    region.tell_conversation(conv, ConversationMsg::Fail);
+    region.tell_conversation(conv, ConversationMsg::Lifecycle(Lifecycle::fail()));
     actor
         .get_cell()
         .wait(Some(WAIT))
@@ -195,7 +196,7 @@ async fn a_send_queued_behind_a_failure_is_answered_and_its_retry_acked() {
 
     // The failure and the send reach the entity's mailbox back to back: the send
     // is behind the failure and cannot be handled by the failing actor.
-    region.tell_conversation(&conv, ConversationMsg::Fail);
+    region.tell_conversation(&conv, ConversationMsg::Lifecycle(Lifecycle::fail()));
     alice.send("m1", "user:bob", "two").await;
     let seq = match alice.answer("m1").await {
         ServerFrame::Ack { seq, .. } => seq,
@@ -221,7 +222,7 @@ async fn a_panicking_entity_is_restarted_and_serves_the_next_request() {
     let conv = ConvId::dm("alice", "bob");
     let first = alice.send_acked("m0", "user:bob", "one").await;
     let actor = region.conversation_actor(&conv).unwrap();
-    region.tell_conversation(&conv, ConversationMsg::Panic);
+    region.tell_conversation(&conv, ConversationMsg::Lifecycle(Lifecycle::panic()));
     actor.get_cell().wait(Some(WAIT)).await.unwrap();
     let second = alice.send_acked("m1", "user:bob", "two").await;
     assert!(second > first);
@@ -258,7 +259,7 @@ async fn a_restart_storm_beyond_the_limit_is_a_meltdown() {
         // Every panic is handled, and the entity serves the next send.
         alice.send_acked(&format!("m{i}"), "user:bob", "x").await;
         let actor = region.conversation_actor(&conv).unwrap();
-        region.tell_conversation(&conv, ConversationMsg::Panic);
+        region.tell_conversation(&conv, ConversationMsg::Lifecycle(Lifecycle::panic()));
         actor.get_cell().wait(Some(WAIT)).await.unwrap();
     }
     // Four failures within the window, over the limit of three: one meltdown.

@@ -1,14 +1,14 @@
 //! Membership of a Conversation: who may use it (the two users of a dm, the
 //! members of a group), and the group operations — create, add, remove, leave,
 //! info — with the bound on the groups one user belongs to. The entity
-//! publishes every new state of its group to the region's access cache (see
-//! `region::access`).
+//! publishes every new state of its group to the node's access cache (see
+//! `access`).
 
 use chorus_store::GroupRecord;
 use chorus_wire::{ConvId, ErrorCode, ServerFrame};
 
+use super::access::GroupAccess;
 use super::{ConversationState, GroupState, Request, error};
-use crate::region::access::GroupAccess;
 
 /// Group counts of a create or an add running at once.
 const GROUP_COUNTS_IN_FLIGHT: usize = 16;
@@ -78,7 +78,7 @@ impl ConversationState {
     }
 
     /// Tells the region's access cache what this group is now (this entity is
-    /// the one that changes it, see `region::access`).
+    /// the one that changes it, see `access`).
     pub(super) fn publish_group(&self) {
         let ConvId::Group(id) = &self.conv else {
             return;

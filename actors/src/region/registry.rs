@@ -29,6 +29,7 @@ use parking_lot::{Mutex, MutexGuard};
 use ractor::{ActorId, ActorRef};
 
 use super::EntityKind;
+use super::lifecycle::Lifecycle;
 
 /// What the registry needs of an entity kind's messages.
 pub(crate) trait EntityMessage: ractor::Message {
@@ -38,8 +39,8 @@ pub(crate) trait EntityMessage: ractor::Message {
     /// (a request to passivate, a hand-off) is not counted on either side.
     fn counted(&self) -> bool;
 
-    /// The kind's message asking an entity to passivate for `reason`.
-    fn passivate_request(reason: PassivateReason) -> Self;
+    /// The kind's message carrying a lifecycle message (`lifecycle`).
+    fn lifecycle(msg: Lifecycle) -> Self;
 }
 
 /// Why an entity passivates, as counted in `chorus_entity_passivations_total`.
@@ -300,9 +301,9 @@ impl<M: EntityMessage> Registry<M> {
         for key in victims {
             if let Some(entry) = inner.running.get_mut(&key) {
                 entry.asked = true;
-                let _ = entry
-                    .actor
-                    .send_message(M::passivate_request(PassivateReason::Pressure));
+                let _ = entry.actor.send_message(M::lifecycle(Lifecycle::passivate(
+                    PassivateReason::Pressure,
+                )));
             }
         }
     }
@@ -394,5 +395,49 @@ impl<M: EntityMessage> Registry<M> {
             self.gauge(&inner);
         }
         actors
+    }
+}
+
+/// A [`Registry`] without its message type: what the region does with every
+/// kind alike (counts, lookups, passivation, forgetting the dead).
+pub(crate) trait AnyRegistry: Send + Sync {
+    /// The registry itself, to be downcast to its kind's `Registry<M>`.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Running entities.
+    fn len(&self) -> usize;
+    /// Whether `key` has a running entity.
+    fn contains(&self, key: &str) -> bool;
+    /// [`Registry::remove_if_idle`].
+    fn remove_if_idle(&self, key: &str, id: ActorId, handled: u64, reason: PassivateReason)
+    -> bool;
+    /// [`Registry::remove_if`].
+    fn remove_if(&self, key: &str, id: ActorId) -> bool;
+}
+
+impl<M: EntityMessage> AnyRegistry for Registry<M> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn len(&self) -> usize {
+        Registry::len(self)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        Registry::contains(self, key)
+    }
+
+    fn remove_if_idle(
+        &self,
+        key: &str,
+        id: ActorId,
+        handled: u64,
+        reason: PassivateReason,
+    ) -> bool {
+        Registry::remove_if_idle(self, key, id, handled, reason)
+    }
+
+    fn remove_if(&self, key: &str, id: ActorId) -> bool {
+        Registry::remove_if(self, key, id)
     }
 }

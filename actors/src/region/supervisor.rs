@@ -2,8 +2,9 @@
 //!
 //! It is told of every failure (an error or a panic in a handler). It forgets
 //! the dead actor and counts `chorus_actor_restarts_total{kind}`; the entity
-//! restarts from the store on its next message, and a User with sessions here
-//! restarts at once so its sessions keep receiving. More than
+//! restarts from the store on its next message, and its kind may do more at
+//! once (`Entity::failed`: a User with sessions here restarts so its sessions
+//! keep receiving). More than
 //! `meltdown_restarts` failures of one kind within `meltdown_window` is a
 //! meltdown: logged at error level and counted in
 //! `chorus_supervisor_meltdowns_total{kind}`.
@@ -16,7 +17,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::{EntityKind, RegionInner, ShardRegion};
 use crate::settings::Settings;
-use crate::user::UserMsg;
 
 /// The supervisor actor.
 pub(super) struct EntitySupervisor;
@@ -103,11 +103,9 @@ impl Actor for EntitySupervisor {
                     );
                     recent.clear();
                 }
-                // A User with sessions here restarts at once: its sessions must keep
-                // receiving. Everything else restarts on its next message.
-                if kind == EntityKind::User && !region.sessions().of(&key).is_empty() {
-                    region.tell_user(&key, UserMsg::Refresh);
-                }
+                // It restarts on its next message; its kind may want more at once
+                // (a User with sessions here restarts now, so they keep receiving).
+                region.slot(kind).failed(&region, &key);
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 region.forget(cell.get_id());

@@ -14,7 +14,7 @@
 //! own state: the cache can only make a refusal cheap, never let someone in.
 //! While the group is read, later requests for the same key wait behind the
 //! first (held in the registry, in order, at most
-//! [`MAX_HELD_PER_KEY`](super::registry::MAX_HELD_PER_KEY)); at most
+//! [`MAX_HELD_PER_KEY`](crate::region::registry::MAX_HELD_PER_KEY)); at most
 //! [`MAX_LOOKUPS`] reads run at once, and past that a request is answered
 //! `overloaded`.
 //!
@@ -39,9 +39,9 @@ use parking_lot::Mutex;
 use chorus_store::GroupRecord;
 use chorus_wire::{ConvId, ErrorCode};
 
-use super::ShardRegion;
-use super::registry::{Admission, Delivery, Released};
-use crate::conversation::{Conversation, ConversationMsg};
+use super::{Conversation, ConversationMsg};
+use crate::region::ShardRegion;
+use crate::region::registry::{Admission, Delivery, Released};
 
 /// Group reads for access checks running at once.
 pub(crate) const MAX_LOOKUPS: usize = 256;
@@ -370,7 +370,7 @@ impl ShardRegion {
     /// Delivers to the Conversation of `conv` on this node: to its entity if it
     /// runs, else after the access check (see `access`).
     pub(crate) fn local_conversation(&self, conv: &ConvId, key: &str, msg: ConversationMsg) {
-        let groups = &self.inner.groups;
+        let groups = self.group_cache();
         let admit = |msg: ConversationMsg| {
             let cached = match conv {
                 ConvId::Group(id) => groups.get(id),
@@ -384,7 +384,10 @@ impl ShardRegion {
             }
         };
         let spawn = || self.spawn::<Conversation>(conv);
-        match self.inner.conversations.deliver(key, spawn, admit, msg) {
+        match self
+            .registry::<Conversation>()
+            .deliver(key, spawn, admit, msg)
+        {
             Delivery::Sent | Delivery::Queued => {}
             Delivery::Refused(msg, why) => refuse(msg, &why),
             Delivery::Full(msg) => refuse(msg, &Refusal::overloaded()),
@@ -400,38 +403,40 @@ impl ShardRegion {
     /// it found, and lets them through or answers them, in order.
     fn look_up_group(&self, conv: ConvId, id: String) {
         let region = self.clone();
-        let version = self.inner.groups.version();
+        let version = self.group_cache().version();
         tokio::spawn(async move {
             let key = conv.to_string();
             // What a previous owner wrote must be visible to the read.
             region.gate(&key, None).wait().await;
             let found = region.store().group(&id).await;
-            region.inner.groups.end_lookup();
+            region.group_cache().end_lookup();
             let found = match found {
                 Ok(group) => {
                     let group = group.map(|g| Arc::new(GroupAccess::of(&g)));
-                    region.inner.groups.put_read(version, &id, group.clone());
+                    region.group_cache().put_read(version, &id, group.clone());
                     Ok(group)
                 }
                 Err(e) => Err(Refusal::store(&e.to_string())),
             };
             let local = region.placement().is_local(&key);
             let spawn = || region.spawn::<Conversation>(&conv);
-            let back = region.inner.conversations.release(&key, spawn, |msg| {
-                if !local {
-                    return Released::Reroute(msg);
-                }
-                match &found {
-                    Err(why) => Released::Refuse(msg, why.clone()),
-                    Ok(group) => {
-                        let known = Some(group.as_deref());
-                        match verdict(&conv, rule_of(&msg), known) {
-                            Verdict::Deny(why) => Released::Refuse(msg, why),
-                            Verdict::Allow | Verdict::Unknown => Released::Deliver(msg),
+            let back = region
+                .registry::<Conversation>()
+                .release(&key, spawn, |msg| {
+                    if !local {
+                        return Released::Reroute(msg);
+                    }
+                    match &found {
+                        Err(why) => Released::Refuse(msg, why.clone()),
+                        Ok(group) => {
+                            let known = Some(group.as_deref());
+                            match verdict(&conv, rule_of(&msg), known) {
+                                Verdict::Deny(why) => Released::Refuse(msg, why),
+                                Verdict::Allow | Verdict::Unknown => Released::Deliver(msg),
+                            }
                         }
                     }
-                }
-            });
+                });
             for released in back {
                 match released {
                     Released::Refuse(msg, why) => refuse(msg, &why),
