@@ -447,9 +447,6 @@ pub struct ConversationState {
     /// Whether the dm has been linked into both users' conversation lists.
     linked: bool,
     last_activity: Instant,
-    /// Counted messages handled (see `region::registry`): the entity may leave
-    /// the registry only when the registry sent no more than this.
-    handled: u64,
     /// Whether the hand-off gate was passed (before the first message).
     gated: bool,
     /// Asked to passivate or handed off: done as soon as nothing is pending
@@ -463,20 +460,8 @@ impl Life for ConversationState {
     type Msg = ConversationMsg;
     const KIND: EntityKind = EntityKind::Conversation;
 
-    fn stage(&mut self) -> &mut Stage {
-        &mut self.stage
-    }
-
-    fn region(&self) -> &ShardRegion {
-        &self.region
-    }
-
-    fn registry_key(&self) -> &str {
-        &self.key
-    }
-
-    fn handled(&self) -> u64 {
-        self.handled
+    fn parts(&mut self) -> (&mut Stage, &ShardRegion, &str) {
+        (&mut self.stage, &self.region, &self.key)
     }
 
     /// No counted message for `conversation_idle`.
@@ -527,7 +512,6 @@ impl Actor for Conversation {
             writing: false,
             linked: false,
             last_activity: Instant::now(),
-            handled: 0,
             gated: false,
             stage: Stage::default(),
             _ticker: ticker,
@@ -541,7 +525,7 @@ impl Actor for Conversation {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if msg.counted() {
-            state.handled += 1;
+            state.stage.count();
             state.last_activity = Instant::now();
             if !state.gated {
                 state.pass_gate(myself.get_id()).await;

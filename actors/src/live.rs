@@ -423,8 +423,6 @@ pub struct LiveRoomState {
     /// Retries loading the room's settings after the load at start failed; `None`
     /// once they are known. Dropping it stops the retries.
     settings_retry: Option<crate::Ticker>,
-    /// Counted messages handled (see `region::registry`).
-    handled: u64,
     stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
@@ -434,20 +432,8 @@ impl Life for LiveRoomState {
     type Msg = LiveRoomMsg;
     const KIND: EntityKind = EntityKind::LiveRoom;
 
-    fn stage(&mut self) -> &mut Stage {
-        &mut self.stage
-    }
-
-    fn region(&self) -> &ShardRegion {
-        &self.region
-    }
-
-    fn registry_key(&self) -> &str {
-        &self.key
-    }
-
-    fn handled(&self) -> u64 {
-        self.handled
+    fn parts(&mut self) -> (&mut Stage, &ShardRegion, &str) {
+        (&mut self.stage, &self.region, &self.key)
     }
 
     /// No viewer, and nothing but ticks for `conversation_idle`.
@@ -513,7 +499,6 @@ impl Actor for LiveRoom {
             last_activity: Instant::now(),
             slow,
             settings_retry,
-            handled: 0,
             stage: Stage::default(),
             _ticker: ticker,
         })
@@ -526,7 +511,7 @@ impl Actor for LiveRoom {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if msg.counted() {
-            state.handled += 1;
+            state.stage.count();
         }
         if !matches!(msg, LiveRoomMsg::Lifecycle(l) if l.is_tick()) {
             state.last_activity = Instant::now();

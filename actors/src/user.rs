@@ -233,8 +233,6 @@ pub struct UserState {
     /// with the session each frame skipped.
     replay: VecDeque<(SharedFrame, Option<SessionId>)>,
     replay_until: Instant,
-    /// Counted messages handled (see `region::registry`).
-    handled: u64,
     stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
@@ -244,20 +242,8 @@ impl Life for UserState {
     type Msg = UserMsg;
     const KIND: EntityKind = EntityKind::User;
 
-    fn stage(&mut self) -> &mut Stage {
-        &mut self.stage
-    }
-
-    fn region(&self) -> &ShardRegion {
-        &self.region
-    }
-
-    fn registry_key(&self) -> &str {
-        &self.user
-    }
-
-    fn handled(&self) -> u64 {
-        self.handled
+    fn parts(&mut self) -> (&mut Stage, &ShardRegion, &str) {
+        (&mut self.stage, &self.region, &self.user)
     }
 
     /// No session for `user_idle` (closed ones dropped first).
@@ -315,7 +301,6 @@ impl Actor for User {
             empty_since,
             replay: VecDeque::new(),
             replay_until: Instant::now() + REPLAY_WINDOW,
-            handled: 0,
             stage: Stage::default(),
             _ticker: ticker,
         })
@@ -328,7 +313,7 @@ impl Actor for User {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if msg.counted() {
-            state.handled += 1;
+            state.stage.count();
         }
         match msg {
             UserMsg::Attach(session, reply) => {

@@ -80,6 +80,16 @@ impl Lifecycle {
 pub(crate) struct Stage {
     asked: Option<PassivateReason>,
     handing_off: bool,
+    /// Counted messages handled (see `registry`): the entity may leave the
+    /// registry only when the registry sent no more than this.
+    handled: u64,
+}
+
+impl Stage {
+    /// One more counted message handled.
+    pub(crate) fn count(&mut self) {
+        self.handled += 1;
+    }
 }
 
 /// What a kind's state tells the shared lifecycle (see the module docs).
@@ -89,14 +99,13 @@ pub(crate) trait Life {
     /// The kind, for the registry.
     const KIND: EntityKind;
 
+    /// Its stage, the region it runs in, and its key in its kind's registry.
+    fn parts(&mut self) -> (&mut Stage, &ShardRegion, &str);
+
     /// Its stage.
-    fn stage(&mut self) -> &mut Stage;
-    /// The region it runs in.
-    fn region(&self) -> &ShardRegion;
-    /// Its key in its kind's registry.
-    fn registry_key(&self) -> &str;
-    /// Counted messages it handled (see `registry`).
-    fn handled(&self) -> u64;
+    fn stage(&mut self) -> &mut Stage {
+        self.parts().0
+    }
     /// Whether it has had nothing to do for its idle time (it may tidy up
     /// first, e.g. drop closed sessions).
     fn is_idle(&mut self) -> bool;
@@ -153,13 +162,8 @@ pub(crate) fn settle<S: Life>(state: &mut S, myself: &ActorRef<S::Msg>) {
         PassivateReason::Pressure if !state.may_leave() => return,
         _ => {}
     }
-    let left = state.region().passivate(
-        S::KIND,
-        state.registry_key(),
-        myself.get_id(),
-        state.handled(),
-        reason,
-    );
+    let (stage, region, key) = state.parts();
+    let left = region.passivate(S::KIND, key, myself.get_id(), stage.handled, reason);
     if left {
         state.before_stop();
         myself.stop(Some("passivated".into()));

@@ -313,58 +313,6 @@ impl<M: EntityMessage> Registry<M> {
             .set(inner.running.len() as f64);
     }
 
-    /// Removes `key` if it maps to the actor `id` and that actor has handled
-    /// every counted message sent to it (`handled`). True if it was removed:
-    /// the entity may stop at once.
-    pub(crate) fn remove_if_idle(
-        &self,
-        key: &str,
-        id: ActorId,
-        handled: u64,
-        reason: PassivateReason,
-    ) -> bool {
-        let mut inner = self.lock();
-        let idle = inner
-            .running
-            .get(key)
-            .is_some_and(|e| e.actor.get_id() == id && e.delivered == handled);
-        if idle {
-            inner.running.remove(key);
-            self.gauge(&inner);
-            metrics::counter!(
-                "chorus_entity_passivations_total",
-                "kind" => self.kind.label(),
-                "reason" => reason.label()
-            )
-            .increment(1);
-        }
-        idle
-    }
-
-    /// Removes `key` if it still maps to the actor `id` (it died).
-    pub(crate) fn remove_if(&self, key: &str, id: ActorId) -> bool {
-        let mut inner = self.lock();
-        if inner
-            .running
-            .get(key)
-            .is_some_and(|e| e.actor.get_id() == id)
-        {
-            inner.running.remove(key);
-            self.gauge(&inner);
-            true
-        } else {
-            false
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.lock().running.len()
-    }
-
-    pub(crate) fn contains(&self, key: &str) -> bool {
-        self.lock().running.contains_key(key)
-    }
-
     /// The running actor of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<ActorRef<M>> {
         self.lock().running.get(key).map(|e| e.actor.clone())
@@ -399,7 +347,8 @@ impl<M: EntityMessage> Registry<M> {
 }
 
 /// A [`Registry`] without its message type: what the region does with every
-/// kind alike (counts, lookups, passivation, forgetting the dead).
+/// kind alike (counts, lookups, passivation, forgetting the dead). A typed
+/// registry has these through the trait too.
 pub(crate) trait AnyRegistry: Send + Sync {
     /// The registry itself, to be downcast to its kind's `Registry<M>`.
     fn as_any(&self) -> &dyn std::any::Any;
@@ -407,10 +356,12 @@ pub(crate) trait AnyRegistry: Send + Sync {
     fn len(&self) -> usize;
     /// Whether `key` has a running entity.
     fn contains(&self, key: &str) -> bool;
-    /// [`Registry::remove_if_idle`].
+    /// Removes `key` if it maps to the actor `id` and that actor has handled
+    /// every counted message sent to it (`handled`). True if it was removed:
+    /// the entity may stop at once.
     fn remove_if_idle(&self, key: &str, id: ActorId, handled: u64, reason: PassivateReason)
     -> bool;
-    /// [`Registry::remove_if`].
+    /// Removes `key` if it still maps to the actor `id` (it died).
     fn remove_if(&self, key: &str, id: ActorId) -> bool;
 }
 
@@ -420,11 +371,11 @@ impl<M: EntityMessage> AnyRegistry for Registry<M> {
     }
 
     fn len(&self) -> usize {
-        Registry::len(self)
+        self.lock().running.len()
     }
 
     fn contains(&self, key: &str) -> bool {
-        Registry::contains(self, key)
+        self.lock().running.contains_key(key)
     }
 
     fn remove_if_idle(
@@ -434,10 +385,36 @@ impl<M: EntityMessage> AnyRegistry for Registry<M> {
         handled: u64,
         reason: PassivateReason,
     ) -> bool {
-        Registry::remove_if_idle(self, key, id, handled, reason)
+        let mut inner = self.lock();
+        let idle = inner
+            .running
+            .get(key)
+            .is_some_and(|e| e.actor.get_id() == id && e.delivered == handled);
+        if idle {
+            inner.running.remove(key);
+            self.gauge(&inner);
+            metrics::counter!(
+                "chorus_entity_passivations_total",
+                "kind" => self.kind.label(),
+                "reason" => reason.label()
+            )
+            .increment(1);
+        }
+        idle
     }
 
     fn remove_if(&self, key: &str, id: ActorId) -> bool {
-        Registry::remove_if(self, key, id)
+        let mut inner = self.lock();
+        if inner
+            .running
+            .get(key)
+            .is_some_and(|e| e.actor.get_id() == id)
+        {
+            inner.running.remove(key);
+            self.gauge(&inner);
+            true
+        } else {
+            false
+        }
     }
 }
