@@ -24,6 +24,7 @@
 //! - `groups`: membership and access; create, add, remove, leave, info, and the
 //!   groups-per-user bound.
 //! - `reads`: history pages and read positions.
+//! - `typing`: `typing` to the other members, rate-limited, never stored.
 //!
 //! Before its first message an entity passes its hand-off gate (see
 //! `region::handoff`): a conversation that just moved here waits until its
@@ -37,7 +38,7 @@ use std::time::Instant;
 
 use chorus_store::{GroupRecord, HistoryQuery, MessageStore, SeqBlock};
 use chorus_wire::cluster::{EntityEnvelope, GroupOp};
-use chorus_wire::{ConvId, ErrorCode, ServerFrame};
+use chorus_wire::{ConvId, ErrorCode, ServerFrame, TypingState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use self::access::GroupCache;
@@ -57,6 +58,7 @@ mod dedup;
 mod groups;
 mod reads;
 mod send;
+mod typing;
 
 pub use self::answer::Answer;
 pub use self::send::Written;
@@ -104,6 +106,16 @@ pub enum ConversationMsg {
     GroupLeave(Request),
     /// The group's state (members only).
     GroupInfo(Request),
+    /// A member started or stopped typing: forwarded to the other members,
+    /// never stored (protocol 1.1).
+    Typing {
+        /// Who types.
+        user: String,
+        /// `start` or `stop`.
+        state: TypingState,
+        /// The typing session, told `error` if it may not.
+        reply: SessionRef,
+    },
     /// The in-flight write finished (sent by the entity's write task).
     Persisted(Written),
     /// Idle ticks, passivation, hand-off (the shard moved: finish what was
@@ -146,6 +158,7 @@ impl ConversationMsg {
             | Self::GroupRemove(req, _)
             | Self::GroupLeave(req)
             | Self::GroupInfo(req) => error(&req, code, message),
+            Self::Typing { reply, .. } => typing::refuse(&reply, code, message),
             _ => {}
         }
     }
@@ -205,7 +218,7 @@ impl Entity for Conversation {
 
     /// `send` becomes `ConvSend` (its answer is then owed by the owner's
     /// node), `history` `ConvHistory`, `read` `ConvRead`, the group operations
-    /// `ConvGroup`; the entity's own messages stay here.
+    /// `ConvGroup`, `typing` `ConvTyping`; the entity's own messages stay here.
     fn forward(
         region: &ShardRegion,
         node: &Arc<str>,
@@ -280,11 +293,21 @@ impl Entity for Conversation {
             ConversationMsg::GroupInfo(req) => {
                 forward_group(region, node, hops, conv, req, GroupOp::Info);
             }
+            ConversationMsg::Typing { user, state, reply } => {
+                let envelope = EntityEnvelope::ConvTyping {
+                    conv,
+                    user,
+                    state,
+                    reply: reply.addr(region.link()),
+                };
+                region.link().send_entity(node, hops, envelope);
+            }
             ConversationMsg::Persisted(_) | ConversationMsg::Lifecycle(_) => {}
         }
     }
 
-    /// `ConvSend`, `ConvHistory`, `ConvRead` and `ConvGroup` back into messages.
+    /// `ConvSend`, `ConvHistory`, `ConvRead`, `ConvGroup` and `ConvTyping` back
+    /// into messages.
     fn receive(
         region: &ShardRegion,
         from: &str,
@@ -375,6 +398,22 @@ impl Entity for Conversation {
                 let msg = ConversationMsg::group(req, op);
                 region.route::<Conversation>(&conv_id, msg, hops, true);
             }
+            EntityEnvelope::ConvTyping {
+                conv,
+                user,
+                state,
+                reply,
+            } => {
+                let Some(reply) = region.session_ref(reply) else {
+                    return Ok(());
+                };
+                let Ok(conv_id @ (ConvId::Dm(..) | ConvId::Group(_))) = ConvId::parse(&conv) else {
+                    bad_key(from, &conv);
+                    return Ok(());
+                };
+                let msg = ConversationMsg::Typing { user, state, reply };
+                region.route::<Conversation>(&conv_id, msg, hops, true);
+            }
             other => return Err(other),
         }
         Ok(())
@@ -446,6 +485,8 @@ pub struct ConversationState {
     writing: bool,
     /// Whether the dm has been linked into both users' conversation lists.
     linked: bool,
+    /// When each member's last `typing` was forwarded (the rate limit).
+    typing: typing::Recent,
     last_activity: Instant,
     /// Whether the hand-off gate was passed (before the first message).
     gated: bool,
@@ -511,6 +552,7 @@ impl Actor for Conversation {
             pending: Vec::new(),
             writing: false,
             linked: false,
+            typing: typing::Recent::default(),
             last_activity: Instant::now(),
             gated: false,
             stage: Stage::default(),
@@ -547,6 +589,11 @@ impl Actor for Conversation {
             }
             ConversationMsg::GroupLeave(req) => state.on_group_leave(req).await,
             ConversationMsg::GroupInfo(req) => state.on_group_info(req).await,
+            ConversationMsg::Typing {
+                user,
+                state: typing,
+                reply,
+            } => state.on_typing(user, typing, reply).await,
             ConversationMsg::Lifecycle(msg) => lifecycle::on_lifecycle(state, msg)?,
         }
         lifecycle::settle(state, &myself);

@@ -11,9 +11,11 @@
 //! is spent `handle_frame` waits, so the gateway stops reading the socket and TCP
 //! pushes back on the client.
 
+use std::collections::HashSet;
+
 use chorus_store::ListQuery;
 use chorus_wire::fit;
-use chorus_wire::limits::MAX_REF;
+use chorus_wire::limits::{MAX_PRESENCE_SUBS, MAX_REF};
 use chorus_wire::{ClientFrame, ConvId, ErrorCode, LiveItem, ServerFrame, Target, Trailing};
 
 pub use chorus_wire::identity::{Identity, Role, Roles};
@@ -41,6 +43,9 @@ pub struct Session {
     region: ShardRegion,
     /// Live rooms this session watches, to leave them when it closes.
     rooms: Vec<String>,
+    /// Users whose presence this session watches (at most
+    /// [`MAX_PRESENCE_SUBS`]), to stop when it closes.
+    watching: HashSet<String>,
     /// What its frames are checked against.
     limits: Limits,
 }
@@ -69,6 +74,7 @@ impl Session {
             limits: Limits::of(region.settings()),
             region,
             rooms: Vec::new(),
+            watching: HashSet::new(),
         }
     }
 
@@ -86,6 +92,9 @@ impl Session {
     pub fn close(&self) {
         for room in &self.rooms {
             self.leave_room(room, None);
+        }
+        for user in &self.watching {
+            self.unwatch(user);
         }
         self.region
             .sessions()
@@ -210,6 +219,59 @@ impl Session {
                 }
             }
             Request::Danmaku { id, room, body } => self.on_danmaku(id, room, body),
+            Request::PresenceSub { reference, users } => self.on_presence_sub(reference, users),
+            Request::PresenceUnsub { reference, users } => {
+                for user in users {
+                    if self.watching.remove(&user) {
+                        self.unwatch(&user);
+                    }
+                }
+                self.handle.send(ServerFrame::Ok { reference });
+            }
+            Request::Typing { conv, state } => {
+                // `typing` has no answer: its budget units go back now.
+                drop(held);
+                let msg = ConversationMsg::Typing {
+                    user: self.user().to_string(),
+                    state,
+                    reply: SessionRef::Local(self.handle.clone()),
+                };
+                self.region.tell_conversation(&conv, msg);
+            }
+        }
+    }
+
+    /// `presence_sub`: refused whole if the users it adds would take the
+    /// session past [`MAX_PRESENCE_SUBS`]; else `ok`, then each User tells
+    /// the session its presence (so `ok` is queued first).
+    fn on_presence_sub(&mut self, reference: String, users: Vec<String>) {
+        let adding = users.iter().filter(|u| !self.watching.contains(*u)).count();
+        if self.watching.len() + adding > MAX_PRESENCE_SUBS {
+            return self.error(
+                Some(&reference),
+                ErrorCode::Invalid,
+                format!(
+                    "watching {} more users would exceed {MAX_PRESENCE_SUBS}",
+                    adding
+                ),
+            );
+        }
+        self.handle.send(ServerFrame::Ok { reference });
+        for user in users {
+            self.region.sessions().watch(&user, &self.handle);
+            let me = SessionRef::Local(self.handle.clone());
+            self.region.tell_user(&user, UserMsg::Watch(me));
+            self.watching.insert(user);
+        }
+    }
+
+    /// Stops watching `user`: a User that is not running has no watchers to
+    /// drop, so it is not started for this.
+    fn unwatch(&self, user: &str) {
+        self.region.sessions().unwatch(user, self.handle.id());
+        if !self.region.user_is_dormant(user) {
+            self.region
+                .tell_user(user, UserMsg::Unwatch(self.handle.id()));
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! It is the truth a User entity rebuilds itself from when it (re)starts, the list
 //! an operator's kick or a drain walks, and where frames from other nodes find
-//! their session.
+//! their session. It also knows which users this node's sessions watch the
+//! presence of, so a User that restarts or moves gets its watchers back.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,8 @@ use crate::outbound::{SessionHandle, SessionId};
 struct Directory {
     by_user: HashMap<String, Vec<SessionHandle>>,
     by_id: HashMap<SessionId, SessionHandle>,
+    /// Watched user → this node's sessions watching them.
+    watching: HashMap<String, Vec<SessionHandle>>,
 }
 
 /// Sessions connected to this node.
@@ -66,6 +69,40 @@ impl LocalSessions {
     /// Every session on this node.
     pub fn all(&self) -> Vec<SessionHandle> {
         self.lock().by_id.values().cloned().collect()
+    }
+
+    /// `handle` watches the presence of `user`.
+    pub fn watch(&self, user: &str, handle: &SessionHandle) {
+        let mut dir = self.lock();
+        let list = dir.watching.entry(user.to_string()).or_default();
+        if !list.iter().any(|h| h.id() == handle.id()) {
+            list.push(handle.clone());
+        }
+    }
+
+    /// The session `id` no longer watches `user`.
+    pub fn unwatch(&self, user: &str, id: SessionId) {
+        let mut dir = self.lock();
+        if let Some(list) = dir.watching.get_mut(user) {
+            list.retain(|h| h.id() != id);
+            if list.is_empty() {
+                dir.watching.remove(user);
+            }
+        }
+    }
+
+    /// This node's sessions watching `user`.
+    pub fn watchers_of(&self, user: &str) -> Vec<SessionHandle> {
+        self.lock().watching.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Every watched user with this node's sessions watching them.
+    pub fn watches(&self) -> Vec<(String, Vec<SessionHandle>)> {
+        let dir = self.lock();
+        dir.watching
+            .iter()
+            .map(|(user, list)| (user.clone(), list.clone()))
+            .collect()
     }
 
     /// Number of sessions on this node.

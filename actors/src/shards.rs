@@ -46,7 +46,8 @@ impl ShardRegion {
     /// After the placement changed from `previous`: hands off the entities this
     /// node no longer owns (each finishes what it accepted, then stops; the next
     /// message for its key goes to the new owner, which restarts it from the
-    /// store), and re-attaches this node's sessions whose User moved.
+    /// store), and re-attaches this node's sessions whose User moved (and
+    /// their presence watches).
     pub fn rebalance(&self, previous: &Table) {
         let placement = self.placement();
         // First: conversations gained from another node wait for it to settle.
@@ -87,11 +88,24 @@ impl ShardRegion {
                 );
             }
         }
+        // Watchers of a User that moved watch again, at its new owner.
+        let mut rewatched = 0usize;
+        for (user, watchers) in self.sessions().watches() {
+            let key = format!("user:{user}");
+            let before = previous.owner_of_shard(placement.shard_of(&key)).cloned();
+            if before != placement.owner(&key) {
+                for watcher in watchers {
+                    rewatched += 1;
+                    self.tell_user(&user, UserMsg::Watch(SessionRef::Local(watcher)));
+                }
+            }
+        }
         tracing::info!(
             users = users.len(),
             conversations = convs.len(),
             live_rooms = rooms.len(),
             sessions_moved = moved,
+            watches_moved = rewatched,
             "placement changed: handed off entities"
         );
     }

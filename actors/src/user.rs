@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use chorus_wire::cluster::{EntityEnvelope, Envelope, NestedFrame};
 
+use self::presence::{Next, Presence};
 use crate::outbound::{OutFrame, SessionId, SharedFrame};
 use crate::region::entity::Entity;
 use crate::region::lifecycle::{self, Life, Lifecycle, Stage};
@@ -21,6 +22,8 @@ use crate::region::registry::EntityMessage;
 use crate::region::{EntityKind, ShardRegion};
 use crate::remote::SessionRef;
 use crate::settings::Settings;
+
+mod presence;
 
 /// How long a new User remembers what it delivered, for sessions that are
 /// re-attached to it after it moved: their nodes re-attach them when their
@@ -65,6 +68,14 @@ pub enum UserMsg {
     Kick,
     /// Re-reads the session directory (after a restart).
     Refresh,
+    /// A session watches this user's presence (protocol 1.1): it is told the
+    /// presence at once, then every change.
+    Watch(SessionRef),
+    /// A session stops watching.
+    Unwatch(SessionId),
+    /// Looks at the presence again (sent by the entity itself: the end of the
+    /// flap window, or a poll for sessions of dead nodes).
+    PresenceCheck,
     /// Idle ticks, passivation, hand-off (the user's shard moved: it stops
     /// without restarting here) and failure hooks: see `region::lifecycle`.
     Lifecycle(Lifecycle),
@@ -76,6 +87,27 @@ impl ShardRegion {
     /// Sends to the User entity of `user`, spawning it if needed.
     pub fn tell_user(&self, user: &str, msg: UserMsg) {
         self.route::<User>(&user.to_string(), msg, 0, true);
+    }
+
+    /// Pushes a frame nobody stores (`typing`) to every session of `user`:
+    /// through its User entity, unless that entity would run on this node and
+    /// does not — then every session of the user is in this node's directory,
+    /// and starting an actor for a frame that is not kept would be waste.
+    pub(crate) fn push_ephemeral(&self, user: &str, frame: &SharedFrame) {
+        if self.user_is_dormant(user) {
+            for session in self.sessions().of(user) {
+                session.push(frame.clone());
+            }
+        } else {
+            let frame = frame.clone();
+            self.tell_user(
+                user,
+                UserMsg::Deliver {
+                    frame,
+                    except: None,
+                },
+            );
+        }
     }
 }
 
@@ -110,16 +142,17 @@ impl Entity for User {
 
     fn shared(_: &Settings) {}
 
-    /// A User with sessions here restarts at once: its sessions must keep
-    /// receiving.
+    /// A User with sessions or watchers here restarts at once: its sessions
+    /// must keep receiving, its watchers hearing.
     fn failed(region: &ShardRegion, user: &str) {
-        if !region.sessions().of(user).is_empty() {
+        if !region.sessions().of(user).is_empty() || !region.sessions().watchers_of(user).is_empty()
+        {
             region.tell_user(user, UserMsg::Refresh);
         }
     }
 
     /// The messages that cross nodes become `UserAttach`, `UserDetach`,
-    /// `UserDeliver` and `UserKick` envelopes.
+    /// `UserDeliver`, `UserKick`, `UserWatch` and `UserUnwatch` envelopes.
     fn forward(region: &ShardRegion, node: &Arc<str>, user: &String, msg: UserMsg, hops: u8) {
         let user = user.clone();
         let envelope = match msg {
@@ -150,13 +183,19 @@ impl Entity for User {
                 except,
             },
             UserMsg::Kick => EntityEnvelope::UserKick { user },
+            UserMsg::Watch(session) => EntityEnvelope::UserWatch {
+                user,
+                session: session.addr(region.link()),
+            },
+            UserMsg::Unwatch(session) => EntityEnvelope::UserUnwatch { user, session },
             // Housekeeping of a local actor: meaningless elsewhere.
-            UserMsg::Refresh | UserMsg::Lifecycle(_) => return,
+            UserMsg::Refresh | UserMsg::PresenceCheck | UserMsg::Lifecycle(_) => return,
         };
         region.link().send_entity(node, hops, envelope);
     }
 
-    /// `UserAttach`, `UserDetach`, `UserDeliver` and `UserKick` back into messages.
+    /// `UserAttach`, `UserDetach`, `UserDeliver`, `UserKick`, `UserWatch` and
+    /// `UserUnwatch` back into messages.
     fn receive(
         region: &ShardRegion,
         _from: &str,
@@ -192,6 +231,14 @@ impl Entity for User {
             EntityEnvelope::UserKick { user } => {
                 region.route::<User>(&user, UserMsg::Kick, hops, true)
             }
+            EntityEnvelope::UserWatch { user, session } => {
+                if let Some(session) = region.session_ref(session) {
+                    region.route::<User>(&user, UserMsg::Watch(session), hops, true);
+                }
+            }
+            EntityEnvelope::UserUnwatch { user, session } => {
+                region.route::<User>(&user, UserMsg::Unwatch(session), hops, true);
+            }
             other => return Err(other),
         }
         Ok(())
@@ -200,7 +247,7 @@ impl Entity for User {
 
 impl EntityMessage for UserMsg {
     fn counted(&self) -> bool {
-        !matches!(self, Self::Lifecycle(_))
+        !matches!(self, Self::Lifecycle(_) | Self::PresenceCheck)
     }
 
     fn lifecycle(msg: Lifecycle) -> Self {
@@ -233,6 +280,10 @@ pub struct UserState {
     /// with the session each frame skipped.
     replay: VecDeque<(SharedFrame, Option<SessionId>)>,
     replay_until: Instant,
+    /// What its watchers know.
+    presence: Presence,
+    /// Whether a `PresenceCheck` is on its way.
+    check_pending: bool,
     stage: Stage,
     /// The idle check; stops with the state.
     _ticker: crate::Ticker,
@@ -246,9 +297,13 @@ impl Life for UserState {
         (&mut self.stage, &self.region, &self.user)
     }
 
-    /// No session for `user_idle` (closed ones dropped first).
+    /// No session for `user_idle` (closed ones dropped first), and nobody
+    /// watching.
     fn is_idle(&mut self) -> bool {
         self.sessions.retain(|s| !s.is_closed());
+        if self.presence.is_watched() {
+            return false;
+        }
         if self.sessions.is_empty() && self.empty_since.is_none() {
             self.empty_since = Some(Instant::now());
         }
@@ -264,7 +319,7 @@ impl Life for UserState {
     fn may_leave(&self) -> bool {
         let remote = self.sessions.iter().any(|s| s.remote_node().is_some());
         let replaying = self.region.link().is_clustered() && Instant::now() < self.replay_until;
-        !remote && !replaying
+        !remote && !replaying && !self.presence_pins()
     }
 }
 
@@ -294,6 +349,13 @@ impl Actor for User {
             || UserMsg::Lifecycle(Lifecycle::tick()),
         );
         let empty_since = sessions.is_empty().then(Instant::now);
+        let mut presence = Presence::new(!sessions.is_empty(), None);
+        // Watchers of this node, after a restart or a move (the one whose
+        // `Watch` started it, too: that message tells it the presence); those
+        // of other nodes watch again when their placement changes.
+        for watcher in args.region.sessions().watchers_of(&args.user) {
+            presence.watch(&args.user, SessionRef::Local(watcher), true);
+        }
         Ok(UserState {
             user: args.user,
             region: args.region,
@@ -301,6 +363,8 @@ impl Actor for User {
             empty_since,
             replay: VecDeque::new(),
             replay_until: Instant::now() + REPLAY_WINDOW,
+            presence,
+            check_pending: false,
             stage: Stage::default(),
             _ticker: ticker,
         })
@@ -332,6 +396,7 @@ impl Actor for User {
                     state.sessions.push(session);
                 }
                 state.empty_since = None;
+                state.presence_changed(&myself);
                 match (reply, node) {
                     (Attached::Port(port), _) => {
                         let _ = port.send(());
@@ -347,6 +412,7 @@ impl Actor for User {
                 if state.sessions.is_empty() {
                     state.empty_since = Some(Instant::now());
                 }
+                state.presence_changed(&myself);
             }
             UserMsg::Deliver { frame, except } => {
                 if Instant::now() < state.replay_until {
@@ -368,6 +434,7 @@ impl Actor for User {
                 }
                 if dead {
                     state.sessions.retain(|s| !s.is_closed());
+                    state.presence_changed(&myself);
                 }
             }
             UserMsg::Kick => {
@@ -381,6 +448,21 @@ impl Actor for User {
                         state.sessions.push(SessionRef::Local(s));
                     }
                 }
+                state.presence_changed(&myself);
+            }
+            UserMsg::Watch(session) => {
+                state.presence.watch(&state.user, session, false);
+                // A watched User with sessions elsewhere starts polling them.
+                state.presence_changed(&myself);
+            }
+            UserMsg::Unwatch(id) => state.presence.unwatch(id),
+            UserMsg::PresenceCheck => {
+                state.check_pending = false;
+                state.sessions.retain(|s| !s.is_closed());
+                if state.sessions.is_empty() && state.empty_since.is_none() {
+                    state.empty_since = Some(Instant::now());
+                }
+                state.presence_changed(&myself);
             }
             // The new owner of a handed-off User hears of every session from
             // its node's re-attachment.
@@ -388,5 +470,34 @@ impl Actor for User {
         }
         lifecycle::settle(state, &myself);
         Ok(())
+    }
+}
+
+impl UserState {
+    /// Whether watchers keep this User running (a User pinned by them stays
+    /// under pressure, see [`Life::may_leave`]).
+    fn presence_pins(&self) -> bool {
+        // `may_leave` has `&self`: closed watchers are dropped by the next
+        // tick's `is_idle`.
+        self.presence.has_watchers()
+    }
+
+    /// After the sessions changed, or a check came due: lets the presence
+    /// show what it must, and schedules the next check.
+    fn presence_changed(&mut self, myself: &ActorRef<UserMsg>) {
+        let remote = self.sessions.iter().any(|s| s.remote_node().is_some());
+        let (next, _) = self.presence.sessions_are(
+            &self.user,
+            !self.sessions.is_empty(),
+            remote,
+            Instant::now(),
+            crate::now_ms(),
+        );
+        if let Next::CheckIn(after) = next
+            && !self.check_pending
+        {
+            self.check_pending = true;
+            myself.send_after(after, || UserMsg::PresenceCheck);
+        }
     }
 }

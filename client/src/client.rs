@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_wire::{ClientFrame, ConversationItem, LiveItem, Message, ServerFrame};
+use chorus_wire::{ClientFrame, ConversationItem, LiveItem, Message, ServerFrame, TypingState};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
@@ -400,6 +400,46 @@ impl Client {
             })
             .await?,
         )
+    }
+
+    /// Watches the presence of `users` (protocol 1.1): each one's
+    /// [`Event::Presence`](crate::Event::Presence) arrives at once after this
+    /// returns, then on every change. A session watches at most 500 users in
+    /// all; past that the node refuses the whole call (`invalid`). The client
+    /// watches them again after every reconnect.
+    pub async fn subscribe_presence(&self, users: &[&str]) -> Result<(), ClientError> {
+        ok_of(
+            self.request(|reference| ClientFrame::PresenceSub {
+                reference,
+                users: owned(users),
+            })
+            .await?,
+        )
+    }
+
+    /// Stops watching the presence of `users`.
+    pub async fn unsubscribe_presence(&self, users: &[&str]) -> Result<(), ClientError> {
+        ok_of(
+            self.request(|reference| ClientFrame::PresenceUnsub {
+                reference,
+                users: owned(users),
+            })
+            .await?,
+        )
+    }
+
+    /// Tells the other members of `conv` that this user started or stopped
+    /// typing. Has no answer (returns once queued); the node forwards at most
+    /// one per second per conversation and drops the rest, and refuses it to a
+    /// non-member with [`Event::Refused`](crate::Event::Refused).
+    pub async fn typing(&self, conv: &str, state: TypingState) -> Result<(), ClientError> {
+        let command = Command::Fire {
+            frame: ClientFrame::Typing {
+                conv: conv.into(),
+                state,
+            },
+        };
+        self.enqueue(command).await
     }
 
     /// Tells the adaptive heartbeat which network the device is on now (for example

@@ -18,7 +18,7 @@
 //! Commands are not read while reconnecting: the bounded command queue makes callers
 //! wait, and their request timeout bounds the wait.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use chorus_wire::backoff::{self, Backoff};
 use chorus_wire::codec::Frame;
+use chorus_wire::limits::MAX_PRESENCE_SUBS;
 use chorus_wire::{
     ClientFrame, ConversationItem, ConversationsPage, ErrorCode, ServerFrame, Trailing,
 };
@@ -148,6 +149,10 @@ pub(crate) struct Driver {
     fetches_in_flight: usize,
     /// When a `goaway` said the node will close; the client leaves first.
     goaway_at: Option<Instant>,
+    /// Users whose presence is watched, to watch again on every new session.
+    watching: BTreeSet<String>,
+    /// `presence_sub` requests not answered yet, by `ref`.
+    watch_pending: HashMap<String, Vec<String>>,
 }
 
 /// A tracker step carried out later.
@@ -184,6 +189,8 @@ impl Driver {
             timers: Vec::new(),
             fetches_in_flight: 0,
             goaway_at: None,
+            watching: BTreeSet::new(),
+            watch_pending: HashMap::new(),
         }
     }
 
@@ -285,6 +292,16 @@ impl Driver {
         };
         if let Some(pending) = pending {
             self.request_list(conn, pending, None).await?;
+        }
+        // Presence watches belong to a session: a new one watches them again,
+        // and hears each user's presence at once.
+        let watched: Vec<String> = self.watching.iter().cloned().collect();
+        for users in watched.chunks(MAX_PRESENCE_SUBS) {
+            let reference = self.shared.next_ref();
+            self.in_flight.expect(reference.clone(), Pending::Presence);
+            let users = users.to_vec();
+            conn.send(&ClientFrame::PresenceSub { reference, users })
+                .await?;
         }
         // Same ids: the node answers a repeated send with the original ack (docs/protocol.md §7.3).
         for frame in self.in_flight.resends() {
@@ -397,6 +414,7 @@ impl Driver {
                 if reply.is_closed() {
                     return Ok(());
                 }
+                self.note_watches(&reference, &frame);
                 self.in_flight.expect(reference, Pending::User(reply));
                 conn.send(&frame).await
             }
@@ -498,12 +516,40 @@ impl Driver {
                 self.goaway_at = Some(Instant::now() + Duration::from_millis(reconnect_after_ms));
                 self.emit(Event::Goaway { reason, nodes }).await;
             }
+            // Refusals of frames without a `ref` (`typing` by a non-member):
+            // the connection stays open.
+            ServerFrame::Error {
+                reference: None,
+                code:
+                    code @ (ErrorCode::Forbidden
+                    | ErrorCode::Invalid
+                    | ErrorCode::NotFound
+                    | ErrorCode::Overloaded
+                    | ErrorCode::RateLimited
+                    | ErrorCode::Internal),
+                message,
+            } => self.emit(Event::Refused { code, message }).await,
             ServerFrame::Error {
                 reference: None,
                 code,
                 message,
             } => {
                 return Err(lost(format!("server error {code}: {message}")));
+            }
+            ServerFrame::Presence {
+                user,
+                status,
+                last_seen_ms,
+            } => {
+                self.emit(Event::Presence {
+                    user,
+                    status,
+                    last_seen_ms,
+                })
+                .await
+            }
+            ServerFrame::Typing { conv, user, state } => {
+                self.emit(Event::Typing { conv, user, state }).await
             }
             ServerFrame::Welcome { .. } => tracing::warn!("ignoring a second welcome"),
             answer => self
@@ -538,6 +584,11 @@ impl Driver {
                 return Ok(());
             }
         };
+        if let Some(users) = self.watch_pending.remove(&reference)
+            && matches!(answer, ServerFrame::Ok { .. })
+        {
+            self.watching.extend(users);
+        }
         let Some(pending) = self.in_flight.take(&reference) else {
             tracing::debug!(%reference, kind = answer.type_name(), "answer for no pending request");
             return Ok(());
@@ -602,8 +653,30 @@ impl Driver {
             (Pending::ConversationList | Pending::Baseline, other) => {
                 tracing::warn!(kind = other.type_name(), "resync: conversation list failed");
             }
+            (Pending::Presence, ServerFrame::Ok { .. }) => {}
+            (Pending::Presence, other) => {
+                tracing::warn!(kind = other.type_name(), "renewing presence watches failed");
+            }
         }
         self.pump_fetches(conn).await
+    }
+
+    /// Keeps the set of watched users that a new session watches again: a
+    /// `presence_sub` counts once the node answered it `ok`, an unsubscribe at
+    /// once.
+    fn note_watches(&mut self, reference: &str, frame: &ClientFrame) {
+        match frame {
+            ClientFrame::PresenceSub { users, .. } => {
+                self.watch_pending
+                    .insert(reference.to_string(), users.clone());
+            }
+            ClientFrame::PresenceUnsub { users, .. } => {
+                for user in users {
+                    self.watching.remove(user);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Asks for the page of the conversation list after `after` for `pending`
@@ -686,6 +759,7 @@ impl Driver {
     async fn on_lost(&mut self, reason: String) {
         self.emit(Event::Disconnected { reason }).await;
         self.in_flight.connection_lost(self.cfg.reconnect);
+        self.watch_pending.clear();
         self.fetch_queue.clear();
         self.timers.clear();
         self.fetches_in_flight = 0;

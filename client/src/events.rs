@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use chorus_wire::{LiveItem, Message};
+use chorus_wire::{ErrorCode, LiveItem, Message, PresenceStatus, TypingState};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
@@ -25,6 +25,37 @@ pub enum Event {
         user: String,
         /// Up to which seq.
         seq: u64,
+    },
+    /// A watched user's presence: once after [`Client::subscribe_presence`]
+    /// (and after every reconnect), then on every change.
+    ///
+    /// [`Client::subscribe_presence`]: crate::Client::subscribe_presence
+    Presence {
+        /// User id.
+        user: String,
+        /// Online or offline.
+        status: PresenceStatus,
+        /// When the user's last session closed (ms since the epoch); `None`
+        /// while online or if never seen.
+        last_seen_ms: Option<u64>,
+    },
+    /// Another member started or stopped typing in `conv`. A `Start` not
+    /// followed by another within 6 s counts as `Stop`.
+    Typing {
+        /// Conversation id.
+        conv: String,
+        /// Who.
+        user: String,
+        /// Start or stop.
+        state: TypingState,
+    },
+    /// The node refused a frame that has no answer (a `typing` in a
+    /// conversation the user is not a member of); the connection stays open.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
     },
     /// A batch of danmaku items of a live room this client has joined.
     LiveBatch {

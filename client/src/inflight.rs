@@ -60,6 +60,8 @@ pub(crate) enum Pending {
     ConversationList,
     /// The first connect's floor, for the conversation list.
     Baseline,
+    /// The presence watches renewed after a reconnect.
+    Presence,
 }
 
 /// A `send` or `danmaku` awaiting `ack`/`reject`.

@@ -55,7 +55,8 @@ mod resync;
 mod tls;
 
 pub use chorus_wire::{
-    ConversationItem, ErrorCode, HeartbeatInfo, LimitsInfo, LiveItem, Message, Prio,
+    ConversationItem, ErrorCode, HeartbeatInfo, LimitsInfo, LiveItem, Message, PresenceStatus,
+    Prio, TypingState,
 };
 pub use client::{Ack, Client, Group, HistoryPage, LiveJoined};
 pub use config::{ClientConfig, Transport};

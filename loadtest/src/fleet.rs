@@ -285,7 +285,12 @@ async fn take_events(shared: Arc<Shared>, me: u32, mut events: Events) -> UserLo
                 log.conn.resynced += 1;
                 log.conn.resync_messages += count;
             }
-            Event::Receipt { .. } | Event::LiveBatch { .. } | Event::Goaway { .. } => {}
+            Event::Receipt { .. }
+            | Event::LiveBatch { .. }
+            | Event::Goaway { .. }
+            | Event::Presence { .. }
+            | Event::Typing { .. }
+            | Event::Refused { .. } => {}
         }
     }
     if online {

@@ -12,7 +12,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::frame::{LiveItem, ServerFrame};
+use crate::frame::{LiveItem, ServerFrame, TypingState};
 
 /// A server frame inside an envelope, written as its own binary frame with its
 /// length in front. A frame's trailing fields (see `crate::trailing`) are absent
@@ -214,6 +214,31 @@ pub enum EntityEnvelope {
         /// the owner's `[live] slow_mode_s`.
         seconds: Option<u32>,
     },
+    /// A session watches the presence of `user` (protocol 1.1).
+    UserWatch {
+        /// The watched user.
+        user: String,
+        /// The watching session (gets `presence`).
+        session: SessionAddr,
+    },
+    /// A session stops watching `user`.
+    UserUnwatch {
+        /// The watched user.
+        user: String,
+        /// The watching session's id.
+        session: u64,
+    },
+    /// `user` started or stopped typing in `conv` (protocol 1.1).
+    ConvTyping {
+        /// Conversation id.
+        conv: String,
+        /// Who types.
+        user: String,
+        /// `start` or `stop`.
+        state: TypingState,
+        /// The typing session (gets `error` if it may not).
+        reply: SessionAddr,
+    },
 }
 
 impl EntityEnvelope {
@@ -223,8 +248,11 @@ impl EntityEnvelope {
             Self::UserAttach { user, .. }
             | Self::UserDetach { user, .. }
             | Self::UserDeliver { user, .. }
-            | Self::UserKick { user } => format!("user:{user}"),
+            | Self::UserKick { user }
+            | Self::UserWatch { user, .. }
+            | Self::UserUnwatch { user, .. } => format!("user:{user}"),
             Self::ConvSend { conv, .. }
+            | Self::ConvTyping { conv, .. }
             | Self::ConvHistory { conv, .. }
             | Self::ConvRead { conv, .. }
             | Self::ConvGroup { conv, .. } => conv.clone(),

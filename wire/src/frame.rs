@@ -153,11 +153,38 @@ pub enum ClientFrame {
         /// UTF-8 text.
         body: String,
     },
+    /// 14. Watches users' presence (protocol 1.1).
+    ///
+    /// Answered with `ok`, then one `presence` per user at once and on every change.
+    PresenceSub {
+        /// Echoed in the answer.
+        #[serde(rename = "ref")]
+        reference: String,
+        /// User ids.
+        users: Vec<String>,
+    },
+    /// 15. Stops watching users' presence (protocol 1.1); answered with `ok`.
+    PresenceUnsub {
+        /// Echoed in the answer.
+        #[serde(rename = "ref")]
+        reference: String,
+        /// User ids.
+        users: Vec<String>,
+    },
+    /// 16. The sender started or stopped typing in `conv` (protocol 1.1).
+    ///
+    /// It has no answer; the other members' sessions get `typing`.
+    Typing {
+        /// Conversation id (`dm:a:b` or `group:g`).
+        conv: String,
+        /// `start` or `stop`.
+        state: TypingState,
+    },
 }
 
 impl ClientFrame {
     /// The JSON `type` of every variant, indexed by the variant's binary index.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 17] = [
         "hello",
         "ping",
         "send",
@@ -172,6 +199,9 @@ impl ClientFrame {
         "live_join",
         "live_leave",
         "danmaku",
+        "presence_sub",
+        "presence_unsub",
+        "typing",
     ];
 
     /// This frame's JSON `type`.
@@ -191,6 +221,9 @@ impl ClientFrame {
             Self::LiveJoin { .. } => 11,
             Self::LiveLeave { .. } => 12,
             Self::Danmaku { .. } => 13,
+            Self::PresenceSub { .. } => 14,
+            Self::PresenceUnsub { .. } => 15,
+            Self::Typing { .. } => 16,
         }]
     }
 }
@@ -336,11 +369,32 @@ pub enum ServerFrame {
         /// Client addresses of other nodes.
         nodes: Vec<String>,
     },
+    /// 14. A watched user's presence (protocol 1.1).
+    ///
+    /// Sent at once after a `presence_sub`, then on every change.
+    Presence {
+        /// User id.
+        user: String,
+        /// `online` or `offline`.
+        status: PresenceStatus,
+        /// When the user's last session closed, ms since the Unix epoch; `null`
+        /// while online or if never seen.
+        last_seen_ms: Option<u64>,
+    },
+    /// 15. A member of `conv` started or stopped typing (protocol 1.1).
+    Typing {
+        /// Conversation id.
+        conv: String,
+        /// Who.
+        user: String,
+        /// `start` or `stop`.
+        state: TypingState,
+    },
 }
 
 impl ServerFrame {
     /// The JSON `type` of every variant, indexed by the variant's binary index.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 16] = [
         "welcome",
         "pong",
         "ack",
@@ -355,6 +409,8 @@ impl ServerFrame {
         "live_batch",
         "error",
         "goaway",
+        "presence",
+        "typing",
     ];
 
     /// This frame's JSON `type`.
@@ -374,8 +430,30 @@ impl ServerFrame {
             Self::LiveBatch { .. } => 11,
             Self::Error { .. } => 12,
             Self::Goaway { .. } => 13,
+            Self::Presence { .. } => 14,
+            Self::Typing { .. } => 15,
         }]
     }
+}
+
+/// Whether a user has a session connected to the cluster (`presence.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// At least one session connected to some node.
+    Online,
+    /// No session connected (after the flap window).
+    Offline,
+}
+
+/// `typing.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    /// Started (or still) typing; counts as `stop` after 6 s without another.
+    Start,
+    /// Stopped typing.
+    Stop,
 }
 
 /// A stored chat message as clients see it (`msg` and `history_page.messages`).

@@ -10,6 +10,14 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_REF: usize = 128;
 /// Longest group name, in bytes of UTF-8.
 pub const MAX_GROUP_NAME: usize = 256;
+/// Most users one session may watch the presence of, in total (protocol 1.1).
+pub const MAX_PRESENCE_SUBS: usize = 500;
+/// Least time between two `typing` of one user in one conversation that are
+/// both forwarded, in milliseconds (protocol 1.1).
+pub const TYPING_INTERVAL_MS: u64 = 1_000;
+/// How long a session may be gone before its user shows `offline`, in
+/// milliseconds: a reconnect within it shows no change (protocol 1.1).
+pub const PRESENCE_FLAP_MS: u64 = 2_000;
 /// Hard ceiling on any configured frame limit: the decoder's allocation guard.
 pub const MAX_FRAME_CEILING: u32 = 16 * 1024 * 1024;
 

@@ -71,11 +71,11 @@ fn bytes_after_a_binary_frame_are_refused() {
 
 #[test]
 fn unknown_variant_index_is_reported_as_such() {
-    // 14 is the first index past both enums; 250 is the largest one-byte varint;
+    // 17 is the first index past both enums; 250 is the largest one-byte varint;
     // 251/252 announce a u16/u32 index.
     let cases: [(&[u8], u32); 5] = [
-        (&[14], 14),
-        (&[14, 0, 0, 0], 14),
+        (&[17], 17),
+        (&[17, 0, 0, 0], 17),
         (&[250], 250),
         (&[251, 0x00, 0x01], 256),
         (&[252, 0xff, 0xff, 0xff, 0xff], u32::MAX),
@@ -276,10 +276,10 @@ fn tcp_decoder_waits_for_a_whole_prefix_and_body() {
 #[test]
 fn a_bad_frame_inside_a_good_tcp_envelope_is_reported() {
     let mut decoder = TcpDecoder::new(DEFAULT_MAX_FRAME);
-    decoder.buffer().extend_from_slice(&[0, 0, 0, 1, 14]);
+    decoder.buffer().extend_from_slice(&[0, 0, 0, 1, 17]);
     assert_eq!(
         decoder.next_frame::<ClientFrame>(),
-        Err(DecodeError::UnknownVariant(14))
+        Err(DecodeError::UnknownVariant(17))
     );
     decoder.buffer().extend_from_slice(&[0, 0, 0, 3, 1, 0, 9]);
     assert_eq!(

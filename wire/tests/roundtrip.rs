@@ -28,6 +28,9 @@ const CLIENT_SCHEMA: &[(&str, &[&str], &[&str])] = &[
     ("live_join", &["ref", "room"], &[]),
     ("live_leave", &["ref", "room"], &[]),
     ("danmaku", &["id", "room", "body"], &[]),
+    ("presence_sub", &["ref", "users"], &[]),
+    ("presence_unsub", &["ref", "users"], &[]),
+    ("typing", &["conv", "state"], &[]),
 ];
 
 const SERVER_SCHEMA: &[(&str, &[&str], &[&str])] = &[
@@ -49,6 +52,8 @@ const SERVER_SCHEMA: &[(&str, &[&str], &[&str])] = &[
     ("live_batch", &["room", "items", "viewers", "dropped"], &[]),
     ("error", &["code", "message"], &["ref"]),
     ("goaway", &["reason", "reconnect_after_ms", "nodes"], &[]),
+    ("presence", &["user", "status"], &["last_seen_ms"]),
+    ("typing", &["conv", "user", "state"], &[]),
 ];
 
 /// Members of the objects nested in frames (`welcome.heartbeat`, list items...).
@@ -609,6 +614,12 @@ impl Spec {
         }
         self
     }
+    fn typing(&mut self, state: TypingState) -> &mut Self {
+        self.uint(match state {
+            TypingState::Start => 0,
+            TypingState::Stop => 1,
+        })
+    }
     fn code(&mut self, c: ErrorCode) -> &mut Self {
         let index = samples::CODES.iter().position(|x| *x == c).expect("a code");
         self.uint(index as u64)
@@ -670,6 +681,9 @@ fn spec_client(frame: &ClientFrame) -> Vec<u8> {
         LiveJoin { reference, room } => s.uint(11).str(reference).str(room),
         LiveLeave { reference, room } => s.uint(12).str(reference).str(room),
         Danmaku { id, room, body } => s.uint(13).str(id).str(room).str(body),
+        PresenceSub { reference, users } => s.uint(14).str(reference).strs(users),
+        PresenceUnsub { reference, users } => s.uint(15).str(reference).strs(users),
+        Typing { conv, state } => s.uint(16).str(conv).typing(*state),
     };
     s.0
 }
@@ -789,6 +803,19 @@ fn spec_server(frame: &ServerFrame) -> Vec<u8> {
             reconnect_after_ms,
             nodes,
         } => s.uint(13).str(reason).uint(*reconnect_after_ms).strs(nodes),
+        Presence {
+            user,
+            status,
+            last_seen_ms,
+        } => s
+            .uint(14)
+            .str(user)
+            .uint(match status {
+                PresenceStatus::Online => 0,
+                PresenceStatus::Offline => 1,
+            })
+            .opt_uint(*last_seen_ms),
+        Typing { conv, user, state } => s.uint(15).str(conv).str(user).typing(*state),
     };
     s.0
 }

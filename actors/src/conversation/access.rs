@@ -96,7 +96,9 @@ pub(crate) fn rule_of(msg: &ConversationMsg) -> Rule<'_> {
         ConversationMsg::History(req, _)
         | ConversationMsg::GroupLeave(req)
         | ConversationMsg::GroupInfo(req) => Rule::Member(&req.user),
-        ConversationMsg::Read { user, .. } => Rule::Member(user),
+        ConversationMsg::Read { user, .. } | ConversationMsg::Typing { user, .. } => {
+            Rule::Member(user)
+        }
         ConversationMsg::GroupAdd(req, _) | ConversationMsg::GroupRemove(req, _) => {
             Rule::Owner(&req.user)
         }

@@ -16,8 +16,10 @@
 use chorus_store::{HistoryQuery, ListQuery};
 use chorus_wire::cluster::GroupOp;
 use chorus_wire::ids::validate_id;
-use chorus_wire::limits::{MAX_GROUP_NAME, MAX_REF};
-use chorus_wire::{ClientFrame, ConvId, ConversationsPage, ErrorCode, ServerFrame, Target};
+use chorus_wire::limits::{MAX_GROUP_NAME, MAX_PRESENCE_SUBS, MAX_REF};
+use chorus_wire::{
+    ClientFrame, ConvId, ConversationsPage, ErrorCode, ServerFrame, Target, TypingState,
+};
 
 use crate::budget::AnswerKey;
 use crate::outbound::reject_frame;
@@ -91,6 +93,19 @@ pub(crate) enum Request {
         room: String,
         body: String,
     },
+    /// `presence_sub` of valid, distinct user ids (not more than a session may
+    /// watch; whether they fit beside those it watches is checked by the session).
+    PresenceSub {
+        reference: String,
+        users: Vec<String>,
+    },
+    /// `presence_unsub` (of any users: one not watched is already done).
+    PresenceUnsub {
+        reference: String,
+        users: Vec<String>,
+    },
+    /// `typing` in a dm or group.
+    Typing { conv: ConvId, state: TypingState },
 }
 
 /// How much of the session's budget a request holds until it is answered.
@@ -176,7 +191,7 @@ fn cost_of(frame: &ClientFrame) -> Result<Cost, Refusal> {
                 key: Some(AnswerKey::Id(id.clone())),
             })
         }
-        ClientFrame::Read { .. } => Ok(Cost {
+        ClientFrame::Read { .. } | ClientFrame::Typing { .. } => Ok(Cost {
             weight: Weight::One,
             key: None,
         }),
@@ -187,9 +202,10 @@ fn cost_of(frame: &ClientFrame) -> Result<Cost, Refusal> {
         | ClientFrame::GroupRemove { reference, .. }
         | ClientFrame::GroupInfo { reference, .. }
         | ClientFrame::LiveJoin { reference, .. } => by_ref(reference, Weight::Large),
-        ClientFrame::GroupLeave { reference, .. } | ClientFrame::LiveLeave { reference, .. } => {
-            by_ref(reference, Weight::One)
-        }
+        ClientFrame::GroupLeave { reference, .. }
+        | ClientFrame::LiveLeave { reference, .. }
+        | ClientFrame::PresenceSub { reference, .. }
+        | ClientFrame::PresenceUnsub { reference, .. } => by_ref(reference, Weight::One),
     }
 }
 
@@ -384,7 +400,46 @@ fn content(frame: ClientFrame, limits: &Limits) -> Result<Request, Option<Server
             body_fits(&id, &body)?;
             Request::Danmaku { id, room, body }
         }
+        ClientFrame::PresenceSub { reference, users } => {
+            let users = presence_users(&reference, users, MAX_PRESENCE_SUBS)?;
+            Request::PresenceSub { reference, users }
+        }
+        ClientFrame::PresenceUnsub { reference, users } => {
+            let users = presence_users(&reference, users, MAX_PRESENCE_SUBS)?;
+            Request::PresenceUnsub { reference, users }
+        }
+        // `typing` has no answer and no `ref`: a bad conversation id is told
+        // with an `error` without one.
+        ClientFrame::Typing { conv, state } => match ConvId::parse(&conv) {
+            Ok(conv @ (ConvId::Dm(..) | ConvId::Group(_))) => Request::Typing { conv, state },
+            Ok(ConvId::Live(_)) => {
+                let message = "live rooms have no typing".to_string();
+                return Err(Some(error(None, ErrorCode::Invalid, message)));
+            }
+            Err(e) => return Err(Some(error(None, ErrorCode::Invalid, e.to_string()))),
+        },
     })
+}
+
+/// The users of a presence request: valid ids, each once, at most `max`.
+fn presence_users(
+    reference: &str,
+    mut users: Vec<String>,
+    max: usize,
+) -> Result<Vec<String>, Option<ServerFrame>> {
+    let invalid = |message: String| Some(error(Some(reference), ErrorCode::Invalid, message));
+    if users.len() > max {
+        return Err(invalid(format!(
+            "{} users exceed the {max} a session may watch",
+            users.len()
+        )));
+    }
+    if let Some(e) = users.iter().find_map(|u| validate_id("user", u).err()) {
+        return Err(invalid(e.to_string()));
+    }
+    users.sort_unstable();
+    users.dedup();
+    Ok(users)
 }
 
 #[cfg(test)]

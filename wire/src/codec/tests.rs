@@ -70,8 +70,8 @@ fn the_budget_grows_with_the_frame() {
 #[test]
 fn only_the_frame_enum_reports_an_unknown_variant() {
     assert_eq!(
-        binary_decode::<ClientFrame>(&[14], "ClientFrame"),
-        Err(DecodeError::UnknownVariant(14))
+        binary_decode::<ClientFrame>(&[17], "ClientFrame"),
+        Err(DecodeError::UnknownVariant(17))
     );
     // An Option tag of 2 is a bad frame, not an unknown one.
     assert!(matches!(

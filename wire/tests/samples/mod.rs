@@ -200,6 +200,28 @@ pub(crate) fn client_frames() -> Vec<ClientFrame> {
             seq,
         });
     }
+    out.extend([
+        PresenceSub {
+            reference: "p1".into(),
+            users: vec!["bob".into(), "carol".into()],
+        },
+        PresenceSub {
+            reference: "p2".into(),
+            users: vec![],
+        },
+        PresenceUnsub {
+            reference: "p3".into(),
+            users: vec!["bob".into()],
+        },
+        Typing {
+            conv: "group:team".into(),
+            state: TypingState::Start,
+        },
+        Typing {
+            conv: "dm:alice:bob".into(),
+            state: TypingState::Stop,
+        },
+    ]);
     out
 }
 
@@ -326,6 +348,31 @@ pub(crate) fn server_frames() -> Vec<ServerFrame> {
             reason: "rolling restart".into(),
             reconnect_after_ms: 0,
             nodes: vec!["10.0.0.2:7400".into(), "10.0.0.3:7400".into()],
+        },
+        Presence {
+            user: "bob".into(),
+            status: PresenceStatus::Online,
+            last_seen_ms: None,
+        },
+        Presence {
+            user: "carol".into(),
+            status: PresenceStatus::Offline,
+            last_seen_ms: Some(1_700_000_000_000),
+        },
+        Presence {
+            user: "dave".into(),
+            status: PresenceStatus::Offline,
+            last_seen_ms: None,
+        },
+        Typing {
+            conv: "group:team".into(),
+            user: "alice".into(),
+            state: TypingState::Start,
+        },
+        Typing {
+            conv: "dm:alice:bob".into(),
+            user: "bob".into(),
+            state: TypingState::Stop,
         },
     ];
     for seq in EDGE_U64 {

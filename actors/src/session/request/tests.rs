@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use chorus_wire::limits::MAX_REF;
-use chorus_wire::{ClientFrame, ConvId, ConversationsPage, ErrorCode, ServerFrame, Trailing};
+use chorus_wire::limits::{MAX_PRESENCE_SUBS, MAX_REF};
+use chorus_wire::{
+    ClientFrame, ConvId, ConversationsPage, ErrorCode, ServerFrame, Trailing, TypingState,
+};
 
 use super::{Cost, Limits, Refusal, Request, Weight};
 use crate::budget::AnswerKey;
@@ -251,4 +253,78 @@ fn live_frames_check_room_ids_but_leaving_any_room_is_fine() {
         panic!("a reject");
     };
     assert_eq!((id.as_str(), code), ("d1", ErrorCode::Invalid));
+}
+
+#[test]
+fn presence_requests_name_valid_distinct_users_within_the_limit() {
+    let sub = |users: Vec<String>| ClientFrame::PresenceSub {
+        reference: "p".into(),
+        users,
+    };
+    let Ok((Request::PresenceSub { reference, users }, cost)) =
+        parse(sub(vec!["b".into(), "a".into(), "b".into()]))
+    else {
+        panic!("a good presence_sub parses");
+    };
+    assert_eq!(
+        (reference.as_str(), users),
+        ("p", vec!["a".into(), "b".into()])
+    );
+    assert_eq!(cost, by_ref("p", Weight::One));
+
+    let (code, message, cost) = refused(parse(sub(vec!["a".into(), "bad user".into()])));
+    assert_eq!(
+        (code, cost),
+        (ErrorCode::Invalid, Some(by_ref("p", Weight::One)))
+    );
+    assert!(message.contains("user"), "{message}");
+
+    let many = (0..=MAX_PRESENCE_SUBS).map(|i| format!("u{i}")).collect();
+    let (code, message, _) = refused(parse(sub(many)));
+    assert_eq!(code, ErrorCode::Invalid);
+    assert!(message.contains("500"), "{message}");
+
+    let unsub = ClientFrame::PresenceUnsub {
+        reference: "q".into(),
+        users: vec![String::new()],
+    };
+    assert_eq!(refused(parse(unsub)).0, ErrorCode::Invalid);
+}
+
+#[test]
+fn typing_needs_a_dm_or_group_and_has_no_answer() {
+    let typing = |conv: &str| ClientFrame::Typing {
+        conv: conv.into(),
+        state: TypingState::Start,
+    };
+    let Ok((Request::Typing { conv, state }, cost)) = parse(typing("group:g1")) else {
+        panic!("typing in a group parses");
+    };
+    assert_eq!(
+        (conv, state),
+        (ConvId::Group("g1".into()), TypingState::Start)
+    );
+    assert_eq!(
+        cost,
+        Cost {
+            weight: Weight::One,
+            key: None
+        }
+    );
+    for bad in ["live:r", "dm:a", "nonsense"] {
+        let Err(Refusal {
+            answer: Some(answer),
+            cost: Some(_),
+        }) = parse(typing(bad))
+        else {
+            panic!("typing in {bad} is refused after its share");
+        };
+        let ServerFrame::Error {
+            reference, code, ..
+        } = *answer
+        else {
+            panic!("an error");
+        };
+        assert_eq!((reference, code), (None, ErrorCode::Invalid), "{bad}");
+    }
 }
