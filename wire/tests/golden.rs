@@ -107,6 +107,12 @@ fn the_vectors_span_both_directions_and_the_documented_cases() {
             "error_with_ref",
             "error_without_ref",
             "pong",
+            "presence_sub",
+            "presence_unsub",
+            "typing_start",
+            "presence_online",
+            "presence_offline",
+            "typing_stop",
         ]
     );
     assert!(all.iter().filter(|v| v.tcp.is_some()).count() >= 1);
