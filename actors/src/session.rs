@@ -100,10 +100,14 @@ impl Session {
             .sessions()
             .unregister(&self.identity.user, self.handle.id());
         // A User started from here on no longer finds the session; one running
-        // must be told.
+        // must be told (and records the last-seen time when the user goes
+        // offline). Without one, all of the user's sessions are here.
         if !self.region.user_is_dormant(&self.identity.user) {
             self.region
                 .tell_user(&self.identity.user, UserMsg::Detach(self.handle.id()));
+        } else if self.region.sessions().of(&self.identity.user).is_empty() {
+            self.region
+                .store_last_seen(&self.identity.user, crate::now_ms());
         }
     }
 

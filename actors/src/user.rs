@@ -89,6 +89,22 @@ impl ShardRegion {
         self.route::<User>(&user.to_string(), msg, 0, true);
     }
 
+    /// Writes when the last session of `user` closed, in the background (a
+    /// failure is logged: the time is a courtesy, nothing waits for it).
+    pub(crate) fn store_last_seen(&self, user: &str, at_ms: u64) {
+        let store = self.store().clone();
+        let user = user.to_string();
+        tokio::spawn(async move {
+            match store.set_last_seen(&user, at_ms).await {
+                Ok(()) => metrics::counter!("chorus_presence_last_seen_written_total").increment(1),
+                Err(e) => {
+                    metrics::counter!("chorus_presence_last_seen_failures_total").increment(1);
+                    tracing::warn!(%user, error = %e, "writing last seen failed");
+                }
+            }
+        });
+    }
+
     /// Pushes a frame nobody stores (`typing`) to every session of `user`:
     /// through its User entity, unless that entity would run on this node and
     /// does not — then every session of the user is in this node's directory,
@@ -451,6 +467,15 @@ impl Actor for User {
                 state.presence_changed(&myself);
             }
             UserMsg::Watch(session) => {
+                if state.presence.needs_last_seen() {
+                    match state.region.store().last_seen(&state.user).await {
+                        Ok(at) => state.presence.stored_last_seen(at),
+                        // Told without it (`null`); read again for the next watcher.
+                        Err(e) => {
+                            tracing::warn!(user = %state.user, error = %e, "reading last seen failed")
+                        }
+                    }
+                }
                 state.presence.watch(&state.user, session, false);
                 // A watched User with sessions elsewhere starts polling them.
                 state.presence_changed(&myself);
@@ -486,13 +511,16 @@ impl UserState {
     /// show what it must, and schedules the next check.
     fn presence_changed(&mut self, myself: &ActorRef<UserMsg>) {
         let remote = self.sessions.iter().any(|s| s.remote_node().is_some());
-        let (next, _) = self.presence.sessions_are(
+        let (next, offline_at) = self.presence.sessions_are(
             &self.user,
             !self.sessions.is_empty(),
             remote,
             Instant::now(),
             crate::now_ms(),
         );
+        if let Some(at_ms) = offline_at {
+            self.region.store_last_seen(&self.user, at_ms);
+        }
         if let Next::CheckIn(after) = next
             && !self.check_pending
         {

@@ -409,3 +409,89 @@ async fn the_sdk_subscribes_to_presence_and_sends_and_hears_typing() {
     );
     alice.unsubscribe_presence(&["bob"]).await.unwrap();
 }
+
+/// The sum of a metric's samples in a node's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: chorus\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A `chorus` process on `dir`, killed when dropped.
+fn serve(dir: &std::path::Path) -> (common::process::KillOnDrop, common::process::Listening) {
+    let file = dir.join("node.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &file,
+        format!(
+            "[listen]\ntcp = \"127.0.0.1:0\"\nws = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+             [storage]\npath = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = common::process::serve(&file)
+        .spawn()
+        .expect("chorus starts");
+    let listening = common::process::listening(&mut child);
+    (common::process::KillOnDrop(child), listening)
+}
+
+#[tokio::test]
+async fn last_seen_survives_kill_9_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, at) = serve(dir.path());
+    // Watched: the User entity records it when it shows `offline`.
+    let mut alice = RawTcp::login_at(at.tcp, "alice").await;
+    request(&mut alice, "p", &sub("p", &names(&["bob"]))).await;
+    presence(&mut alice).await;
+    let bob = RawTcp::login_at(at.tcp, "bob").await;
+    assert_eq!(presence(&mut alice).await.1, PresenceStatus::Online);
+    drop(bob);
+    let (_, status, bob_seen) = presence(&mut alice).await;
+    assert_eq!(status, PresenceStatus::Offline);
+    let bob_seen = bob_seen.expect("a last-seen time");
+    // Not watched, no User running: the closing session records it.
+    let before = now_ms();
+    let dave = RawTcp::login_at(at.tcp, "dave").await;
+    drop(dave);
+    // Both writes are durable once counted (the store answers after its commit).
+    let deadline = Instant::now() + WAIT;
+    while metric(at.admin, "chorus_presence_last_seen_written_total").await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the last-seen times were not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = now_ms();
+    drop(node); // kill -9
+
+    let (_node, at) = serve(dir.path());
+    let mut carol = RawTcp::login_at(at.tcp, "carol").await;
+    request(&mut carol, "q", &sub("q", &names(&["bob", "dave", "erin"]))).await;
+    let mut heard = vec![
+        presence(&mut carol).await,
+        presence(&mut carol).await,
+        presence(&mut carol).await,
+    ];
+    heard.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        heard[0],
+        ("bob".into(), PresenceStatus::Offline, Some(bob_seen))
+    );
+    assert_eq!(heard[2], ("erin".into(), PresenceStatus::Offline, None));
+    let (user, status, dave_seen) = heard[1].clone();
+    assert_eq!((user.as_str(), status), ("dave", PresenceStatus::Offline));
+    let dave_seen = dave_seen.expect("dave's last-seen time survived");
+    assert!((before..=after).contains(&dave_seen), "{dave_seen}");
+}

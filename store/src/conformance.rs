@@ -18,6 +18,7 @@
 //!   also racing ones.
 //! - [`seq_blocks`]: seq blocks, alone and under concurrent allocation.
 //! - [`room_settings`]: live rooms' operator settings.
+//! - [`last_seen`]: when each user's last session closed.
 //! - [`load_history`]: members' load samples, their expiry and their bounds.
 
 use std::fmt;
@@ -59,6 +60,7 @@ pub mod conversations;
 pub mod dedup;
 pub mod groups;
 pub mod history;
+pub mod last_seen;
 pub mod load_history;
 pub mod room_settings;
 pub mod seq_blocks;
@@ -246,6 +248,8 @@ pub async fn run_all(store: &SharedStore, ns: &Namespace) -> Result<(), Vec<Fail
         seq_blocks::blocks_disjoint_under_concurrency,
         room_settings::last_write_reads_back,
         room_settings::rooms_stay_apart,
+        last_seen::only_a_later_time_replaces,
+        last_seen::users_stay_apart_and_racing_writes_keep_the_latest,
         load_history::samples_read_back_in_time_order,
         load_history::samples_expire,
         load_history::members_stay_apart,

@@ -365,6 +365,19 @@ impl MessageStore for EmbeddedStore {
         }
     }
 
+    async fn set_last_seen(&self, user: &str, at_ms: u64) -> StoreResult<()> {
+        let user = user.to_string();
+        self.call(|reply| Request::SetLastSeen { user, at_ms, reply })
+            .await
+    }
+
+    async fn last_seen(&self, user: &str) -> StoreResult<Option<u64>> {
+        check_id("user id", user)?;
+        self.get(Space::LastSeen, user.as_bytes())?
+            .map(|v| record::decode_u64(&v, "last seen"))
+            .transpose()
+    }
+
     async fn count_groups(&self, user: &str, up_to: u64) -> StoreResult<u64> {
         let user = user.to_string();
         self.scan(move |spaces| read::count_groups(spaces, &user, up_to))

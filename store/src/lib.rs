@@ -305,6 +305,14 @@ pub trait MessageStore: Send + Sync + 'static {
     /// written.
     async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings>;
 
+    /// Records that the last session of `user` closed at `at_ms` (ms since the
+    /// epoch: presence's `last_seen_ms`), durably. A time earlier than the one
+    /// stored does not replace it, whatever order the writes arrive in.
+    async fn set_last_seen(&self, user: &str, at_ms: u64) -> StoreResult<()>;
+
+    /// When the last session of `user` closed, if that was ever recorded.
+    async fn last_seen(&self, user: &str) -> StoreResult<Option<u64>>;
+
     /// How many groups `user` belongs to, counting no further than `up_to`: the
     /// answer is `min(groups, up_to)`. The work is bounded by `up_to`, not by
     /// the user's groups, so a limit check costs the same for everyone.

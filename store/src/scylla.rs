@@ -370,6 +370,33 @@ impl MessageStore for ScyllaStore {
         Ok(())
     }
 
+    async fn set_last_seen(&self, user: &str, at_ms: u64) -> StoreResult<()> {
+        check_id("user id", user)?;
+        let value = to_cql(at_ms, "last seen")?;
+        // The time is its own write timestamp (in microseconds): the latest
+        // close wins whatever order the writes arrive in.
+        let timestamp = value.saturating_mul(1000);
+        self.session
+            .execute_unpaged(&self.st.raise_last_seen, (timestamp, value, user))
+            .await
+            .map_err(|e| query_error("writing a last-seen time", e))?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, user: &str) -> StoreResult<Option<u64>> {
+        check_id("user id", user)?;
+        let row: Option<(Option<i64>,)> = self
+            .one_row(
+                "reading a last-seen time",
+                &self.st.select_last_seen,
+                (user,),
+            )
+            .await?;
+        row.and_then(|(at,)| at)
+            .map(|at| from_cql(at, "last seen"))
+            .transpose()
+    }
+
     async fn set_room_settings(&self, room: &str, settings: &RoomSettings) -> StoreResult<()> {
         check_id("room id", room)?;
         let result = if settings.is_default() {

@@ -13,6 +13,11 @@
 //! nodes it looks again every [`POLL`], so a killed node's users go offline
 //! within the failure-detection time plus the flap window.
 //!
+//! The last-seen time is kept in the store (`MessageStore::set_last_seen`,
+//! written when `offline` is shown, and by a session that closes the last
+//! session of a user whose entity does not run), and read once by an entity
+//! that must tell a watcher `offline` before it learnt the time itself.
+//!
 //! Watchers are sessions (of any node) that sent `presence_sub`. They pin the
 //! entity: a watched User is never idle and does not leave under pressure, or
 //! its watchers would stop hearing of it. Their number per user is bounded by
@@ -44,6 +49,8 @@ pub(super) struct Presence {
     shown: PresenceStatus,
     /// When the user's last session closed (ms since the epoch).
     last_seen_ms: Option<u64>,
+    /// Whether `last_seen_ms` is known: read from the store, or set here.
+    last_seen_known: bool,
     /// The last session left at this instant: `offline` is shown once the
     /// flap window has passed without another attaching.
     leaving: Option<(Instant, u64)>,
@@ -68,9 +75,22 @@ impl Presence {
             } else {
                 PresenceStatus::Offline
             },
+            last_seen_known: last_seen_ms.is_some(),
             last_seen_ms,
             leaving: None,
         }
+    }
+
+    /// Whether the stored last-seen time is wanted before telling a watcher:
+    /// the user shows offline, and this entity has not learnt it yet.
+    pub(super) fn needs_last_seen(&self) -> bool {
+        self.shown == PresenceStatus::Offline && !self.last_seen_known
+    }
+
+    /// The last-seen time read from the store.
+    pub(super) fn stored_last_seen(&mut self, at_ms: Option<u64>) {
+        self.last_seen_known = true;
+        self.last_seen_ms = self.last_seen_ms.max(at_ms);
     }
 
     fn frame(&self, user: &str) -> ServerFrame {
@@ -172,6 +192,7 @@ impl Presence {
         }
         self.leaving = None;
         self.last_seen_ms = Some(at_ms);
+        self.last_seen_known = true;
         self.show(user, PresenceStatus::Offline);
         (Next::Idle, Some(at_ms))
     }

@@ -44,6 +44,8 @@ pub(super) enum Space {
     /// `member` → when its last sample expires: the members of the load
     /// history, listed without scanning their samples.
     LoadMembers,
+    /// `user` → when the user's last session closed (ms since the epoch).
+    LastSeen,
 }
 
 /// Handles on every keyspace of the store.
@@ -65,6 +67,7 @@ pub(super) struct Spaces {
     room_settings: Keyspace,
     load_samples: Keyspace,
     load_members: Keyspace,
+    last_seen: Keyspace,
 }
 
 impl Spaces {
@@ -89,6 +92,7 @@ impl Spaces {
             room_settings: open("room_settings")?,
             load_samples: open("load_samples")?,
             load_members: open("load_members")?,
+            last_seen: open("last_seen")?,
         })
     }
 
@@ -139,6 +143,7 @@ impl Spaces {
             Space::RoomSettings => &self.room_settings,
             Space::LoadSamples => &self.load_samples,
             Space::LoadMembers => &self.load_members,
+            Space::LastSeen => &self.last_seen,
         }
     }
 }

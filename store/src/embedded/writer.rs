@@ -120,6 +120,15 @@ pub(super) enum Request {
         /// Answered once durable.
         reply: Reply<()>,
     },
+    /// Record when a user's last session closed (a later time stays).
+    SetLastSeen {
+        /// The user.
+        user: String,
+        /// When, ms since the epoch.
+        at_ms: u64,
+        /// Answered once durable.
+        reply: Reply<()>,
+    },
     /// Store load samples of one member (already checked against the bounds
     /// that need no reading).
     AppendLoad {
@@ -329,6 +338,9 @@ impl Writer {
                 } => staging.apply(reply, &mut done, |s| {
                     stage_room_settings(s, &room, &settings)
                 }),
+                Request::SetLastSeen { user, at_ms, reply } => {
+                    staging.apply(reply, &mut done, |s| stage_last_seen(s, &user, at_ms));
+                }
                 Request::AppendLoad {
                     member,
                     samples,
@@ -768,6 +780,15 @@ fn stage_allocate(s: &mut Staging<'_>, conv: &str, size: u64) -> StoreResult<Seq
         record::encode_u64(end),
     );
     Ok(SeqBlock { start, end })
+}
+
+fn stage_last_seen(s: &mut Staging<'_>, user: &str, at_ms: u64) -> StoreResult<()> {
+    check_id("user id", user)?;
+    let key = user.as_bytes();
+    if s.get_u64(Space::LastSeen, key, "last seen")? < at_ms {
+        s.put(Space::LastSeen, key.to_vec(), record::encode_u64(at_ms));
+    }
+    Ok(())
 }
 
 fn stage_room_settings(

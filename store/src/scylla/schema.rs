@@ -11,13 +11,15 @@
 //! read_pos      (user_id, conv) → read_seq                         write timestamp = read_seq
 //! chat_groups   (id) → name, owner, members                        created with LWT
 //! room_settings (room) → slow_mode_s                               live rooms' operator settings
+//! last_seen     (user_id) → at_ms                                  write timestamp = at_ms × 1000
 //! load_samples  (member, at_ms) → expires_ms, data                 TTL per row: the load history
 //! load_members  (shard, member) → expires_ms                       TTL per row; one partition
 //! ```
 //!
-//! `conv_meta` and `read_pos` are written only with `USING TIMESTAMP <value>` and
-//! never deleted: a write or delete with an ordinary (wall-clock) timestamp would
-//! shadow every later raise, so nothing else may write those two tables.
+//! `conv_meta`, `read_pos` and `last_seen` are written only with `USING
+//! TIMESTAMP <value>` and never deleted: a write or delete with an ordinary
+//! (wall-clock) timestamp would shadow every later raise, so nothing else may
+//! write those three tables.
 //! `messages` rows are written with `USING TIMESTAMP` from the message's own time
 //! (see `append`), so that the tombstone fencing an abandoned claim's row wins
 //! over that row whenever it lands.
@@ -109,6 +111,9 @@ fn ddl(options: &ScyllaOptions) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.room_settings (room text PRIMARY KEY, slow_mode_s bigint)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.last_seen (user_id text PRIMARY KEY, at_ms bigint)"
         ),
         // Samples only ever expire, as dedup entries do: time-window compaction
         // drops whole expired sstables.

@@ -71,6 +71,10 @@ pub(super) struct Statements {
     pub(super) update_group: PreparedStatement,
     /// `(id)` → `name, owner, members`.
     pub(super) select_group: PreparedStatement,
+    /// `(timestamp = at_ms × 1000, at_ms, user_id)`.
+    pub(super) raise_last_seen: PreparedStatement,
+    /// `(user_id)` → `at_ms`.
+    pub(super) select_last_seen: PreparedStatement,
     /// `(room, slow_mode_s)`.
     pub(super) insert_room_settings: PreparedStatement,
     /// `(room)`.
@@ -210,6 +214,12 @@ impl Statements {
                 .await?,
             select_group: p
                 .read("SELECT name, owner, members FROM {ks}.chat_groups WHERE id = ?")
+                .await?,
+            raise_last_seen: p
+                .write("UPDATE {ks}.last_seen USING TIMESTAMP ? SET at_ms = ? WHERE user_id = ?")
+                .await?,
+            select_last_seen: p
+                .read("SELECT at_ms FROM {ks}.last_seen WHERE user_id = ?")
                 .await?,
             insert_room_settings: p
                 .write("INSERT INTO {ks}.room_settings (room, slow_mode_s) VALUES (?, ?)")

@@ -393,6 +393,12 @@ impl MessageStore for Flaky {
             SettingsReads::Hang => std::future::pending().await,
         }
     }
+    async fn set_last_seen(&self, user: &str, at_ms: u64) -> chorus_store::StoreResult<()> {
+        self.inner.set_last_seen(user, at_ms).await
+    }
+    async fn last_seen(&self, user: &str) -> chorus_store::StoreResult<Option<u64>> {
+        self.inner.last_seen(user).await
+    }
     async fn count_groups(&self, user: &str, up_to: u64) -> chorus_store::StoreResult<u64> {
         self.inner.count_groups(user, up_to).await
     }

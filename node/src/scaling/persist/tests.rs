@@ -77,6 +77,12 @@ impl MessageStore for Outage {
     async fn room_settings(&self, room: &str) -> StoreResult<RoomSettings> {
         self.inner.room_settings(room).await
     }
+    async fn set_last_seen(&self, user: &str, at_ms: u64) -> StoreResult<()> {
+        self.inner.set_last_seen(user, at_ms).await
+    }
+    async fn last_seen(&self, user: &str) -> StoreResult<Option<u64>> {
+        self.inner.last_seen(user).await
+    }
     async fn count_groups(&self, user: &str, up_to: u64) -> StoreResult<u64> {
         self.inner.count_groups(user, up_to).await
     }
