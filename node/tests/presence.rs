@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use chorus_actors::CloseReason;
 use chorus_client::{Client, ClientConfig, Event, Events, Transport};
 use chorus_wire::limits::{MAX_PRESENCE_SUBS, PRESENCE_FLAP_MS};
 use chorus_wire::{ClientFrame, ErrorCode, PresenceStatus, ServerFrame, TypingState};
@@ -396,6 +397,20 @@ async fn the_sdk_subscribes_to_presence_and_sends_and_hears_typing() {
     .await;
     assert_eq!(refused, ErrorCode::Forbidden);
     bob.ping().await.unwrap();
+
+    // A new session watches again by itself: dropped by the node, alice's
+    // client reconnects and hears bob's presence at once.
+    for s in node.node.region().sessions().of("alice") {
+        s.close(CloseReason::Kicked);
+    }
+    next_event(&mut alice_events, |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut alice_events, presence_of).await,
+        ("bob".into(), PresenceStatus::Online)
+    );
 
     // Over the limit: the call fails whole.
     let many: Vec<String> = (0..=MAX_PRESENCE_SUBS).map(|i| format!("u{i}")).collect();
