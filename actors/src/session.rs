@@ -264,7 +264,13 @@ impl Session {
         for user in users {
             self.region.sessions().watch(&user, &self.handle);
             let me = SessionRef::Local(self.handle.clone());
-            self.region.tell_user(&user, UserMsg::Watch(me));
+            self.region.tell_user(
+                &user,
+                UserMsg::Watch {
+                    session: me,
+                    renew: false,
+                },
+            );
             self.watching.insert(user);
         }
     }

@@ -96,7 +96,14 @@ impl ShardRegion {
             if before != placement.owner(&key) {
                 for watcher in watchers {
                     rewatched += 1;
-                    self.tell_user(&user, UserMsg::Watch(SessionRef::Local(watcher)));
+                    let session = SessionRef::Local(watcher);
+                    self.tell_user(
+                        &user,
+                        UserMsg::Watch {
+                            session,
+                            renew: true,
+                        },
+                    );
                 }
             }
         }

@@ -14,7 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use chorus_wire::cluster::{EntityEnvelope, Envelope, NestedFrame};
 
-use self::presence::{Next, Presence};
+use self::presence::{Next, Presence, Watch};
 use crate::outbound::{OutFrame, SessionId, SharedFrame};
 use crate::region::entity::Entity;
 use crate::region::lifecycle::{self, Life, Lifecycle, Stage};
@@ -69,8 +69,16 @@ pub enum UserMsg {
     /// Re-reads the session directory (after a restart).
     Refresh,
     /// A session watches this user's presence (protocol 1.1): it is told the
-    /// presence at once, then every change.
-    Watch(SessionRef),
+    /// presence at once, then every change. A renewal (its node sends its
+    /// watches again after the placement changed, see `rebalance`) is told only
+    /// if this entity did not have it: the entity is new, and the watcher may
+    /// have missed a change.
+    Watch {
+        /// The watcher.
+        session: SessionRef,
+        /// Sent again by the watcher's node after a placement change.
+        renew: bool,
+    },
     /// A session stops watching.
     Unwatch(SessionId),
     /// Looks at the presence again (sent by the entity itself: the end of the
@@ -199,9 +207,10 @@ impl Entity for User {
                 except,
             },
             UserMsg::Kick => EntityEnvelope::UserKick { user },
-            UserMsg::Watch(session) => EntityEnvelope::UserWatch {
+            UserMsg::Watch { session, renew } => EntityEnvelope::UserWatch {
                 user,
                 session: session.addr(region.link()),
+                renew,
             },
             UserMsg::Unwatch(session) => EntityEnvelope::UserUnwatch { user, session },
             // Housekeeping of a local actor: meaningless elsewhere.
@@ -247,9 +256,14 @@ impl Entity for User {
             EntityEnvelope::UserKick { user } => {
                 region.route::<User>(&user, UserMsg::Kick, hops, true)
             }
-            EntityEnvelope::UserWatch { user, session } => {
+            EntityEnvelope::UserWatch {
+                user,
+                session,
+                renew,
+            } => {
                 if let Some(session) = region.session_ref(session) {
-                    region.route::<User>(&user, UserMsg::Watch(session), hops, true);
+                    let msg = UserMsg::Watch { session, renew };
+                    region.route::<User>(&user, msg, hops, true);
                 }
             }
             EntityEnvelope::UserUnwatch { user, session } => {
@@ -370,7 +384,7 @@ impl Actor for User {
         // `Watch` started it, too: that message tells it the presence); those
         // of other nodes watch again when their placement changes.
         for watcher in args.region.sessions().watchers_of(&args.user) {
-            presence.watch(&args.user, SessionRef::Local(watcher), true);
+            presence.watch(&args.user, SessionRef::Local(watcher), Watch::Restored);
         }
         Ok(UserState {
             user: args.user,
@@ -466,7 +480,7 @@ impl Actor for User {
                 }
                 state.presence_changed(&myself);
             }
-            UserMsg::Watch(session) => {
+            UserMsg::Watch { session, renew } => {
                 if state.presence.needs_last_seen() {
                     match state.region.store().last_seen(&state.user).await {
                         Ok(at) => state.presence.stored_last_seen(at),
@@ -476,7 +490,8 @@ impl Actor for User {
                         }
                     }
                 }
-                state.presence.watch(&state.user, session, false);
+                let how = if renew { Watch::Renewed } else { Watch::New };
+                state.presence.watch(&state.user, session, how);
                 // A watched User with sessions elsewhere starts polling them.
                 state.presence_changed(&myself);
             }

@@ -1549,6 +1549,19 @@ async fn presence_and_typing_across_three_nodes_and_a_killed_nodes_users_go_offl
         "the typist heard its own typing"
     );
 
+    // A flap across nodes is hidden: bob leaves n2 and is back on n3 within
+    // the window; past it, alice has heard nothing of it.
+    let heard_before = alice_heard.lock().unwrap().presence.len();
+    bob.close().await;
+    let (bob, _bob_events) = connect(only("n3"), "bob").await;
+    tokio::time::sleep(flap + Duration::from_millis(1_500)).await;
+    let flapped: Vec<_> = alice_heard.lock().unwrap().presence[heard_before..]
+        .iter()
+        .filter(|(u, ..)| u == "bob")
+        .map(|(_, s, _)| *s)
+        .collect();
+    assert!(flapped.is_empty(), "a flap across nodes showed {flapped:?}");
+
     // Offline across nodes, after the flap window.
     let closed = Instant::now();
     bob.close().await;

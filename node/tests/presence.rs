@@ -494,7 +494,7 @@ async fn last_seen_survives_kill_9_of_the_node() {
     let (_node, at) = serve(dir.path());
     let mut carol = RawTcp::login_at(at.tcp, "carol").await;
     request(&mut carol, "q", &sub("q", &names(&["bob", "dave", "erin"]))).await;
-    let mut heard = vec![
+    let mut heard = [
         presence(&mut carol).await,
         presence(&mut carol).await,
         presence(&mut carol).await,

@@ -220,6 +220,9 @@ pub enum EntityEnvelope {
         user: String,
         /// The watching session (gets `presence`).
         session: SessionAddr,
+        /// A renewal after the placement changed: a watcher the entity
+        /// already has is not told again.
+        renew: bool,
     },
     /// A session stops watching `user`.
     UserUnwatch {

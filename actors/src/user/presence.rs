@@ -56,6 +56,20 @@ pub(super) struct Presence {
     leaving: Option<(Instant, u64)>,
 }
 
+/// How a watcher comes to a User.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// `presence_sub`: told the presence at once.
+    New,
+    /// Its node sent the watch again after the placement changed: told only
+    /// if this entity did not have it (it is new here, and the watcher may
+    /// have missed a change).
+    Renewed,
+    /// Taken back from this node's directory by a User that restarted: it
+    /// hears the next change.
+    Restored,
+}
+
 /// What the User does next for its presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Next {
@@ -121,12 +135,14 @@ impl Presence {
         gauge_down(before - self.watchers.len());
     }
 
-    /// `session` watches: it is told the current presence at once (unless
-    /// `quiet`: a watcher taken back from the node's directory by a restarted
-    /// User, which hears the next change).
-    pub(super) fn watch(&mut self, user: &str, session: SessionRef, quiet: bool) {
+    /// `session` watches; whether it is told the current presence at once
+    /// depends on `how`.
+    pub(super) fn watch(&mut self, user: &str, session: SessionRef, how: Watch) {
         if let Some(old) = self.watchers.iter_mut().find(|w| w.id() == session.id()) {
             *old = session.clone();
+            if how != Watch::New {
+                return;
+            }
         } else {
             if self.watchers.len() >= MAX_WATCHERS {
                 self.prune();
@@ -142,10 +158,11 @@ impl Presence {
             }
             metrics::gauge!("chorus_presence_watchers").increment(1.0);
             self.watchers.push(session.clone());
+            if how == Watch::Restored {
+                return;
+            }
         }
-        if !quiet {
-            session.send(self.frame(user));
-        }
+        session.send(self.frame(user));
     }
 
     /// The session with this id stops watching.
