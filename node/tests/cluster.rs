@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use chorus_client::{Client, ClientConfig, ClientError, Event, Events, Transport};
 use chorus_wire::ErrorCode;
+use common::metric_at as metric;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -768,20 +769,6 @@ impl Drop for Probe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: chorus\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -425,22 +425,6 @@ async fn the_sdk_subscribes_to_presence_and_sends_and_hears_typing() {
     alice.unsubscribe_presence(&["bob"]).await.unwrap();
 }
 
-/// The sum of a metric's samples in a node's `/metrics`.
-async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: chorus\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A `chorus` process on `dir`, killed when dropped.
 fn serve(dir: &std::path::Path) -> (common::process::KillOnDrop, common::process::Listening) {
     let file = dir.join("node.toml");
@@ -481,7 +465,7 @@ async fn last_seen_survives_kill_9_of_the_node() {
     drop(dave);
     // Both writes are durable once counted (the store answers after its commit).
     let deadline = Instant::now() + WAIT;
-    while metric(at.admin, "chorus_presence_last_seen_written_total").await < 2.0 {
+    while common::metric_at(at.admin, "chorus_presence_last_seen_written_total").await < 2.0 {
         assert!(
             Instant::now() < deadline,
             "the last-seen times were not written"

@@ -404,8 +404,14 @@ impl RawTcp {
 /// `GET path` on the node's admin listener over a raw HTTP/1.0 connection (so the
 /// body is neither chunked nor kept alive): the status code and the body.
 pub async fn admin_get(node: &TestNode, path: &str) -> (u16, String) {
+    admin_get_at(node.node.addrs().admin, path).await
+}
+
+/// `GET path` of the admin listener at `admin` (of a node in this process or
+/// another): `(status, body)`.
+pub async fn admin_get_at(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
     tokio::time::timeout(WAIT, async {
-        let mut stream = TcpStream::connect(node.node.addrs().admin).await.unwrap();
+        let mut stream = TcpStream::connect(admin).await.unwrap();
         let request = format!("GET {path} HTTP/1.0\r\nHost: chorus\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
@@ -421,6 +427,17 @@ pub async fn admin_get(node: &TestNode, path: &str) -> (u16, String) {
     })
     .await
     .expect("the admin listener answers within the wait")
+}
+
+/// The sum of the `/metrics` samples at `admin` whose line starts with
+/// `prefix`: a metric's name, or its name and the start of its labels.
+pub async fn metric_at(admin: std::net::SocketAddr, prefix: &str) -> f64 {
+    let (status, text) = admin_get_at(admin, "/metrics").await;
+    assert_eq!(status, 200, "/metrics answers 200");
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The value of metric `name` in `/metrics`, summed over its label sets; 0 when the
