@@ -231,6 +231,9 @@ struct HandleInner {
     closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     slow: AtomicBool,
+    /// The client sent a protocol 1.1 frame, so it can decode `typing`,
+    /// which it gets without asking; a v1 client is never sent one.
+    speaks_1_1: AtomicBool,
     live: LiveLane,
 }
 
@@ -318,6 +321,7 @@ impl SessionHandle {
             closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),
             slow: AtomicBool::new(false),
+            speaks_1_1: AtomicBool::new(false),
             live: LiveLane {
                 state: Mutex::new(LaneState::default()),
                 notify: Notify::new(),
@@ -331,6 +335,11 @@ impl SessionHandle {
             handle: handle.clone(),
         };
         (handle, queue)
+    }
+
+    /// The client sent a protocol 1.1 frame: from now on it is sent `typing`.
+    pub fn speaks_1_1(&self) {
+        self.0.speaks_1_1.store(true, Ordering::Relaxed);
     }
 
     /// The session's request budget.
@@ -362,6 +371,11 @@ impl SessionHandle {
     /// closed as a slow consumer instead of letting it hold up the sender.
     /// Returns false when the frame was not queued.
     pub fn push(&self, frame: SharedFrame) -> bool {
+        if matches!(frame.frame(), ServerFrame::Typing { .. })
+            && !self.0.speaks_1_1.load(Ordering::Relaxed)
+        {
+            return true; // A v1 client could not decode it: not its frame.
+        }
         // An answer takes over the units its request holds (see `budget`).
         let held = AnswerKey::of(frame.frame()).and_then(|key| self.0.budget.answered(key));
         // Encoded here, once per encoding (cached in the frame): the size is what

@@ -141,6 +141,9 @@ impl Session {
     /// answers — then carries the request out. A refused frame is answered at
     /// once when its answer cannot be matched, else after the same wait.
     pub async fn handle_frame(&mut self, frame: ClientFrame) {
+        if frame.is_1_1() {
+            self.handle.speaks_1_1();
+        }
         let (work, cost) = match Request::parse(frame, &self.limits) {
             Ok((request, cost)) => (Ok(request), cost),
             Err(Refusal { answer, cost: None }) => {

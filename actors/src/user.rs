@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use chorus_wire::ServerFrame;
 use chorus_wire::cluster::{EntityEnvelope, Envelope, NestedFrame};
 
 use self::presence::{Next, Presence, Watch};
@@ -445,13 +446,17 @@ impl Actor for User {
                 state.presence_changed(&myself);
             }
             UserMsg::Deliver { frame, except } => {
-                if Instant::now() < state.replay_until {
+                if Instant::now() >= state.replay_until {
+                    if !state.replay.is_empty() {
+                        state.replay = VecDeque::new();
+                    }
+                } else if !matches!(frame.frame(), ServerFrame::Typing { .. }) {
+                    // `typing` is never replayed (docs/protocol.md §5.5), nor
+                    // may it push a message out of the replay.
                     if state.replay.len() == REPLAY_FRAMES {
                         state.replay.pop_front();
                     }
                     state.replay.push_back((frame.clone(), except));
-                } else if !state.replay.is_empty() {
-                    state.replay = VecDeque::new();
                 }
                 let mut dead = false;
                 for s in &state.sessions {

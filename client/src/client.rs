@@ -429,7 +429,9 @@ impl Client {
     }
 
     /// Tells the other members of `conv` that this user started or stopped
-    /// typing. Has no answer (returns once queued); the node forwards at most
+    /// typing. The node sends `typing` only to sessions that used a protocol
+    /// 1.1 frame: a client that wants [`Event::Typing`](crate::Event::Typing)
+    /// without sending any calls `subscribe_presence(&[])` once. Has no answer (returns once queued); the node forwards at most
     /// one per second per conversation and drops the rest, and refuses it to a
     /// non-member with [`Event::Refused`](crate::Event::Refused).
     pub async fn typing(&self, conv: &str, state: TypingState) -> Result<(), ClientError> {

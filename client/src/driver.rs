@@ -153,6 +153,8 @@ pub(crate) struct Driver {
     watching: BTreeSet<String>,
     /// `presence_sub` requests not answered yet, by `ref`.
     watch_pending: HashMap<String, Vec<String>>,
+    /// The app sent a protocol 1.1 frame: every new session says so.
+    speaks_1_1: bool,
 }
 
 /// A tracker step carried out later.
@@ -191,6 +193,7 @@ impl Driver {
             goaway_at: None,
             watching: BTreeSet::new(),
             watch_pending: HashMap::new(),
+            speaks_1_1: false,
         }
     }
 
@@ -295,11 +298,19 @@ impl Driver {
         }
         // Presence watches belong to a session: a new one watches them again,
         // and hears each user's presence at once.
+        // A client that used a 1.1 frame says so again on the new session
+        // (an empty `presence_sub` will do), so it is sent `typing`.
         let watched: Vec<String> = self.watching.iter().cloned().collect();
-        for users in watched.chunks(MAX_PRESENCE_SUBS) {
+        let mut renewals: Vec<Vec<String>> = watched
+            .chunks(MAX_PRESENCE_SUBS)
+            .map(<[String]>::to_vec)
+            .collect();
+        if renewals.is_empty() && self.speaks_1_1 {
+            renewals.push(Vec::new());
+        }
+        for users in renewals {
             let reference = self.shared.next_ref();
             self.in_flight.expect(reference.clone(), Pending::Presence);
-            let users = users.to_vec();
             conn.send(&ClientFrame::PresenceSub { reference, users })
                 .await?;
         }
@@ -414,6 +425,7 @@ impl Driver {
                 if reply.is_closed() {
                     return Ok(());
                 }
+                self.speaks_1_1 |= frame.is_1_1();
                 self.note_watches(&reference, &frame);
                 self.in_flight.expect(reference, Pending::User(reply));
                 conn.send(&frame).await
@@ -430,7 +442,10 @@ impl Driver {
                 self.in_flight.submit(id, &frame, retry, reply);
                 conn.send(&frame).await
             }
-            Command::Fire { frame } => conn.send(&frame).await,
+            Command::Fire { frame } => {
+                self.speaks_1_1 |= frame.is_1_1();
+                conn.send(&frame).await
+            }
             Command::Ping { reply } => {
                 self.in_flight.ping(Instant::now(), Some(reply));
                 let interval_s = self.heartbeat.as_ref().map(Heartbeat::interval_s);
@@ -673,6 +688,9 @@ impl Driver {
             ClientFrame::PresenceUnsub { users, .. } => {
                 for user in users {
                     self.watching.remove(user);
+                }
+                for pending in self.watch_pending.values_mut() {
+                    pending.retain(|u| !users.contains(u));
                 }
             }
             _ => {}

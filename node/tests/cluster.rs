@@ -1497,6 +1497,8 @@ async fn presence_and_typing_across_three_nodes_and_a_killed_nodes_users_go_offl
     let started = Instant::now();
     let (carol, carol_events) = connect(only("n3"), "carol").await;
     let carol_heard = hear(carol_events);
+    // carol sends no 1.1 frame before she hears typing: she says she speaks 1.1.
+    carol.subscribe_presence(&[]).await.unwrap();
     let at = presence_is(&alice_heard, "carol", PresenceStatus::Online, WAIT).await;
     let carol_online = at.duration_since(started);
     assert!(bob_online < Duration::from_secs(5), "{bob_online:?}");

@@ -238,11 +238,22 @@ async fn typing_reaches_the_other_members_only_is_rate_limited_and_never_stored(
     let mut bob = RawWs::login(&node, "bob").await;
     let mut carol = RawTcp::login(&node, "carol").await;
     let mut dave = RawTcp::login(&node, "dave").await;
+    // erin speaks v1 only: she is never sent `typing`. bob and carol say
+    // they speak 1.1 with an empty `presence_sub`.
+    let mut erin = RawTcp::login(&node, "erin").await;
+    assert!(matches!(
+        request(&mut bob, "b", &sub("b", &[])).await,
+        ServerFrame::Ok { .. }
+    ));
+    assert!(matches!(
+        request(&mut carol, "c", &sub("c", &[])).await,
+        ServerFrame::Ok { .. }
+    ));
     let create = ClientFrame::GroupCreate {
         reference: "g".into(),
         id: Some("team".into()),
         name: "Team".into(),
-        members: names(&["bob", "carol"]),
+        members: names(&["bob", "carol", "erin"]),
     };
     assert!(matches!(
         request(&mut alice, "g", &create).await,
@@ -278,6 +289,17 @@ async fn typing_reaches_the_other_members_only_is_rate_limited_and_never_stored(
         }
     }
     assert_eq!(typings(&before_msg).len(), 1, "{before_msg:?}");
+    let mut before_msg = Vec::new();
+    loop {
+        match erin.next().await.expect("open") {
+            ServerFrame::Msg(_) => break,
+            f => before_msg.push(f),
+        }
+    }
+    assert!(
+        typings(&before_msg).is_empty(),
+        "a v1 session: {before_msg:?}"
+    );
     // Not to the typist's own session.
     let frames = frames_before_pong(&mut alice).await;
     assert!(typings(&frames).is_empty(), "{frames:?}");
@@ -370,6 +392,8 @@ async fn the_sdk_subscribes_to_presence_and_sends_and_hears_typing() {
         next_event(&mut alice_events, presence_of).await,
         ("bob".into(), PresenceStatus::Online)
     );
+    // bob sends no 1.1 frame before he hears typing: he says he speaks 1.1.
+    bob.subscribe_presence(&[]).await.unwrap();
 
     alice
         .typing("dm:alice:bob", TypingState::Start)

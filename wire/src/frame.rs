@@ -204,6 +204,15 @@ impl ClientFrame {
         "typing",
     ];
 
+    /// Whether this frame was added by protocol 1.1: a client that sends one
+    /// can decode the 1.1 frames it did not ask for (`typing`).
+    pub fn is_1_1(&self) -> bool {
+        matches!(
+            self,
+            Self::PresenceSub { .. } | Self::PresenceUnsub { .. } | Self::Typing { .. }
+        )
+    }
+
     /// This frame's JSON `type`.
     pub fn type_name(&self) -> &'static str {
         Self::TYPES[match self {
